@@ -1,0 +1,64 @@
+//! Sans-IO protocol code for posbridge.
+//!
+//! Every device family is a [`Protocol`]: the daemon feeds it the bytes a
+//! transport read and the (caller-supplied) current time, and the protocol
+//! answers with [`Action`]s — events to publish, bytes to write, a timer to
+//! arm. Nothing here does I/O, reads a clock or spawns anything, so every
+//! decoder is testable with byte fixtures and a simulated clock, and every
+//! parser of outside bytes can be fuzzed.
+//!
+//! No function in this crate may panic on any input.
+
+#![forbid(unsafe_code)]
+
+pub mod barcode;
+pub mod event;
+pub mod line;
+
+pub use event::{CodeKind, Event};
+
+/// Monotonic time, in milliseconds since an origin the caller picks.
+///
+/// Protocols never read a clock; they only compare instants they are given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(pub u64);
+
+impl Instant {
+    /// This instant plus `ms` milliseconds (saturating).
+    pub fn plus_ms(self, ms: u64) -> Instant {
+        Instant(self.0.saturating_add(ms))
+    }
+}
+
+/// What a protocol asks its driver shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Publish this event on the bus.
+    Emit(Event),
+    /// Write these bytes to the device.
+    Write(Vec<u8>),
+    /// Call [`Protocol::handle_timer`] at this instant (replaces any earlier timer).
+    SetTimer(Instant),
+    /// The device sent something the protocol could not use. Logged and counted;
+    /// never fatal, and never contains raw card data.
+    Malformed(String),
+}
+
+/// One live device's protocol state machine.
+pub trait Protocol: Send {
+    /// The transport just opened (or reopened): reset framing state, send any
+    /// start-up commands.
+    fn handle_open(&mut self, _now: Instant, _out: &mut Vec<Action>) {}
+
+    /// Bytes arrived from the device. Reads may split or merge frames arbitrarily.
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8], out: &mut Vec<Action>);
+
+    /// The timer set by the last [`Action::SetTimer`] fired.
+    fn handle_timer(&mut self, _now: Instant, _out: &mut Vec<Action>) {}
+
+    /// A client asked for a read now (`POST /v1/devices/{id}/read`).
+    /// Returns false when the protocol has nothing to do on demand.
+    fn request_read(&mut self, _now: Instant, _out: &mut Vec<Action>) -> bool {
+        false
+    }
+}

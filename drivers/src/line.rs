@@ -1,0 +1,134 @@
+//! Line framing for devices that end each read with CR, LF, CRLF or Tab
+//! (serial scanners, keyboard-wedge style output, modem text).
+
+/// Accumulates bytes and yields complete lines.
+///
+/// A line longer than `max_len` is dropped whole (up to its terminator), so a
+/// device stuck sending garbage cannot grow memory without bound.
+#[derive(Debug)]
+pub struct LineFramer {
+    buf: Vec<u8>,
+    max_len: usize,
+    overflowed: bool,
+    tab_ends_line: bool,
+}
+
+/// One framing result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete, non-empty line without its terminator.
+    Complete(Vec<u8>),
+    /// A line exceeded the limit and was dropped; carries how long it was
+    /// when dropping started.
+    TooLong(usize),
+}
+
+impl LineFramer {
+    pub fn new(max_len: usize, tab_ends_line: bool) -> Self {
+        LineFramer {
+            buf: Vec::new(),
+            max_len: max_len.max(1),
+            overflowed: false,
+            tab_ends_line,
+        }
+    }
+
+    /// Feeds bytes; complete lines are pushed to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Line>) {
+        for &b in bytes {
+            let ends = b == b'\r' || b == b'\n' || (self.tab_ends_line && b == b'\t');
+            if ends {
+                if self.overflowed {
+                    self.overflowed = false;
+                } else if !self.buf.is_empty() {
+                    out.push(Line::Complete(std::mem::take(&mut self.buf)));
+                }
+                continue;
+            }
+            if self.overflowed {
+                continue;
+            }
+            if self.buf.len() >= self.max_len {
+                out.push(Line::TooLong(self.buf.len()));
+                self.buf.clear();
+                self.overflowed = true;
+                continue;
+            }
+            self.buf.push(b);
+        }
+    }
+
+    /// Whether an unterminated line is waiting.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty() && !self.overflowed
+    }
+
+    /// Takes the unterminated line, if any (for devices configured without a suffix).
+    pub fn take_partial(&mut self) -> Option<Vec<u8>> {
+        if self.has_partial() {
+            Some(std::mem::take(&mut self.buf))
+        } else {
+            self.buf.clear();
+            self.overflowed = false;
+            None
+        }
+    }
+
+    /// Forgets any partial line (the transport reopened).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.overflowed = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(chunks: &[&[u8]]) -> Vec<Line> {
+        let mut f = LineFramer::new(8, true);
+        let mut out = Vec::new();
+        for c in chunks {
+            f.push(c, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn every_terminator_ends_a_line_and_empty_lines_vanish() {
+        let out = frame(&[b"ab\r\ncd\nef\rgh\t\r\n\n"]);
+        let want: Vec<Line> = ["ab", "cd", "ef", "gh"]
+            .iter()
+            .map(|s| Line::Complete(s.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn split_reads_join_up() {
+        let out = frame(&[b"12", b"34", b"5\r", b"\n6", b"\n"]);
+        assert_eq!(
+            out,
+            vec![
+                Line::Complete(b"12345".to_vec()),
+                Line::Complete(b"6".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn overlong_line_is_dropped_to_its_end_and_framing_recovers() {
+        let out = frame(&[b"0123456789abc", b"def\nok\n"]);
+        assert_eq!(out, vec![Line::TooLong(8), Line::Complete(b"ok".to_vec())]);
+    }
+
+    #[test]
+    fn partial_is_taken_once() {
+        let mut f = LineFramer::new(8, false);
+        let mut out = Vec::new();
+        f.push(b"abc", &mut out);
+        assert!(out.is_empty());
+        assert_eq!(f.take_partial(), Some(b"abc".to_vec()));
+        assert_eq!(f.take_partial(), None);
+    }
+}

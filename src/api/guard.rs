@@ -1,0 +1,342 @@
+//! The always-on guards: Host (DNS rebinding), Origin, CORS and Private
+//! Network Access preflight, and bearer tokens with scopes.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::config::{ApiConfig, Scope};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashSet;
+
+/// The scopes a request holds, set by [`guard`] for handlers to read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Grant(u8);
+
+impl Grant {
+    fn with(self, s: Scope) -> Grant {
+        Grant(self.0 | 1 << s as u8)
+    }
+    pub fn has(self, s: Scope) -> bool {
+        self.0 & (1 << s as u8) != 0
+    }
+}
+
+struct Token {
+    secret: Vec<u8>,
+    grant: Grant,
+}
+
+/// Guard settings, prepared once from the config and the bound port.
+pub struct Guard {
+    port: u16,
+    hosts: HashSet<String>,
+    origins: HashSet<String>,
+    tokens: Vec<Token>,
+}
+
+impl Guard {
+    pub fn new(api: &ApiConfig, port: u16) -> Guard {
+        let mut hosts: HashSet<String> = ["127.0.0.1", "localhost", "[::1]"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        hosts.extend(api.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        let mut origins: HashSet<String> = api
+            .allowed_origins
+            .iter()
+            .map(|o| o.to_ascii_lowercase())
+            .collect();
+        // The daemon's own pages are always allowed to call it.
+        for h in ["127.0.0.1", "localhost", "[::1]"] {
+            origins.insert(format!("http://{h}:{port}"));
+        }
+        let tokens = api
+            .tokens
+            .iter()
+            .map(|t| Token {
+                secret: t.token.as_bytes().to_vec(),
+                grant: t.scopes.iter().fold(Grant::default(), |g, s| g.with(*s)),
+            })
+            .collect();
+        Guard {
+            port,
+            hosts,
+            origins,
+            tokens,
+        }
+    }
+
+    fn host_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        // `[::1]:8731`, `localhost:8731`, or no port (which means 80).
+        let (name, port) = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => (&host[..i], host[i + 1..].parse::<u16>().ok()),
+            _ => (host.as_str(), Some(80)),
+        };
+        port == Some(self.port) && self.hosts.contains(name)
+    }
+
+    fn origin_ok(&self, origin: &str) -> bool {
+        self.origins.contains(&origin.to_ascii_lowercase())
+    }
+
+    /// The grant for a presented token; `Err` when a token is presented but unknown.
+    fn grant(&self, presented: Option<&str>) -> Result<Grant, ()> {
+        if self.tokens.is_empty() {
+            // Without tokens, every scope but `idcard`, which always needs one.
+            let all = Scope::ALL
+                .iter()
+                .filter(|s| **s != Scope::Idcard)
+                .fold(Grant::default(), |g, s| g.with(*s));
+            return Ok(all);
+        }
+        let Some(p) = presented else {
+            return Ok(Grant::default());
+        };
+        // Compare against every token in full so timing says nothing about which matched.
+        let mut found = None;
+        for t in &self.tokens {
+            if ct_eq(&t.secret, p.as_bytes()) {
+                found = Some(t.grant);
+            }
+        }
+        found.ok_or(())
+    }
+
+    pub fn tokens_configured(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn presented_token(req: &Request) -> Option<String> {
+    if let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(t.trim().to_owned());
+        }
+    }
+    let query = req.uri().query()?;
+    form_urlencoded_get(query, "token")
+}
+
+/// Reads one key from a query string, percent-decoded.
+pub fn form_urlencoded_get(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+fn refuse(state: &AppState, status: StatusCode, code: &'static str, msg: String) -> Response {
+    state.metrics.http_refused();
+    ApiError::new(status, code, msg).into_response()
+}
+
+fn cors_headers(h: &mut HeaderMap, origin: &HeaderValue) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// Runs before every route: Host, Origin, preflight, token → [`Grant`].
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    state.metrics.http_request();
+    let g = &state.guard;
+    if !g.host_ok(req.headers()) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        tracing::debug!(
+            host,
+            "refused: Host is not a loopback name with the listen port"
+        );
+        return refuse(
+            &state,
+            StatusCode::FORBIDDEN,
+            "forbidden_host",
+            format!(
+                "Host {:?} is not allowed; use http://127.0.0.1:{} (protects against DNS rebinding)",
+                host, g.port
+            ),
+        );
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    if let Some(o) = &origin {
+        let ok = o.to_str().map(|s| g.origin_ok(s)).unwrap_or(false);
+        if !ok {
+            let shown = String::from_utf8_lossy(o.as_bytes()).into_owned();
+            tracing::info!(origin = %shown, "refused: origin not in api.allowed_origins");
+            return refuse(
+                &state,
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!("origin {shown:?} is not in api.allowed_origins"),
+            );
+        }
+    }
+    if req.method() == Method::OPTIONS {
+        if let Some(o) = &origin {
+            if req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+            {
+                let mut resp = StatusCode::NO_CONTENT.into_response();
+                let h = resp.headers_mut();
+                cors_headers(h, o);
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET, POST, OPTIONS"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("authorization, content-type"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("600"),
+                );
+                // Chrome's Private Network Access: a public page may reach loopback.
+                h.insert(
+                    "access-control-allow-private-network",
+                    HeaderValue::from_static("true"),
+                );
+                return resp;
+            }
+        }
+    }
+    let presented = presented_token(&req);
+    let grant = match g.grant(presented.as_deref()) {
+        Ok(gr) => gr,
+        Err(()) => {
+            let mut resp = refuse(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the token is not one of api.tokens".into(),
+            );
+            if let Some(o) = &origin {
+                cors_headers(resp.headers_mut(), o);
+            }
+            return resp;
+        }
+    };
+    req.extensions_mut().insert(grant);
+    let mut resp = next.run(req).await;
+    if let Some(o) = &origin {
+        cors_headers(resp.headers_mut(), o);
+    }
+    resp
+}
+
+/// Per-route: the request's grant must hold `scope`.
+pub async fn require(scope: Scope, state: AppState, req: Request, next: Next) -> Response {
+    let grant = req.extensions().get::<Grant>().copied().unwrap_or_default();
+    if grant.has(scope) {
+        return next.run(req).await;
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut resp = if state.guard.tokens_configured() && presented_token(&req).is_none() {
+        refuse(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "token_required",
+            format!(
+                "this needs a token with scope {:?} (Authorization: Bearer … or ?token=…)",
+                scope.name()
+            ),
+        )
+    } else {
+        refuse(
+            &state,
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("this needs scope {:?}", scope.name()),
+        )
+    };
+    if let Some(o) = &origin {
+        cors_headers(resp.headers_mut(), o);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_edges() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(
+            form_urlencoded_get("x=1&token=ab%2Bc", "token").as_deref(),
+            Some("ab+c")
+        );
+    }
+
+    #[test]
+    fn host_needs_loopback_name_and_port() {
+        let g = Guard::new(&ApiConfig::default(), 8731);
+        let ok = |h: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(
+                header::HOST,
+                HeaderValue::from_str(h).unwrap_or(HeaderValue::from_static("")),
+            );
+            g.host_ok(&m)
+        };
+        assert!(ok("127.0.0.1:8731"));
+        assert!(ok("LOCALHOST:8731"));
+        assert!(ok("[::1]:8731"));
+        assert!(!ok("127.0.0.1:8732"));
+        assert!(!ok("evil.example:8731"));
+        assert!(!ok("localhost"));
+        assert!(!ok("[::1]"));
+        assert!(!ok("127.0.0.1.nip.io:8731"));
+    }
+}

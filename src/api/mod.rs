@@ -1,0 +1,357 @@
+//! The local HTTP/WebSocket API (contract §4): an axum router behind the
+//! always-on guards, with handlers named for what they do.
+
+pub mod error;
+pub mod guard;
+pub mod ws;
+
+use crate::config::{Config, Scope};
+use crate::device::{Devices, ReadOutcome, State as DevState};
+use crate::event::{Backlog, Bus, Filter, Resume};
+use crate::metrics::Metrics;
+use axum::extract::{DefaultBodyLimit, Path, Query, State, WebSocketUpgrade};
+use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use error::ApiError;
+use guard::{Grant, Guard};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    pub bus: Arc<Bus>,
+    pub devices: Devices,
+    pub metrics: Arc<Metrics>,
+    pub guard: Guard,
+    pub started: std::time::Instant,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+const MAX_SIMULATE_BYTES: usize = 1024 * 1024;
+const MAX_POLL_MS: u64 = 60_000;
+const DEFAULT_POLL_MS: u64 = 25_000;
+const MAX_POLL_EVENTS: usize = 1000;
+
+pub fn router(state: AppState) -> Router {
+    let scoped = |scope: Scope, r: Router<AppState>| {
+        let st = state.clone();
+        r.route_layer(from_fn(move |req, next: Next| {
+            guard::require(scope, st.clone(), req, next)
+        }))
+    };
+    let events = scoped(
+        Scope::Events,
+        Router::new()
+            .route("/v1/events", get(events_stream))
+            .route("/v1/events/poll", get(events_poll))
+            .route("/v1/devices", get(list_devices))
+            .route("/metrics", get(metrics)),
+    );
+    let admin = scoped(
+        Scope::Admin,
+        Router::new()
+            .route("/v1/devices/{id}/simulate", post(simulate))
+            .route("/v1/devices/{id}/read", post(read_now))
+            .layer(DefaultBodyLimit::max(MAX_SIMULATE_BYTES * 2 + 1024)),
+    );
+    Router::new()
+        .route("/", get(status_page))
+        .route("/v1/health", get(health))
+        .merge(events)
+        .merge(admin)
+        .fallback(not_found)
+        .layer(from_fn_with_state(state.clone(), guard::guard))
+        .layer(from_fn(error::json_errors))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "not_found",
+        "no such endpoint; see the API reference in README.md",
+    )
+}
+
+async fn status_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            // The page only talks to its own origin.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'",
+            ),
+        ],
+        Html(include_str!("status.html")),
+    )
+        .into_response()
+}
+
+async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
+    let (mut connected, mut disconnected, mut errored) = (0, 0, 0);
+    for d in st.devices.iter() {
+        match d.state() {
+            DevState::Connected => connected += 1,
+            DevState::Disconnected => disconnected += 1,
+            DevState::Error => errored += 1,
+        }
+    }
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "boot": st.bus.boot(),
+        "store": st.bus.store(),
+        "uptime_s": st.started.elapsed().as_secs(),
+        "devices": {
+            "total": connected + disconnected + errored,
+            "connected": connected,
+            "disconnected": disconnected,
+            "error": errored,
+        },
+        "uplink": {"connected": false, "backlog": 0, "configured": st.config.uplink.is_some()},
+    }))
+}
+
+async fn list_devices(State(st): State<AppState>) -> Json<Vec<crate::device::DeviceView>> {
+    Json(st.devices.iter().map(|d| d.view()).collect())
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let devs: Vec<(String, &'static str, u64)> = st
+        .devices
+        .iter()
+        .map(|d| {
+            let v = d.view();
+            (v.id, v.state.name(), v.events)
+        })
+        .collect();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(st.started.elapsed().as_secs(), &devs),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    types: Option<String>,
+    devices: Option<String>,
+    since: Option<String>,
+    boot: Option<String>,
+    timeout_ms: Option<u64>,
+    limit: Option<usize>,
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+impl StreamQuery {
+    fn filter(&self) -> Filter {
+        Filter::from_query(self.types.as_deref(), self.devices.as_deref())
+    }
+    fn resume(&self) -> Result<Resume, ApiError> {
+        let since = match self.since.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("since: {s:?} is not a sequence number"))
+            })?),
+        };
+        Ok(Resume {
+            since,
+            boot: self.boot.clone().filter(|b| !b.is_empty()),
+        })
+    }
+}
+
+async fn events_stream(
+    State(st): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    Query(q): Query<StreamQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let resume = q.resume()?;
+    // Subscribe before answering, so no event published after the upgrade is missed.
+    let sub = st.bus.subscribe(q.filter(), &resume);
+    let idcard = grant.has(Scope::Idcard);
+    let tracker = st.tracker.clone();
+    Ok(ws
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| tracker.track_future(ws::stream(socket, sub, idcard, st)))
+        .into_response())
+}
+
+async fn events_poll(
+    State(st): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let mut resume = q.resume()?;
+    let filter = q.filter();
+    let idcard = grant.has(Scope::Idcard);
+    let limit = q.limit.unwrap_or(MAX_POLL_EVENTS).clamp(1, MAX_POLL_EVENTS);
+    let wait = Duration::from_millis(q.timeout_ms.unwrap_or(DEFAULT_POLL_MS).min(MAX_POLL_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut watch = st.bus.watch();
+    if resume.since.is_none() && resume.boot.is_none() {
+        // No resume point: wait for what comes next.
+        resume.since = Some(*watch.borrow_and_update());
+    }
+    let (backlog, next) = loop {
+        watch.borrow_and_update();
+        let (backlog, last) = st.bus.poll(&filter, &resume, limit);
+        let has_event = backlog.iter().any(|b| matches!(b, Backlog::Event(_)));
+        let has_notice = backlog.iter().any(|b| matches!(b, Backlog::Notice(_)));
+        if has_event || has_notice {
+            let next = if backlog.len() >= limit {
+                backlog
+                    .iter()
+                    .rev()
+                    .find_map(|b| match b {
+                        Backlog::Event(p) => Some(p.seq),
+                        _ => None,
+                    })
+                    .unwrap_or(last)
+            } else {
+                last
+            };
+            break (backlog, next);
+        }
+        // Nothing matched up to `last`; only newer events can.
+        resume = Resume {
+            since: Some(last),
+            boot: None,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break (Vec::new(), last),
+            _ = st.cancel.cancelled() => break (Vec::new(), last),
+            r = watch.changed() => if r.is_err() { break (Vec::new(), last) },
+        }
+    };
+    let mut body = format!(
+        "{{\"boot\":{},\"next\":{},\"events\":[",
+        serde_json::Value::from(st.bus.boot()),
+        next
+    );
+    for (i, b) in backlog.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        match b {
+            Backlog::Notice(n) => body.push_str(n),
+            Backlog::Event(p) => body.push_str(p.json_for(idcard)),
+        }
+    }
+    body.push_str("]}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulateBody {
+    data: Option<String>,
+    hex: Option<String>,
+}
+
+async fn simulate(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<SimulateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let dev = st
+        .devices
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("unknown_device", format!("no device {id:?}")))?;
+    let bytes = match (body.data, body.hex) {
+        (Some(d), None) => d.into_bytes(),
+        (None, Some(h)) => {
+            let clean: String = h.chars().filter(|c| !c.is_whitespace()).collect();
+            hex::decode(&clean)
+                .map_err(|e| ApiError::bad_request(format!("hex: not valid hex ({e})")))?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of \"data\" or \"hex\"",
+            ))
+        }
+    };
+    if bytes.len() > MAX_SIMULATE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {MAX_SIMULATE_BYTES} bytes per call"),
+        ));
+    }
+    let n = bytes.len();
+    dev.simulate(bytes).await.map_err(|why| match why {
+        "not_simulated" => ApiError::conflict(
+            "not_simulated",
+            format!(
+                "device {id:?} uses transport {:?}, not \"sim\"",
+                dev.cfg.transport_name()
+            ),
+        ),
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the device is not taking input right now",
+        ),
+    })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"device": id, "bytes": n})),
+    )
+        .into_response())
+}
+
+async fn read_now(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let dev = st
+        .devices
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("unknown_device", format!("no device {id:?}")))?;
+    match dev.request_read().await {
+        Some(ReadOutcome::Started) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"device": id, "read": "started"})),
+        )
+            .into_response()),
+        Some(ReadOutcome::NotSupported) => Err(ApiError::conflict(
+            "not_supported",
+            format!("driver {} has nothing to read on demand", dev.cfg.driver),
+        )),
+        None => Err(ApiError::conflict(
+            "not_connected",
+            format!("device {id:?} is not connected"),
+        )),
+    }
+}

@@ -1,0 +1,693 @@
+//! Configuration: TOML, overridden by `POSBRIDGE__SECTION__KEY` environment
+//! variables, strictly typed (unknown keys are errors) and validated as a
+//! whole, so `check-config` can list every problem with the key it is on.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/posbridge/posbridge.toml";
+pub const ENV_PREFIX: &str = "POSBRIDGE__";
+
+/// The whole config, after validation.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+    #[serde(default)]
+    pub uplink: Option<UplinkConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub id: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub allow_remote: bool,
+    pub allowed_origins: Vec<String>,
+    /// Extra Host names accepted besides the loopback ones; only with `allow_remote`.
+    pub allowed_hosts: Vec<String>,
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8731)),
+            allow_remote: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub token: String,
+    pub scopes: Vec<Scope>,
+}
+
+// The token itself never reaches a log line.
+impl fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// What a token lets its holder do.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Events,
+    Idcard,
+    Transactions,
+    Print,
+    Members,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::Events,
+        Scope::Idcard,
+        Scope::Transactions,
+        Scope::Print,
+        Scope::Members,
+        Scope::Admin,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Events => "events",
+            Scope::Idcard => "idcard",
+            Scope::Transactions => "transactions",
+            Scope::Print => "print",
+            Scope::Members => "members",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: PathBuf::from("/var/lib/posbridge"),
+        }
+    }
+}
+
+/// The event bus and stream tuning.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events kept for resume (`since`) and long-poll.
+    pub buffer: usize,
+    /// Events one WebSocket client may have queued before it is closed with 4008.
+    pub client_queue: usize,
+    /// How long one frame may take to write before the client counts as stalled.
+    pub stall_timeout_ms: u64,
+    /// WebSocket ping interval; a client that misses two pongs is dropped.
+    pub ping_interval_s: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            buffer: 1024,
+            client_queue: 256,
+            stall_timeout_ms: 5000,
+            ping_interval_s: 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `posbridge=debug,warn`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// One `[[device]]` table. Keys that a driver does not use are rejected in validation.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub driver: String,
+    pub transport: Option<String>,
+    pub path: Option<String>,
+    #[serde(rename = "match")]
+    pub usb_match: Option<UsbMatch>,
+    pub baud: Option<u32>,
+    pub poll_ms: Option<u64>,
+    pub format: Option<String>,
+    pub reader: Option<String>,
+    pub address: Option<String>,
+    pub encoding: Option<String>,
+    pub columns: Option<u16>,
+    pub member_pattern: Option<String>,
+    /// Milliseconds of silence after which an unterminated code is emitted (scanners without a suffix).
+    pub idle_flush_ms: Option<u64>,
+}
+
+impl DeviceConfig {
+    /// The transport, with the driver's default filled in.
+    pub fn transport_name(&self) -> &str {
+        self.transport.as_deref().unwrap_or("serial")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsbMatch {
+    pub vid: String,
+    pub pid: String,
+    pub serial: Option<String>,
+}
+
+/// HQ relay settings (contract §2). Parsed and validated now so configs written
+/// against the contract load; the relay itself lives in `uplink/`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    pub url: String,
+    pub client_id: Option<String>,
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default = "default_ack")]
+    pub ack: String,
+    #[serde(default = "default_lookup_timeout")]
+    pub lookup_timeout_ms: u64,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub forward_events: Vec<String>,
+}
+
+fn default_topic_prefix() -> String {
+    "posbridge".into()
+}
+fn default_ack() -> String {
+    "broker".into()
+}
+fn default_lookup_timeout() -> u64 {
+    1500
+}
+
+/// One problem with the config, and the key it is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found, with where the config came from.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub source: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {} problem{}",
+            self.source,
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the file at `path` and applies the process environment's overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: source.clone(),
+            problems: vec![Problem {
+                key: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }],
+        })?;
+        Self::parse(&text, std::env::vars(), &source)
+    }
+
+    /// Parses TOML text, applies `POSBRIDGE__…` overrides from `env`, and validates.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        source: &str,
+    ) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError {
+            source: source.to_owned(),
+            problems,
+        };
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            fail(vec![Problem {
+                key: String::new(),
+                message: format!("not valid TOML: {}", e.to_string().trim_end()),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut root = toml::Value::Table(table);
+        apply_env(&mut root, env, &mut problems);
+        // set_path only inserts below the root, so it is still a table.
+        let table = match root {
+            toml::Value::Table(t) => t,
+            _ => toml::Table::new(),
+        };
+        let (config, device_index) = deserialize_all(table, &mut problems);
+        config.validate(&device_index, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(fail(problems))
+        }
+    }
+
+    /// `device_index[i]` is the `[[device]]` position of `self.devices[i]` (devices
+    /// that failed to parse are absent but keep their numbering in messages).
+    fn validate(&self, device_index: &[usize], problems: &mut Vec<Problem>) {
+        let mut err = |key: String, message: String| problems.push(Problem { key, message });
+
+        if !is_id(&self.store.id) {
+            err(
+                "store.id".into(),
+                "must be 1-64 characters of A-Z a-z 0-9 . _ - (it is used in MQTT topics)".into(),
+            );
+        }
+
+        let api = &self.api;
+        if !api.allow_remote && !api.listen.ip().is_loopback() {
+            err(
+                "api.listen".into(),
+                format!(
+                    "{} is not a loopback address; the API would be reachable from the network. \
+                     Use 127.0.0.1, or set api.allow_remote = true if that is really wanted",
+                    api.listen
+                ),
+            );
+        }
+        if !api.allowed_hosts.is_empty() && !api.allow_remote {
+            err(
+                "api.allowed_hosts".into(),
+                "only applies with api.allow_remote = true".into(),
+            );
+        }
+        for (i, o) in api.allowed_origins.iter().enumerate() {
+            if let Err(why) = check_origin(o) {
+                err(format!("api.allowed_origins[{i}]"), why);
+            }
+        }
+        let mut names = HashSet::new();
+        let mut secrets = HashSet::new();
+        for (i, t) in api.tokens.iter().enumerate() {
+            if t.name.is_empty() {
+                err(format!("api.tokens[{i}].name"), "must not be empty".into());
+            } else if !names.insert(t.name.as_str()) {
+                err(
+                    format!("api.tokens[{i}].name"),
+                    format!("duplicate token name {:?}", t.name),
+                );
+            }
+            if t.token.len() < 16 {
+                err(
+                    format!("api.tokens[{i}].token"),
+                    "must be at least 16 characters (use a random string)".into(),
+                );
+            } else if !secrets.insert(t.token.as_str()) {
+                err(
+                    format!("api.tokens[{i}].token"),
+                    "the same token is configured twice".into(),
+                );
+            }
+            if t.scopes.is_empty() {
+                err(
+                    format!("api.tokens[{i}].scopes"),
+                    "must name at least one scope".into(),
+                );
+            }
+        }
+
+        let ev = &self.events;
+        if !(16..=1_000_000).contains(&ev.buffer) {
+            err(
+                "events.buffer".into(),
+                "must be between 16 and 1000000".into(),
+            );
+        }
+        if !(8..=100_000).contains(&ev.client_queue) {
+            err(
+                "events.client_queue".into(),
+                "must be between 8 and 100000".into(),
+            );
+        }
+        if ev.stall_timeout_ms < 100 {
+            err(
+                "events.stall_timeout_ms".into(),
+                "must be at least 100".into(),
+            );
+        }
+        if ev.ping_interval_s == 0 {
+            err("events.ping_interval_s".into(), "must be at least 1".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            err(
+                "log.level".into(),
+                format!(
+                    "{:?} is not a level or filter (try \"info\" or \"debug\")",
+                    self.log.level
+                ),
+            );
+        }
+
+        let mut ids = HashSet::new();
+        for (n, d) in self.devices.iter().enumerate() {
+            let i = device_index.get(n).copied().unwrap_or(n);
+            let key = |k: &str| format!("device[{i}].{k}");
+            if !is_id(&d.id) {
+                err(
+                    key("id"),
+                    "must be 1-64 characters of A-Z a-z 0-9 . _ -".into(),
+                );
+            } else if !ids.insert(d.id.as_str()) {
+                err(key("id"), format!("duplicate device id {:?}", d.id));
+            }
+            for (k, why) in crate::device::registry::check(d) {
+                err(key(k), why);
+            }
+        }
+
+        if let Some(u) = &self.uplink {
+            if !(u.url.starts_with("mqtt://") || u.url.starts_with("mqtts://")) {
+                err(
+                    "uplink.url".into(),
+                    "must start with mqtt:// or mqtts://".into(),
+                );
+            }
+            if u.ack != "broker" && u.ack != "hq" {
+                err("uplink.ack".into(), "must be \"broker\" or \"hq\"".into());
+            }
+            if u.topic_prefix.is_empty() || u.topic_prefix.contains(['+', '#']) {
+                err(
+                    "uplink.topic_prefix".into(),
+                    "must be non-empty and contain no MQTT wildcards".into(),
+                );
+            }
+        }
+    }
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// An origin is `scheme://host[:port]`, nothing more (that is what browsers send).
+fn check_origin(o: &str) -> Result<(), String> {
+    if o == "null" {
+        return Err(
+            "\"null\" would let any sandboxed or file:// page in; list real origins".into(),
+        );
+    }
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return Err(format!(
+            "{o:?} is not an origin like https://pos.example.com"
+        ));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!("{o:?}: scheme must be http or https"));
+    }
+    if rest.is_empty() || rest.contains('/') || rest.contains('*') || o.ends_with('/') {
+        return Err(format!(
+            "{o:?} must be exactly scheme://host[:port] with no path, slash or wildcard"
+        ));
+    }
+    Ok(())
+}
+
+/// Deserializes section by section and device by device, so one bad key does
+/// not hide the problems in the others. A section that fails is replaced by its
+/// default (and a failed device left out) so the remaining checks still run;
+/// the recorded problems make the load fail either way.
+fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, Vec<usize>) {
+    fn part<T: serde::de::DeserializeOwned>(
+        prefix: &str,
+        value: toml::Value,
+        problems: &mut Vec<Problem>,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let key = match (prefix.is_empty(), inner.as_str()) {
+                    (_, ".") => prefix.to_owned(),
+                    (true, _) => inner,
+                    (false, _) => format!("{prefix}.{inner}"),
+                };
+                problems.push(Problem {
+                    key,
+                    message: clean_serde_message(&e.into_inner().to_string()),
+                });
+                None
+            }
+        }
+    }
+
+    const SECTIONS: [&str; 7] = [
+        "store", "api", "storage", "events", "log", "device", "uplink",
+    ];
+    let mut config = Config {
+        // Stands in only while other sections are checked; a missing store is reported.
+        store: StoreConfig { id: "unset".into() },
+        api: ApiConfig::default(),
+        storage: StorageConfig::default(),
+        events: EventsConfig::default(),
+        log: LogConfig::default(),
+        devices: Vec::new(),
+        uplink: None,
+    };
+    let mut device_index = Vec::new();
+    let mut have_store = false;
+    for (k, v) in table {
+        match k.as_str() {
+            "store" => {
+                have_store = true;
+                if let Some(x) = part("store", v, problems) {
+                    config.store = x;
+                }
+            }
+            "api" => config.api = part("api", v, problems).unwrap_or_default(),
+            "storage" => config.storage = part("storage", v, problems).unwrap_or_default(),
+            "events" => config.events = part("events", v, problems).unwrap_or_default(),
+            "log" => config.log = part("log", v, problems).unwrap_or_default(),
+            "uplink" => config.uplink = part("uplink", v, problems),
+            "device" => match v {
+                toml::Value::Array(items) => {
+                    for (i, item) in items.into_iter().enumerate() {
+                        if let Some(d) = part(&format!("device[{i}]"), item, problems) {
+                            config.devices.push(d);
+                            device_index.push(i);
+                        }
+                    }
+                }
+                _ => problems.push(Problem {
+                    key: "device".into(),
+                    message: "must be written as [[device]] tables".into(),
+                }),
+            },
+            _ => problems.push(Problem {
+                key: k,
+                message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+            }),
+        }
+    }
+    if !have_store {
+        problems.push(Problem {
+            key: "store.id".into(),
+            message: "missing; every config needs [store] id = \"…\"".into(),
+        });
+    }
+    (config, device_index)
+}
+
+/// serde's messages say "invalid type: string \"x\", expected u32"; keep them
+/// but say "an integer" where a Rust type name would puzzle IT staff.
+fn clean_serde_message(m: &str) -> String {
+    // toml appends context lines ("in `baud`"); the key already says where.
+    let mut m = m.lines().next().unwrap_or_default().trim().to_owned();
+    for (rust, plain) in [
+        ("expected u8", "expected an integer 0-255"),
+        ("expected u16", "expected an integer 0-65535"),
+        ("expected u32", "expected an integer"),
+        ("expected u64", "expected an integer"),
+        ("expected usize", "expected an integer"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(rust, plain);
+    }
+    m
+}
+
+/// Applies `POSBRIDGE__A__B=value` as `a.b = value`. A numeric segment indexes
+/// an array (`POSBRIDGE__DEVICE__0__BAUD`). The value is read as a TOML value
+/// (`9600`, `true`, `["a","b"]`) unless the key already holds a string.
+fn apply_env(
+    root: &mut toml::Value,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
+        .collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let segments: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if segments.iter().any(String::is_empty) {
+            problems.push(Problem {
+                key: name.clone(),
+                message: "empty key segment in environment override".into(),
+            });
+            continue;
+        }
+        if let Err(message) = set_path(root, &segments, &raw) {
+            problems.push(Problem {
+                key: format!("{} (from {name})", segments.join(".")),
+                message,
+            });
+        }
+    }
+}
+
+fn set_path(root: &mut toml::Value, segs: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = segs.split_last().ok_or("empty key")?;
+    let mut cur = root;
+    for seg in parents {
+        cur = child(cur, seg, true)?;
+    }
+    let existing_is_string = child(cur, last, false).map(|v| v.is_str()).unwrap_or(false);
+    let value = if existing_is_string {
+        toml::Value::String(raw.to_owned())
+    } else {
+        parse_scalar(raw)
+    };
+    match cur {
+        toml::Value::Table(t) => {
+            t.insert(last.clone(), value);
+            Ok(())
+        }
+        toml::Value::Array(a) => {
+            let i: usize = last
+                .parse()
+                .map_err(|_| format!("{last:?} is not an array index"))?;
+            match a.get_mut(i) {
+                Some(slot) => {
+                    *slot = value;
+                    Ok(())
+                }
+                None => Err(format!("index {i} is past the end (there are {})", a.len())),
+            }
+        }
+        _ => Err("the key above it is not a table".into()),
+    }
+}
+
+fn child<'a>(
+    v: &'a mut toml::Value,
+    seg: &str,
+    create: bool,
+) -> Result<&'a mut toml::Value, String> {
+    match v {
+        toml::Value::Table(t) => {
+            if create && !t.contains_key(seg) {
+                t.insert(seg.to_owned(), toml::Value::Table(toml::Table::new()));
+            }
+            t.get_mut(seg).ok_or_else(|| format!("no key {seg:?}"))
+        }
+        toml::Value::Array(a) => {
+            let i: usize = seg
+                .parse()
+                .map_err(|_| format!("{seg:?} is not an array index"))?;
+            let n = a.len();
+            a.get_mut(i)
+                .ok_or_else(|| format!("index {i} is past the end (there are {n})"))
+        }
+        _ => Err(format!(
+            "cannot set {seg:?} inside a value that is not a table"
+        )),
+    }
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}

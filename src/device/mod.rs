@@ -1,0 +1,376 @@
+//! Devices: one supervised task each. A task opens its transport, runs the
+//! driver's sans-IO protocol over it, publishes what it emits, and reopens
+//! with backoff when the device fails or goes away.
+
+pub mod registry;
+
+use crate::config::DeviceConfig;
+use crate::event::{rfc3339_ms, Bus};
+use crate::metrics::Metrics;
+use crate::transport::{self, Link};
+use futures_util::FutureExt;
+use posbridge_drivers::{Action, Event, Instant, Protocol};
+use serde::Serialize;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A session this long counts as healthy: the next failure retries quickly again.
+const HEALTHY_SESSION: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Connected,
+    Disconnected,
+    Error,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Connected => "connected",
+            State::Disconnected => "disconnected",
+            State::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Status {
+    state: State,
+    last_error: Option<String>,
+    last_event_at: Option<OffsetDateTime>,
+    events: u64,
+}
+
+/// What `GET /v1/devices` shows for one device.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub driver: String,
+    pub transport: String,
+    pub path: Option<String>,
+    pub state: State,
+    pub last_error: Option<String>,
+    pub last_event_at: Option<String>,
+    pub events: u64,
+}
+
+/// Outcome of `POST /v1/devices/{id}/read`.
+pub enum ReadOutcome {
+    Started,
+    NotSupported,
+}
+
+/// One configured device, shared between its task and the API.
+pub struct Device {
+    pub cfg: DeviceConfig,
+    status: Mutex<Status>,
+    sim_tx: Option<mpsc::Sender<Vec<u8>>>,
+    read_tx: mpsc::Sender<oneshot::Sender<ReadOutcome>>,
+}
+
+impl Device {
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self) -> State {
+        self.status().state
+    }
+
+    pub fn view(&self) -> DeviceView {
+        let s = self.status().clone();
+        DeviceView {
+            id: self.cfg.id.clone(),
+            driver: self.cfg.driver.clone(),
+            transport: self.cfg.transport_name().to_owned(),
+            path: self.cfg.path.clone(),
+            state: s.state,
+            last_error: s.last_error,
+            last_event_at: s.last_event_at.map(rfc3339_ms),
+            events: s.events,
+        }
+    }
+
+    /// Feeds bytes into a `sim` device. `Err` when the device is not simulated.
+    pub async fn simulate(&self, bytes: Vec<u8>) -> Result<(), &'static str> {
+        let tx = self.sim_tx.as_ref().ok_or("not_simulated")?;
+        tokio::time::timeout(Duration::from_secs(2), tx.send(bytes))
+            .await
+            .map_err(|_| "busy")?
+            .map_err(|_| "stopped")
+    }
+
+    /// Asks the live session for a read. `None` when the device is not connected.
+    pub async fn request_read(&self) -> Option<ReadOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.read_tx.try_send(tx).ok()?;
+        tokio::time::timeout(Duration::from_secs(2), rx)
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// All configured devices.
+pub struct Devices {
+    list: Vec<Arc<Device>>,
+}
+
+impl Devices {
+    /// Creates every device and spawns its supervisor on `tracker`.
+    pub fn start(
+        configs: &[DeviceConfig],
+        bus: &Arc<Bus>,
+        metrics: &Arc<Metrics>,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Devices> {
+        let origin = tokio::time::Instant::now();
+        let mut list = Vec::new();
+        for cfg in configs {
+            let spec = registry::find(&cfg.driver).ok_or_else(|| {
+                anyhow::anyhow!("device {}: unknown driver {}", cfg.id, cfg.driver)
+            })?;
+            // Validation already built one; a failure here is a bug, reported not panicked.
+            let protocol = (spec.make)(cfg)
+                .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;
+            let (sim_tx, sim_rx) = if cfg.transport_name() == "sim" {
+                let (tx, rx) = mpsc::channel(64);
+                (Some(tx), Some(rx))
+            } else {
+                (None, None)
+            };
+            let (read_tx, read_rx) = mpsc::channel(4);
+            let dev = Arc::new(Device {
+                cfg: cfg.clone(),
+                status: Mutex::new(Status {
+                    state: State::Disconnected,
+                    last_error: None,
+                    last_event_at: None,
+                    events: 0,
+                }),
+                sim_tx,
+                read_tx,
+            });
+            let sup = Supervisor {
+                dev: dev.clone(),
+                bus: bus.clone(),
+                metrics: metrics.clone(),
+                protocol,
+                sim_rx,
+                read_rx,
+                origin,
+                cancel: cancel.clone(),
+            };
+            tracker.spawn(sup.run());
+            list.push(dev);
+        }
+        Ok(Devices { list })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Device>> {
+        self.list.iter().find(|d| d.cfg.id == id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Device>> {
+        self.list.iter()
+    }
+}
+
+struct Supervisor {
+    dev: Arc<Device>,
+    bus: Arc<Bus>,
+    metrics: Arc<Metrics>,
+    protocol: Box<dyn Protocol>,
+    sim_rx: Option<mpsc::Receiver<Vec<u8>>>,
+    read_rx: mpsc::Receiver<oneshot::Sender<ReadOutcome>>,
+    origin: tokio::time::Instant,
+    cancel: CancellationToken,
+}
+
+/// Publishes a lifecycle event built from the device's driver, transport and path.
+fn lifecycle(dev: &Device, bus: &Bus, make: impl FnOnce(String, String, Option<String>) -> Event) {
+    let c = &dev.cfg;
+    let ev = make(
+        c.driver.clone(),
+        c.transport_name().to_owned(),
+        c.path.clone(),
+    );
+    bus.publish(Some(&c.id), &ev);
+}
+
+fn set_state(dev: &Device, state: State, error: Option<String>) {
+    let mut s = dev.status();
+    s.state = state;
+    if error.is_some() {
+        s.last_error = error;
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    Gone(Option<String>),
+}
+
+impl Supervisor {
+    async fn run(mut self) {
+        let id = self.dev.cfg.id.clone();
+        let mut backoff = BACKOFF_MIN;
+        let mut last_open_error: Option<String> = None;
+        while !self.cancel.is_cancelled() {
+            let opened = transport::open(&self.dev.cfg, self.sim_rx.as_mut()).await;
+            match opened {
+                Err(e) => {
+                    if last_open_error.as_deref() != Some(e.as_str()) {
+                        tracing::warn!(device = %id, error = %e, "device cannot be opened; retrying with backoff");
+                        set_state(&self.dev, State::Error, Some(e.clone()));
+                        lifecycle(&self.dev, &self.bus, |driver, transport, path| {
+                            Event::DeviceError {
+                                driver,
+                                transport,
+                                path,
+                                error: e.clone(),
+                            }
+                        });
+                        last_open_error = Some(e);
+                    }
+                }
+                Ok(link) => {
+                    last_open_error = None;
+                    tracing::info!(device = %id, driver = %self.dev.cfg.driver, "device attached");
+                    set_state(&self.dev, State::Connected, None);
+                    lifecycle(&self.dev, &self.bus, |driver, transport, path| {
+                        Event::DeviceAttached {
+                            driver,
+                            transport,
+                            path,
+                        }
+                    });
+                    let started = tokio::time::Instant::now();
+                    let end = AssertUnwindSafe(session(
+                        link,
+                        &mut self.protocol,
+                        &self.dev,
+                        &self.bus,
+                        &self.metrics,
+                        &mut self.read_rx,
+                        self.origin,
+                        &self.cancel,
+                    ))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        SessionEnd::Gone(Some("driver failed unexpectedly".into()))
+                    });
+                    if started.elapsed() >= HEALTHY_SESSION {
+                        backoff = BACKOFF_MIN;
+                    }
+                    let error = match end {
+                        SessionEnd::Shutdown => None,
+                        SessionEnd::Gone(e) => e,
+                    };
+                    match &error {
+                        Some(e) => tracing::warn!(device = %id, error = %e, "device detached"),
+                        None => tracing::info!(device = %id, "device detached"),
+                    }
+                    let state = if error.is_some() {
+                        State::Error
+                    } else {
+                        State::Disconnected
+                    };
+                    set_state(&self.dev, state, error.clone());
+                    lifecycle(&self.dev, &self.bus, |driver, transport, path| {
+                        Event::DeviceDetached {
+                            driver,
+                            transport,
+                            path,
+                            error,
+                        }
+                    });
+                    if self.cancel.is_cancelled() {
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// Runs one open session until the device goes away or the daemon stops.
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    mut link: Link<'_>,
+    protocol: &mut Box<dyn Protocol>,
+    dev: &Device,
+    bus: &Bus,
+    metrics: &Metrics,
+    read_rx: &mut mpsc::Receiver<oneshot::Sender<ReadOutcome>>,
+    origin: tokio::time::Instant,
+    cancel: &CancellationToken,
+) -> SessionEnd {
+    let now = || Instant(origin.elapsed().as_millis() as u64);
+    let mut actions = Vec::new();
+    let mut timer: Option<Instant> = None;
+    let mut buf = vec![0u8; 4096];
+    protocol.handle_open(now(), &mut actions);
+    loop {
+        for action in actions.drain(..) {
+            match action {
+                Action::Emit(ev) => {
+                    bus.publish(Some(&dev.cfg.id), &ev);
+                    let mut s = dev.status();
+                    s.events += 1;
+                    s.last_event_at = Some(OffsetDateTime::now_utc());
+                }
+                Action::Write(bytes) => {
+                    if let Err(e) = link.write_all(&bytes).await {
+                        return SessionEnd::Gone(Some(format!("write failed: {e}")));
+                    }
+                }
+                Action::SetTimer(at) => timer = Some(at),
+                Action::Malformed(why) => {
+                    metrics.malformed_input();
+                    tracing::warn!(device = %dev.cfg.id, "{why}");
+                }
+            }
+        }
+        let deadline = timer.map(|t| origin + std::time::Duration::from_millis(t.0));
+        tokio::select! {
+            _ = cancel.cancelled() => return SessionEnd::Shutdown,
+            r = link.read_chunk(&mut buf) => match r {
+                Ok(Some(bytes)) => protocol.handle_bytes(now(), &bytes, &mut actions),
+                Ok(None) => return SessionEnd::Gone(None),
+                Err(e) => return SessionEnd::Gone(Some(format!("read failed: {e}"))),
+            },
+            _ = sleep_until_opt(deadline) => {
+                timer = None;
+                protocol.handle_timer(now(), &mut actions);
+            }
+            Some(reply) = read_rx.recv() => {
+                let ok = protocol.request_read(now(), &mut actions);
+                let _ = reply.send(if ok { ReadOutcome::Started } else { ReadOutcome::NotSupported });
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,129 @@
+//! The drivers this build knows, in one static list: which transports each
+//! accepts, which config keys it uses, and how to make its protocol.
+
+use crate::config::DeviceConfig;
+use posbridge_drivers::{barcode, Protocol};
+
+/// One driver family.
+pub struct DriverSpec {
+    pub name: &'static str,
+    pub transports: &'static [&'static str],
+    /// Device keys (beyond id, driver, transport, path) this driver reads.
+    pub keys: &'static [&'static str],
+    pub make: fn(&DeviceConfig) -> Result<Box<dyn Protocol>, (&'static str, String)>,
+}
+
+/// Every driver in this build.
+pub static DRIVERS: &[DriverSpec] = &[DriverSpec {
+    name: "barcode",
+    transports: &["serial", "sim"],
+    keys: &["baud", "member_pattern", "idle_flush_ms"],
+    make: make_barcode,
+}];
+
+/// Drivers the contract names that later releases add; named so the error is helpful.
+const PLANNED: &[&str] = &[
+    "magstripe",
+    "rfid-wedge",
+    "pcsc",
+    "idcard-sam",
+    "callerid",
+    "dongle",
+    "escpos",
+];
+
+fn make_barcode(d: &DeviceConfig) -> Result<Box<dyn Protocol>, (&'static str, String)> {
+    let member_pattern = match &d.member_pattern {
+        None => None,
+        Some(p) => Some(
+            regex::Regex::new(p)
+                .map_err(|e| ("member_pattern", format!("not a valid regex: {e}")))?,
+        ),
+    };
+    Ok(Box::new(barcode::Barcode::new(barcode::Options {
+        member_pattern,
+        idle_flush_ms: Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0),
+    })))
+}
+
+pub fn find(name: &str) -> Option<&'static DriverSpec> {
+    DRIVERS.iter().find(|d| d.name == name)
+}
+
+/// Problems with one device table, as (key, reason).
+pub fn check(d: &DeviceConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let Some(spec) = find(&d.driver) else {
+        let known: Vec<&str> = DRIVERS.iter().map(|s| s.name).collect();
+        let why = if PLANNED.contains(&d.driver.as_str()) {
+            format!(
+                "driver {:?} is not in this build yet; available: {}",
+                d.driver,
+                known.join(", ")
+            )
+        } else {
+            format!(
+                "unknown driver {:?}; available: {}",
+                d.driver,
+                known.join(", ")
+            )
+        };
+        out.push(("driver", why));
+        return out;
+    };
+    let transport = d.transport_name();
+    if !spec.transports.contains(&transport) {
+        out.push((
+            "transport",
+            format!(
+                "driver {} does not support transport {:?}; use one of {}",
+                spec.name,
+                transport,
+                spec.transports.join(", ")
+            ),
+        ));
+    }
+    match transport {
+        "serial" if d.usb_match.is_some() => out.push((
+            "match",
+            "finding serial devices by USB id is not in this build yet; set path".into(),
+        )),
+        "serial" if d.path.as_deref().is_none_or(str::is_empty) => out.push((
+            "path",
+            "required for transport \"serial\" (e.g. /dev/ttyUSB0)".into(),
+        )),
+        "sim" if d.path.is_some() => {
+            out.push(("path", "a sim device has no path; remove it".into()))
+        }
+        _ => {}
+    }
+    if let Some(b) = d.baud {
+        if !(50..=4_000_000).contains(&b) {
+            out.push(("baud", format!("{b} is not a serial speed")));
+        }
+    }
+    let used = |k: &str| spec.keys.contains(&k);
+    let set: [(&'static str, bool); 10] = [
+        ("match", d.usb_match.is_some() && transport != "serial"),
+        ("baud", d.baud.is_some()),
+        ("poll_ms", d.poll_ms.is_some()),
+        ("format", d.format.is_some()),
+        ("reader", d.reader.is_some()),
+        ("address", d.address.is_some()),
+        ("encoding", d.encoding.is_some()),
+        ("columns", d.columns.is_some()),
+        ("member_pattern", d.member_pattern.is_some()),
+        ("idle_flush_ms", d.idle_flush_ms.is_some()),
+    ];
+    for (k, present) in set {
+        if present && !used(k) {
+            out.push((k, format!("not used by driver {}; remove it", spec.name)));
+        }
+    }
+    if out.is_empty() {
+        if let Err((k, why)) = (spec.make)(d) {
+            out.push((k, why));
+        }
+    }
+    out
+}

@@ -1,0 +1,101 @@
+//! posbridge: a per-store hardware gateway. Devices in, normalized events out
+//! to web POS pages over a guarded local API.
+//!
+//! Tests and `main` both start the daemon through [`run`].
+
+pub mod api;
+pub mod config;
+pub mod device;
+pub mod event;
+pub mod metrics;
+pub mod transport;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for device tasks and streams to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Kernel send buffer per API connection: enough for hundreds of events, small
+/// enough that a stalled client is noticed quickly and costs little memory.
+const SEND_BUFFER: usize = 128 * 1024;
+
+/// Runs the daemon on an already-bound listener until `shutdown` completes.
+///
+/// The listener's port is the one the Host guard accepts, so tests can bind
+/// `127.0.0.1:0`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+
+    let local = listener.local_addr()?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let bus = event::Bus::new(
+        &config.store.id,
+        config.events.buffer,
+        config.events.client_queue,
+        metrics.clone(),
+    );
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let devices = device::Devices::start(&config.devices, &bus, &metrics, &tracker, &cancel)?;
+    if config.uplink.is_some() {
+        tracing::warn!(
+            "[uplink] is configured but this build has no HQ relay yet; nothing is sent to HQ"
+        );
+    }
+    tracing::info!(
+        listen = %local,
+        store = %config.store.id,
+        boot = %bus.boot(),
+        devices = config.devices.len(),
+        tokens = config.api.tokens.len(),
+        "posbridge started"
+    );
+    let state = api::AppState::new(api::Shared {
+        guard: api::guard::Guard::new(&config.api, local.port()),
+        config,
+        bus,
+        devices,
+        metrics,
+        started: std::time::Instant::now(),
+        cancel: cancel.clone(),
+        tracker: tracker.clone(),
+    });
+    let app = api::router(state);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER);
+    });
+    let stop = cancel.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        })
+        .await;
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some tasks did not stop within {:?}; exiting anyway",
+            SHUTDOWN_GRACE
+        );
+    }
+    served?;
+    tracing::info!("posbridge stopped");
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Test harness: starts the real daemon through `posbridge::run` on
+//! 127.0.0.1:0 and talks to it with real HTTP and WebSocket clients.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Daemon {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+impl Daemon {
+    pub async fn start(toml: &str) -> Daemon {
+        let config = posbridge::Config::parse(toml, std::iter::empty(), "test config")
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(posbridge::run(config, listener, async {
+            let _ = rx.await;
+        }));
+        Daemon {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    pub async fn ws(&self, path_and_query: &str) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(path_and_query))
+            .await
+            .expect("websocket connect");
+        ws
+    }
+
+    pub async fn simulate(&self, device: &str, data: &str) {
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/devices/{device}/simulate")))
+            .json(&serde_json::json!({ "data": data }))
+            .send()
+            .await
+            .expect("simulate request");
+        assert_eq!(
+            r.status(),
+            202,
+            "simulate failed: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Stops the daemon and returns how long shutdown took.
+    pub async fn stop(mut self) -> Duration {
+        let t = std::time::Instant::now();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("daemon stops in time")
+                .expect("daemon task")
+                .expect("daemon run ok");
+        }
+        t.elapsed()
+    }
+}
+
+/// The next event (text frame) as JSON; pings are skipped.
+pub async fn next_event(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("an event within the timeout")
+            .expect("stream open")
+            .expect("frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(&t).expect("event is JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+}
+
+/// Waits for the next event of a given type, skipping others.
+pub async fn next_of_type(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let ev = next_event(ws).await;
+        if ev["type"] == kind {
+            return ev;
+        }
+    }
+}
+
+/// Asserts that no event arrives within `d`.
+pub async fn assert_quiet(ws: &mut Ws, d: Duration) {
+    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(d, ws.next()).await {
+        panic!("expected no event, got {t}");
+    }
+}
+
+pub async fn close(mut ws: Ws) {
+    let _ = ws.send(Message::Close(None)).await;
+}
+
+pub fn sim_config(extra: &str) -> String {
+    format!(
+        r#"
+[store]
+id = "store-test"
+[api]
+allowed_origins = ["https://pos.example.com"]
+{extra}
+[[device]]
+id = "scan-1"
+driver = "barcode"
+transport = "sim"
+[[device]]
+id = "scan-2"
+driver = "barcode"
+transport = "sim"
+"#
+    )
+}
