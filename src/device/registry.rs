@@ -4,13 +4,19 @@
 use crate::config::DeviceConfig;
 use posbridge_drivers::{barcode, Protocol};
 
+/// A config problem as (key within the device table, reason).
+pub type KeyError = (&'static str, String);
+
+/// Builds a driver's protocol from its device table.
+pub type MakeProtocol = fn(&DeviceConfig) -> Result<Box<dyn Protocol>, KeyError>;
+
 /// One driver family.
 pub struct DriverSpec {
     pub name: &'static str,
     pub transports: &'static [&'static str],
     /// Device keys (beyond id, driver, transport, path) this driver reads.
     pub keys: &'static [&'static str],
-    pub make: fn(&DeviceConfig) -> Result<Box<dyn Protocol>, (&'static str, String)>,
+    pub make: MakeProtocol,
 }
 
 /// Every driver in this build.
@@ -32,7 +38,7 @@ const PLANNED: &[&str] = &[
     "escpos",
 ];
 
-fn make_barcode(d: &DeviceConfig) -> Result<Box<dyn Protocol>, (&'static str, String)> {
+fn make_barcode(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
     let member_pattern = match &d.member_pattern {
         None => None,
         Some(p) => Some(
@@ -51,7 +57,7 @@ pub fn find(name: &str) -> Option<&'static DriverSpec> {
 }
 
 /// Problems with one device table, as (key, reason).
-pub fn check(d: &DeviceConfig) -> Vec<(&'static str, String)> {
+pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
     let mut out = Vec::new();
     let Some(spec) = find(&d.driver) else {
         let known: Vec<&str> = DRIVERS.iter().map(|s| s.name).collect();

@@ -1,0 +1,48 @@
+# posbridge — the two commands: `make run` (demo daemon) and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+DEMO_CONFIG ?= config/demo.toml
+FUZZ_SECONDS ?= 20
+
+.PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke clean
+
+## Build and start a demo daemon: simulated devices, no hardware, no HQ.
+run:
+	$(CARGO) build --locked
+	@echo "posbridge demo: open http://127.0.0.1:8731/ — feed it with:"
+	@echo "  ./target/debug/posbridge simulate scanner-1 6901234567892 --config $(DEMO_CONFIG)"
+	./target/debug/posbridge run --config $(DEMO_CONFIG)
+
+build:
+	$(CARGO) build --locked
+
+release:
+	$(CARGO) build --locked --release
+
+## Install what the tests need (apt packages as root or via sudo; npm modules), then run every test.
+test: deps lint unit test-browser fuzz-smoke
+
+deps:
+	bash scripts/install-test-deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --locked
+
+## A real Chromium against the real daemon: allowed vs foreign origins, the status page.
+test-browser:
+	$(CARGO) build --locked
+	POSBRIDGE_BIN=$(CURDIR)/target/debug/posbridge node tests/browser/run.mjs
+
+## Each fuzz target for a short run over its corpus of real frames (CI); `make fuzz` runs longer.
+fuzz-smoke:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz:
+	bash scripts/fuzz.sh 600
+
+clean:
+	$(CARGO) clean

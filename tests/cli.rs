@@ -1,0 +1,219 @@
+//! The `posbridge` binary: config errors stop start-up and name the key,
+//! `check-config` lists every problem, SIGTERM stops it cleanly and quickly,
+//! `simulate` feeds a running daemon.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write config");
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+const BAD: &str = r#"
+[store]
+id = "store 1"
+[api]
+listen = "127.0.0.1:8731"
+allowed_origins = ["https://pos.example.com/"]
+[[device]]
+id = "a"
+driver = "barcode"
+transport = "sim"
+[[device]]
+id = "b"
+driver = "barcode"
+path = "/dev/ttyUSB0"
+baud = "fast"
+[[device]]
+id = "c"
+driver = "barcode"
+transport = "sim"
+colour = "red"
+"#;
+
+#[test]
+fn check_config_prints_every_problem_with_its_key_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = write(dir.path(), "bad.toml", BAD);
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "store.id: must be",
+        "api.allowed_origins[0]:",
+        "device[1].baud: invalid type: string \"fast\", expected an integer",
+        "device[2].colour: unknown field `colour`",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(err.contains("4 problems"), "{err}");
+}
+
+#[test]
+fn run_refuses_to_start_on_a_bad_config_and_names_the_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = write(dir.path(), "bad.toml", BAD);
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("device[1].baud"), "{err}");
+    assert!(err.contains("not starting"), "{err}");
+    // Garbage that is not TOML at all.
+    let path = write(dir.path(), "garbage.toml", "\u{0}\u{1}[[[ store = ");
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid TOML"));
+    // A missing file.
+    let out = Command::new(BIN)
+        .args(["run", "--config", "/nonexistent/posbridge.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config file"));
+}
+
+#[test]
+fn environment_overrides_apply_and_are_checked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = write(dir.path(), "ok.toml", "[store]\nid = \"s1\"\n[[device]]\nid = \"d\"\ndriver = \"barcode\"\npath = \"/dev/ttyS9\"\n");
+    let ok = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("POSBRIDGE__DEVICE__0__BAUD", "115200")
+        .output()
+        .expect("run");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("POSBRIDGE__API__LISTEN", "0.0.0.0:9000")
+        .env("POSBRIDGE__API__LISTN", "x")
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("api.listn: unknown field"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_and_quickly_and_simulate_feeds_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let cfg = format!(
+        "[store]\nid = \"s1\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[log]\nlevel = \"info\"\n[[device]]\nid = \"scan-1\"\ndriver = \"barcode\"\ntransport = \"sim\"\n"
+    );
+    let path = write(dir.path(), "ok.toml", &cfg);
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until it answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "daemon did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(BIN)
+        .args(["simulate", "scan-1", "M000123", "--config"])
+        .arg(&path)
+        .output()
+        .expect("simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args([
+            "simulate",
+            "nope",
+            "x",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .expect("simulate");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_device"));
+
+    let t = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "daemon did not stop within 5 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    log.push_str(&out);
+    for fact in [
+        "posbridge started",
+        "device attached",
+        "SIGTERM received",
+        "posbridge stopped",
+    ] {
+        assert!(log.contains(fact), "log lacks {fact:?}:\n{log}");
+    }
+    // Scanned text is member data, not a secret, but tokens and card data never appear.
+    assert!(
+        !log.contains("M000123"),
+        "scanned codes are not logged:\n{log}"
+    );
+}

@@ -1,0 +1,91 @@
+//! A serial scanner through a real pty pair: the test plays the device on the
+//! master; the daemon opens the slave by a symlink path, as it would a
+//! /dev/serial/by-id name. Unplug = close the master; replug = a new pty
+//! behind the same symlink.
+
+mod common;
+use common::*;
+use nix::pty::{openpty, OpenptyResult};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+struct FakeDevice {
+    master: std::fs::File,
+    _slave: OwnedFd,
+}
+
+/// Opens a pty pair and points `link` at its slave.
+fn plug(link: &Path) -> FakeDevice {
+    let OpenptyResult { master, slave } = openpty(None, None).expect("openpty");
+    let name = nix::unistd::ttyname(&slave).expect("ttyname");
+    let tmp = link.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&name, &tmp).expect("symlink");
+    std::fs::rename(&tmp, link).expect("move symlink");
+    FakeDevice {
+        master: std::fs::File::from(master),
+        // The test keeps the slave open too, so the daemon's opens and closes never hang it up.
+        _slave: slave,
+    }
+}
+
+#[tokio::test]
+async fn a_serial_scanner_is_read_detached_and_reattached() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("ttyScanner");
+    let mut dev = plug(&link);
+    let cfg = format!(
+        "[store]\nid = \"s\"\n[[device]]\nid = \"pty-1\"\ndriver = \"barcode\"\ntransport = \"serial\"\npath = \"{}\"\nbaud = 9600\n",
+        link.display()
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut ws = d.ws("/v1/events?since=0&devices=pty-1").await;
+    let attached = next_of_type(&mut ws, "device.attached").await;
+    assert_eq!(attached["data"]["transport"], "serial");
+    assert_eq!(attached["data"]["path"], link.display().to_string());
+
+    // A code split across writes, then a second one in the same write.
+    dev.master.write_all(b"69012345").expect("write");
+    dev.master.flush().expect("flush");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    dev.master
+        .write_all(b"67892\r\n]Q1https://m.example.cn/c/42\r\n")
+        .expect("write");
+    let a = next_of_type(&mut ws, "code.scanned").await;
+    assert_eq!(a["data"]["text"], "6901234567892");
+    let b = next_of_type(&mut ws, "code.scanned").await;
+    assert_eq!(b["data"]["text"], "https://m.example.cn/c/42");
+    assert_eq!(b["data"]["symbology"], "qr");
+
+    // Unplug: the pty goes away entirely.
+    drop(dev);
+    let _ = std::fs::remove_file(&link);
+    let detached = next_of_type(&mut ws, "device.detached").await;
+    assert_eq!(detached["device"], "pty-1");
+    let err = next_of_type(&mut ws, "device.error").await;
+    assert!(
+        err["data"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no such device"),
+        "{err}"
+    );
+    let devs = d.get_json("/v1/devices").await;
+    assert_eq!(devs[0]["state"], "error");
+    assert!(devs[0]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no such device"));
+
+    // Replug at the same path: reattached within the backoff, and reading again.
+    let mut dev = plug(&link);
+    next_of_type(&mut ws, "device.attached").await;
+    assert_eq!(d.get_json("/v1/devices").await[0]["state"], "connected");
+    dev.master.write_all(b"AGAIN\r").expect("write");
+    assert_eq!(
+        next_of_type(&mut ws, "code.scanned").await["data"]["text"],
+        "AGAIN"
+    );
+    d.stop().await;
+}
