@@ -94,9 +94,13 @@ fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Logs go to stderr (journald captures it); colour only for a person at a terminal.
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // journald stamps lines itself; a second timestamp is noise.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         fmt.without_time().init();

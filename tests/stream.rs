@@ -353,3 +353,21 @@ async fn shutdown_closes_streams_with_1001_and_is_quick() {
         }
     }
 }
+
+#[tokio::test]
+async fn idle_streams_are_pinged() {
+    let d = Daemon::start(&sim_config("[events]\nping_interval_s = 1")).await;
+    let mut ws = d.ws("/v1/events?types=none.such").await;
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_))) => return true,
+                Some(Ok(_)) => continue,
+                _ => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(got.ok(), Some(true), "a ping arrives within two intervals");
+    d.stop().await;
+}
