@@ -38,30 +38,25 @@ impl Published {
     }
 }
 
+/// The envelope every frame shares; `body` supplies `type` and `data`.
 #[derive(Serialize)]
-struct Wire<'a> {
+struct Envelope<'a, B: Serialize> {
     seq: u64,
     boot: &'a str,
-    id: String,
+    id: &'a str,
     time: String,
     store: &'a str,
     device: Option<&'a str>,
     #[serde(flatten)]
-    event: &'a Event,
+    body: B,
 }
 
-/// A synthetic stream notice (`stream.gap`, `stream.reset`), made per client.
+/// The body of a synthetic stream notice (`stream.gap`, `stream.reset`).
 #[derive(Serialize)]
-struct Notice<'a, D: Serialize> {
-    seq: u64,
-    boot: &'a str,
-    id: String,
-    time: String,
-    store: &'a str,
-    device: Option<&'a str>,
+struct NoticeBody<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
-    data: D,
+    data: serde_json::Value,
 }
 
 /// RFC 3339 UTC with milliseconds, as the contract shows.
@@ -238,21 +233,12 @@ impl Bus {
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let wire = |e: &Event| -> Arc<str> {
-            let w = Wire {
-                seq,
-                boot: &self.boot,
-                id: Ulid::new().to_string(),
-                time: rfc3339_ms(now),
-                store: &self.store,
-                device,
-                event: e,
-            };
-            // Serializing plain strings, numbers and maps cannot fail.
-            serde_json::to_string(&w).unwrap_or_default().into()
-        };
-        let json = wire(event);
-        let masked_json = masked.as_ref().map(wire);
+        // One id for the event, whichever copy a client gets.
+        let id = Ulid::new().to_string();
+        let json: Arc<str> = self.envelope(seq, &id, now, device, event).into();
+        let masked_json = masked
+            .as_ref()
+            .map(|m| self.envelope(seq, &id, now, device, m).into());
         let p = Arc::new(Published {
             seq,
             kind: event.kind(),
@@ -379,17 +365,30 @@ impl Bus {
     }
 
     fn notice(&self, seq: u64, kind: &str, data: serde_json::Value) -> String {
-        let n = Notice {
+        let now = OffsetDateTime::now_utc();
+        let id = Ulid::new().to_string();
+        self.envelope(seq, &id, now, None, NoticeBody { kind, data })
+    }
+
+    fn envelope(
+        &self,
+        seq: u64,
+        id: &str,
+        time: OffsetDateTime,
+        device: Option<&str>,
+        body: impl Serialize,
+    ) -> String {
+        let e = Envelope {
             seq,
             boot: &self.boot,
-            id: Ulid::new().to_string(),
-            time: rfc3339_ms(OffsetDateTime::now_utc()),
+            id,
+            time: rfc3339_ms(time),
             store: &self.store,
-            device: None,
-            kind,
-            data,
+            device,
+            body,
         };
-        serde_json::to_string(&n).unwrap_or_default()
+        // Serializing strings, numbers and maps cannot fail.
+        serde_json::to_string(&e).unwrap_or_default()
     }
 }
 
