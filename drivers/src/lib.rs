@@ -15,7 +15,7 @@ pub mod barcode;
 pub mod event;
 pub mod line;
 
-pub use event::{CodeKind, Event};
+pub use event::{CardType, CodeKind, Event, RejectReason, Tracks};
 
 /// Monotonic time, in milliseconds since an origin the caller picks.
 ///
