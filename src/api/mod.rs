@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     );
     Router::new()
         .route("/", get(status_page))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/v1/health", get(health))
         .merge(events)
         .merge(admin)
@@ -104,8 +105,11 @@ async fn status_page() -> Response {
             // The page only talks to its own origin.
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'",
+                "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; connect-src 'self'; frame-ancestors 'none'",
             ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // The page's URL may carry ?token=; never leak it in a Referer.
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         Html(include_str!("status.html")),
     )

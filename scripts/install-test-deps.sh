@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs what the test suites need beyond the Rust toolchain. Idempotent and
+# fast when everything is already there; works as root or through sudo.
+#
+# Add Debian packages to PACKAGES (one list for every suite), not new apt calls.
+set -euo pipefail
+
+PACKAGES=(
+  chromium          # tests/browser: headless browser driven by playwright-core
+  fonts-noto-cjk    # tests/browser: so Chinese text renders in screenshots
+  nodejs            # tests/browser: runs tests/browser/run.mjs
+  npm               # tests/browser: installs playwright-core
+)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO=(sudo)
+else
+  SUDO=()
+fi
+
+# Packages with no "install ok installed" status, plus tools already on PATH
+# from elsewhere (a node from nodesource or nvm satisfies nodejs/npm).
+missing=()
+for p in "${PACKAGES[@]}"; do
+  case "$p" in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
+  status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+  if [ "$status" != "install ok installed" ]; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] && [ "${#SUDO[@]}" -eq 0 ]; then
+    echo "install-test-deps: need root or sudo to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-test-deps: installing ${missing[*]}" >&2
+  # env, because sudo drops the caller's environment.
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Node packages for the browser test (playwright-core only; it never downloads
+# a browser of its own: the test drives /usr/bin/chromium).
+BROWSER_DIR="$ROOT/tests/browser"
+if [ -f "$BROWSER_DIR/package.json" ]; then
+  node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$node_major" -lt 20 ]; then
+    echo "install-test-deps: warning: node $(node --version 2>/dev/null || echo missing) is older than 20, which playwright-core needs" >&2
+  fi
+  export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+  stamp="$BROWSER_DIR/node_modules/.install-test-deps.stamp"
+  sums() {
+    (cd "$BROWSER_DIR" && for f in package.json package-lock.json; do
+      if [ -f "$f" ]; then sha256sum "$f"; fi
+    done)
+  }
+  if [ ! -f "$stamp" ] || [ ! -d "$BROWSER_DIR/node_modules/playwright-core" ] ||
+     [ "$(cat "$stamp")" != "$(sums)" ]; then
+    if [ -f "$BROWSER_DIR/package-lock.json" ]; then
+      (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    else
+      (cd "$BROWSER_DIR" && npm install --no-audit --no-fund --loglevel=error)
+    fi
+    sums >"$stamp"
+  fi
+fi

@@ -1,0 +1,516 @@
+#!/usr/bin/env node
+// End-to-end browser test of posbridge: a real daemon, real Chromium pages on
+// an allowed and a foreign origin, the daemon's own status page.
+//
+//   node tests/browser/run.mjs          (after scripts/install-test-deps.sh)
+//
+// Env: POSBRIDGE_BIN (default <repo>/target/debug/posbridge),
+//      CHROMIUM (default /usr/bin/chromium), BROWSER_TEST_VERBOSE=1 (daemon log).
+// Prints one closing line "N passed, M failed"; exits 0 only when M is 0.
+
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "..", "..");
+const BIN = process.env.POSBRIDGE_BIN || path.join(REPO, "target", "debug", "posbridge");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOT_DIR = path.join(REPO, "target", "browser");
+const VERBOSE = !!process.env.BROWSER_TEST_VERBOSE;
+
+const DEVICE = "scan-1";
+const STORE = "browser-test";
+const TESTS = 4; // A, B, C, D
+const TEST_TIMEOUT_MS = 20_000;
+const WAIT_MS = 10_000; // one condition inside a test
+
+const started = Date.now();
+const log = (...a) => console.log(`[${((Date.now() - started) / 1000).toFixed(2)}s]`, ...a);
+
+// ---------------------------------------------------------------- helpers
+
+class TestFailure extends Error {}
+
+/** At most `lines` lines of `text` (Playwright errors carry the whole browser log). */
+function clip(text, lines = 40) {
+  const all = String(text).split("\n");
+  return all.length > lines ? [...all.slice(0, lines), `… (${all.length - lines} more lines)`].join("\n") : String(text);
+}
+function check(cond, msg) {
+  if (!cond) throw new TestFailure(msg);
+}
+
+function withTimeout(promise, ms, what) {
+  let t;
+  const timer = new Promise((_, reject) => {
+    t = setTimeout(() => reject(new TestFailure(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timer]).finally(() => clearTimeout(t));
+}
+
+/** Polls `fn` until it returns a truthy value; throws with `what` (a string, or an async function giving one) after `ms`. */
+async function waitFor(fn, what, ms = WAIT_MS, every = 50) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      const w = typeof what === "function" ? await what().catch((e) => `? (${e.message})`) : what;
+      throw new TestFailure(`timed out after ${ms} ms waiting for ${w}` + (last ? ` (last error: ${last.message})` : ""));
+    }
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** A port that was free a moment ago (bind 0, read it, close). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------- test page servers
+
+/** The page both test origins serve: one WebSocket to the daemon, logged in window.__log. */
+function testPage(daemonPort) {
+  const wsUrl = `ws://127.0.0.1:${daemonPort}/v1/events?types=code.scanned`;
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>posbridge browser test</title></head>
+<body><h1>posbridge browser test</h1><pre id="out"></pre>
+<script>
+"use strict";
+window.__log = { opened: false, errored: false, closeCode: null, events: [], raw: [] };
+const ws = new WebSocket(${JSON.stringify(wsUrl)});
+ws.onopen = () => { window.__log.opened = true; };
+ws.onerror = () => { window.__log.errored = true; };
+ws.onmessage = (m) => {
+  window.__log.raw.push(String(m.data));
+  try { window.__log.events.push(JSON.parse(m.data)); } catch (e) { window.__log.events.push({ unparsable: String(m.data) }); }
+};
+ws.onclose = (c) => { window.__log.closeCode = c.code; };
+</script></body></html>`;
+}
+
+function startPageServer(html) {
+  return new Promise((resolve, reject) => {
+    const server = http.createServer((req, res) => {
+      if (req.url === "/" || req.url.startsWith("/?")) {
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+        res.end(html());
+      } else {
+        res.writeHead(404, { "content-type": "text/plain" });
+        res.end("not found");
+      }
+    });
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve(server));
+  });
+}
+
+function closeServer(server) {
+  return new Promise((resolve) => {
+    if (!server) return resolve();
+    server.closeAllConnections?.();
+    server.close(() => resolve());
+  });
+}
+
+// ---------------------------------------------------------------- daemon
+
+function startDaemon(configPath) {
+  const child = spawn(BIN, ["run", "--config", configPath], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info", NO_COLOR: "1" },
+  });
+  const d = { child, output: "", exited: null };
+  const collect = (chunk) => {
+    const s = chunk.toString();
+    d.output += s;
+    if (d.output.length > 200_000) d.output = d.output.slice(-100_000);
+    if (VERBOSE) process.stderr.write(s.replace(/^(?=.)/gm, "  daemon| "));
+  };
+  child.stdout.on("data", collect);
+  child.stderr.on("data", collect);
+  child.on("exit", (code, signal) => {
+    d.exited = { code, signal };
+  });
+  child.on("error", (e) => {
+    d.exited = { code: null, signal: null, error: e.message };
+  });
+  return d;
+}
+
+async function stopDaemon(d) {
+  if (!d || d.exited) return;
+  const gone = new Promise((r) => d.child.once("exit", r));
+  d.child.kill("SIGTERM");
+  const t = setTimeout(() => {
+    if (!d.exited) {
+      log(`daemon did not stop within 5 s of SIGTERM; sending SIGKILL`);
+      d.child.kill("SIGKILL");
+    }
+  }, 5000);
+  await gone;
+  clearTimeout(t);
+}
+
+function daemonTail(d, lines = 30) {
+  return d.output.trimEnd().split("\n").slice(-lines).map((l) => "  daemon| " + l).join("\n");
+}
+
+async function waitHealthy(d, port) {
+  const url = `http://127.0.0.1:${port}/v1/health`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (d.exited) return false;
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (r.status === 200) return true;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new TestFailure(`daemon did not answer 200 on ${url} within 15 s\n${daemonTail(d)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function configToml({ port, allowedOrigin, stateDir }) {
+  return `# written by tests/browser/run.mjs
+[store]
+id = "${STORE}"
+
+[api]
+listen = "127.0.0.1:${port}"
+allowed_origins = ["${allowedOrigin}"]
+
+[storage]
+dir = "${stateDir}"
+
+[[device]]
+id = "${DEVICE}"
+driver = "barcode"
+transport = "sim"
+`;
+}
+
+// ---------------------------------------------------------------- main
+
+const results = [];
+const ctx = {};
+let interrupted = null; // the signal that stopped us, if any
+
+async function runTest(name, fn) {
+  const t0 = Date.now();
+  try {
+    await withTimeout(fn(), TEST_TIMEOUT_MS, name);
+    results.push({ name, ok: true });
+    log(`PASS ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    if (interrupted) return; // cleanup pulled the browser away; not a test result
+    results.push({ name, ok: false, error: e });
+    const msg = e instanceof TestFailure ? e.message : clip(e.stack || String(e), 12);
+    log(`FAIL ${name} (${Date.now() - t0} ms)\n    ${msg.replace(/\n/g, "\n    ")}`);
+  }
+}
+
+async function simulate(text) {
+  const r = await fetch(`http://127.0.0.1:${ctx.port}/v1/devices/${DEVICE}/simulate`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ data: text + "\n" }),
+  });
+  const body = await r.text();
+  check(r.status === 202, `simulate ${JSON.stringify(text)}: expected 202, got ${r.status}: ${body}`);
+}
+
+/** Waits until the daemon itself has published a code.scanned event with `text` (long-poll API, from Node). */
+async function daemonPublished(text) {
+  return waitFor(async () => {
+    const r = await fetch(`http://127.0.0.1:${ctx.port}/v1/events/poll?types=code.scanned&since=0&timeout_ms=0`);
+    if (r.status !== 200) throw new Error(`poll answered ${r.status}`);
+    const j = await r.json();
+    return j.events.find((e) => e.type === "code.scanned" && e.data?.text === text);
+  }, `the daemon to publish code.scanned ${JSON.stringify(text)} (poll API)`);
+}
+
+const pageLog = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.__log)));
+
+async function main() {
+  if (!existsSync(BIN)) {
+    throw new TestFailure(`daemon binary not found at ${BIN}: run \`cargo build\` first, or set POSBRIDGE_BIN`);
+  }
+  if (!existsSync(CHROMIUM)) {
+    throw new TestFailure(`${CHROMIUM} not found: run scripts/install-test-deps.sh`);
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import("playwright-core"));
+  } catch (e) {
+    throw new TestFailure(`playwright-core is not installed in tests/browser: run scripts/install-test-deps.sh (${e.message})`);
+  }
+
+  ctx.tmp = mkdtempSync(path.join(os.tmpdir(), "posbridge-browser-"));
+
+  // Test page servers first, so their real ports go into the daemon's config.
+  ctx.allowedServer = await startPageServer(() => testPage(ctx.port));
+  ctx.foreignServer = await startPageServer(() => testPage(ctx.port));
+  ctx.allowedOrigin = `http://localhost:${ctx.allowedServer.address().port}`;
+  ctx.foreignOrigin = `http://localhost:${ctx.foreignServer.address().port}`;
+
+  // The daemon, on a port that was free; retry if someone took it meanwhile.
+  for (let attempt = 1; ; attempt++) {
+    ctx.port = await freePort();
+    const cfg = path.join(ctx.tmp, "posbridge.toml");
+    writeFileSync(
+      cfg,
+      configToml({ port: ctx.port, allowedOrigin: ctx.allowedOrigin, stateDir: path.join(ctx.tmp, "state") }),
+    );
+    ctx.daemon = startDaemon(cfg);
+    if (await waitHealthy(ctx.daemon, ctx.port)) break;
+    // Someone may have taken the port between freePort() and the daemon's bind; anything else is fatal.
+    const portTaken = /address already in use|AddrInUse|os error 98/i.test(ctx.daemon.output);
+    if (!portTaken || attempt >= 3) {
+      throw new TestFailure(`daemon exited during start-up (${JSON.stringify(ctx.daemon.exited)})\n${daemonTail(ctx.daemon)}`);
+    }
+    log(`daemon exited during start-up (${JSON.stringify(ctx.daemon.exited)}); retrying on another port`);
+  }
+  log(`daemon up on 127.0.0.1:${ctx.port}; allowed ${ctx.allowedOrigin}, foreign ${ctx.foreignOrigin}`);
+
+  ctx.browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    timeout: 30_000,
+    // Our own handlers close the browser, the daemon and the servers, then print the summary.
+    handleSIGINT: false,
+    handleSIGTERM: false,
+    handleSIGHUP: false,
+  });
+  log(`chromium ${ctx.browser.version()} launched`);
+  ctx.context = await ctx.browser.newContext({ viewport: { width: 1100, height: 700 } });
+  ctx.context.setDefaultTimeout(WAIT_MS);
+
+  const consoleOf = (page, label) => {
+    page.__console = [];
+    page.on("console", (m) => {
+      page.__console.push(m.text());
+      if (VERBOSE) log(`${label} console.${m.type()}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => log(`${label} page error: ${e.message}`));
+  };
+
+  ctx.allowed = await ctx.context.newPage();
+  consoleOf(ctx.allowed, "allowed");
+  ctx.foreign = await ctx.context.newPage();
+  consoleOf(ctx.foreign, "foreign");
+  await Promise.all([ctx.allowed.goto(ctx.allowedOrigin + "/"), ctx.foreign.goto(ctx.foreignOrigin + "/")]);
+
+  await runTest("A: allowed origin's WebSocket receives code.scanned", async () => {
+    await waitFor(async () => {
+      const l = await pageLog(ctx.allowed);
+      return l.opened || l.closeCode !== null;
+    }, `the allowed page's socket to open`);
+    const before = await pageLog(ctx.allowed);
+    check(before.opened, `allowed origin ${ctx.allowedOrigin}: socket did not open (close code ${before.closeCode})`);
+    const text = "6901234567892";
+    await simulate(text);
+    const ev = await waitFor(async () => (await pageLog(ctx.allowed)).events.find((e) => e.data?.text === text),
+      async () => `code.scanned ${text} on the allowed page (it got ${JSON.stringify((await pageLog(ctx.allowed)).raw)})`);
+    check(ev.type === "code.scanned", `type: expected code.scanned, got ${JSON.stringify(ev.type)}`);
+    check(ev.data.kind === "member", `data.kind: expected "member", got ${JSON.stringify(ev.data.kind)}`);
+    check(ev.device === DEVICE, `device: expected ${DEVICE}, got ${JSON.stringify(ev.device)}`);
+    check(ev.store === STORE, `store: expected ${STORE}, got ${JSON.stringify(ev.store)}`);
+    for (const k of ["seq", "boot", "id", "time"]) check(ev[k] !== undefined && ev[k] !== null, `event has no ${k}: ${JSON.stringify(ev)}`);
+    const after = await pageLog(ctx.allowed);
+    const others = after.events.filter((e) => e.type !== "code.scanned");
+    check(others.length === 0, `types=code.scanned filter let through: ${JSON.stringify(others)}`);
+    check(after.closeCode === null, `allowed socket closed unexpectedly with ${after.closeCode}`);
+  });
+
+  await runTest("B: foreign origin's WebSocket is refused and receives nothing", async () => {
+    await waitFor(async () => {
+      const l = await pageLog(ctx.foreign);
+      return l.opened || l.closeCode !== null;
+    }, `the foreign page's socket to fail (it should be refused with 403)`);
+    const early = await pageLog(ctx.foreign);
+    check(!early.opened, `foreign origin ${ctx.foreignOrigin}: socket OPENED; the daemon accepted an origin not in allowed_origins`);
+    const text = "6901234567908";
+    await simulate(text);
+    // Barriers: the daemon has published it, and (if its socket is up) the allowed page has it.
+    await daemonPublished(text);
+    const a = await pageLog(ctx.allowed);
+    if (a.opened && a.closeCode === null) {
+      await waitFor(async () => (await pageLog(ctx.allowed)).events.some((e) => e.data?.text === text),
+        `the allowed page to get ${text} (barrier)`);
+    }
+    const f = await pageLog(ctx.foreign);
+    check(!f.opened, `foreign origin ${ctx.foreignOrigin}: socket OPENED; the daemon accepted an origin not in allowed_origins`);
+    check(f.closeCode === 1006, `foreign socket: expected close code 1006, got ${f.closeCode}`);
+    check(f.events.length === 0, `foreign page received ${f.events.length} frame(s): ${JSON.stringify(f.raw)}`);
+    // Chromium says why in the console ("Error during WebSocket handshake: Unexpected response code: 403").
+    const why = ctx.foreign.__console.find((t) => /WebSocket/i.test(t));
+    check(why && /\b403\b/.test(why), `foreign socket: expected a refused handshake (403); console says ${JSON.stringify(why ?? ctx.foreign.__console)}`);
+  });
+
+  await runTest("C: fetch /v1/health is blocked from the foreign origin, readable from the allowed one", async () => {
+    const url = `http://127.0.0.1:${ctx.port}/v1/health`;
+    const tryFetch = (page) =>
+      page.evaluate(async (u) => {
+        try {
+          const r = await fetch(u);
+          const body = await r.text();
+          return { ok: true, status: r.status, body };
+        } catch (e) {
+          return { ok: false, error: String(e) };
+        }
+      }, url);
+    const f = await tryFetch(ctx.foreign);
+    check(!f.ok, `foreign origin could read ${url}: status ${f.status}, body ${f.body}`);
+    const a = await tryFetch(ctx.allowed);
+    check(a.ok, `allowed origin could not fetch ${url}: ${a.error}`);
+    check(a.status === 200, `allowed fetch: expected 200, got ${a.status}: ${a.body}`);
+    let j;
+    try {
+      j = JSON.parse(a.body);
+    } catch {
+      throw new TestFailure(`health body is not JSON: ${a.body}`);
+    }
+    check(j.status === "ok" && j.store === STORE, `health body: expected status ok, store ${STORE}; got ${a.body}`);
+    // The headers behind that (page scripts cannot see Access-Control-Allow-Origin), straight from Node.
+    const ra = await fetch(url, { headers: { origin: ctx.allowedOrigin } });
+    const acao = ra.headers.get("access-control-allow-origin");
+    check(ra.status === 200 && acao === ctx.allowedOrigin,
+      `GET ${url} with Origin ${ctx.allowedOrigin}: expected 200 with Access-Control-Allow-Origin ${ctx.allowedOrigin}, got ${ra.status} with ${acao}`);
+    const rf = await fetch(url, { headers: { origin: ctx.foreignOrigin } });
+    check(rf.status === 403, `GET ${url} with Origin ${ctx.foreignOrigin}: expected 403, got ${rf.status}`);
+    check(!rf.headers.get("access-control-allow-origin"),
+      `the 403 for ${ctx.foreignOrigin} carries Access-Control-Allow-Origin ${rf.headers.get("access-control-allow-origin")}`);
+  });
+
+  await runTest("D: status page shows the device and live events", async () => {
+    const page = await ctx.context.newPage();
+    consoleOf(page, "status");
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    try {
+      const resp = await page.goto(`http://127.0.0.1:${ctx.port}/`);
+      check(resp && resp.status() === 200, `GET / answered ${resp && resp.status()}`);
+      await page.waitForSelector("#conn.up", { timeout: WAIT_MS }).catch(async () => {
+        throw new TestFailure(`#conn never got class "up"; it says ${JSON.stringify(await page.textContent("#conn"))}`);
+      });
+      const text = "M20240917";
+      await simulate(text);
+      const row = page.locator('#events tr.event[data-type="code.scanned"]', { hasText: text });
+      await row.first().waitFor({ timeout: WAIT_MS }).catch(async () => {
+        throw new TestFailure(`no tr.event[data-type="code.scanned"] containing ${text}; #events has: ${JSON.stringify(await page.textContent("#events"))}`);
+      });
+      const cells = await row.first().locator("td").allTextContents();
+      check(cells.length === 5, `event row should have 5 cells (seq, time, device, type, data), has ${cells.length}: ${JSON.stringify(cells)}`);
+      check(cells[2] === DEVICE, `event row device cell: expected ${DEVICE}, got ${JSON.stringify(cells[2])}`);
+      check(cells[3] === "code.scanned", `event row type cell: got ${JSON.stringify(cells[3])}`);
+      check(/"kind":"member"/.test(cells[4]) && cells[4].includes(text), `event row data cell: got ${cells[4]}`);
+      const dev = page.locator(`#devices tr[data-device="${DEVICE}"]`);
+      await dev.waitFor({ timeout: WAIT_MS }).catch(async () => {
+        throw new TestFailure(`#devices has no row for ${DEVICE}; it has: ${JSON.stringify(await page.textContent("#devices"))}`);
+      });
+      const devCells = await dev.locator("td").allTextContents();
+      check(devCells[0] === DEVICE, `device row id cell: ${JSON.stringify(devCells)}`);
+      await waitFor(async () => (await page.textContent("#store")) === STORE, `#store to say ${STORE}`);
+      // A Chinese member code too, for the screenshot to show CJK rendering.
+      const cjk = "会员卡 M000123";
+      await simulate(cjk);
+      await page.locator('#events tr.event[data-type="code.scanned"]', { hasText: cjk }).first().waitFor({ timeout: WAIT_MS });
+      check(errors.length === 0, `status page threw: ${errors.join("; ")}`);
+      mkdirSync(SHOT_DIR, { recursive: true });
+      const shot = path.join(SHOT_DIR, "status.png");
+      await page.screenshot({ path: shot, fullPage: true });
+      log(`screenshot: ${path.relative(process.cwd(), shot)}`);
+    } finally {
+      await page.close().catch(() => {});
+    }
+  });
+}
+
+let cleaning = null;
+function cleanup() {
+  cleaning ??= (async () => {
+    await ctx.browser?.close().catch((e) => log(`closing the browser: ${e.message}`));
+    await stopDaemon(ctx.daemon).catch((e) => log(`stopping the daemon: ${e.message}`));
+    await closeServer(ctx.allowedServer);
+    await closeServer(ctx.foreignServer);
+    if (ctx.tmp) rmSync(ctx.tmp, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+
+
+let finished = false;
+/** Prints the summary once and exits. */
+function finish({ setupError = null, interrupted = null } = {}) {
+  if (finished) return;
+  finished = true;
+  const ex = ctx.daemon?.exited;
+  if (ex && !(ex.code === 0 || (interrupted && ex.signal))) {
+    log(`daemon ended badly: ${JSON.stringify(ex)}`);
+  }
+  const failedRes = results.filter((r) => !r.ok);
+  if ((failedRes.length || setupError) && ctx.daemon && !VERBOSE) {
+    console.log("last daemon log lines:\n" + daemonTail(ctx.daemon));
+  }
+  const passed = results.filter((r) => r.ok).length;
+  // Set-up failure or interruption fails every test that did not get to run (at least one).
+  const notRun = setupError ? Math.max(1, TESTS - results.length) : interrupted ? TESTS - results.length : 0;
+  const failed = failedRes.length + notRun;
+  log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(interrupted ? 130 : failed === 0 ? 0 : 1);
+}
+
+// Last resort if we crash: never leave the daemon running.
+process.on("exit", () => {
+  if (ctx.daemon && !ctx.daemon.exited) ctx.daemon.child.kill("SIGKILL");
+});
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(sig, async () => {
+    if (finished || interrupted) return;
+    interrupted = sig;
+    log(`${sig}: stopping`);
+    await cleanup();
+    finish({ interrupted: sig });
+  });
+}
+
+let setupError = null;
+try {
+  await main();
+} catch (e) {
+  setupError = e;
+  if (!interrupted) log(`SETUP FAILED: ${e instanceof TestFailure ? e.message : clip(e.stack || String(e))}`);
+} finally {
+  await cleanup();
+}
+finish({ setupError });
