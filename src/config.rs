@@ -177,6 +177,14 @@ pub struct DeviceConfig {
     #[serde(rename = "match")]
     pub usb_match: Option<UsbMatch>,
     pub baud: Option<u32>,
+    /// Serial framing: 5-8 data bits (default 8).
+    pub data_bits: Option<u8>,
+    /// Serial parity: none | odd | even (default none).
+    pub parity: Option<String>,
+    /// Serial stop bits: 1 or 2 (default 1).
+    pub stop_bits: Option<u8>,
+    /// Serial flow control: none | software | hardware (default none).
+    pub flow_control: Option<String>,
     pub poll_ms: Option<u64>,
     pub format: Option<String>,
     pub reader: Option<String>,
@@ -186,6 +194,12 @@ pub struct DeviceConfig {
     pub member_pattern: Option<String>,
     /// Milliseconds of silence after which an unterminated code is emitted (scanners without a suffix).
     pub idle_flush_ms: Option<u64>,
+    /// What ends a scan: auto | cr | lf | crlf | tab | none.
+    pub suffix: Option<String>,
+    /// Magstripe: the reader sends an LRC byte after each track.
+    pub lrc: Option<bool>,
+    /// evdev: take the input device exclusively so keystrokes never reach the desktop (default true).
+    pub grab: Option<bool>,
 }
 
 impl DeviceConfig {

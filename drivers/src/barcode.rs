@@ -21,6 +21,49 @@ pub struct Options {
     /// Emit an unterminated code after this much silence (scanners set up
     /// without a suffix). `None` waits for a terminator forever.
     pub idle_flush_ms: Option<u64>,
+    /// What ends a code.
+    pub suffix: Suffix,
+}
+
+/// The suffix a scanner is configured to send after each code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Suffix {
+    /// Any of CR, LF or Tab (the factory defaults of most scanners).
+    #[default]
+    Auto,
+    Cr,
+    Lf,
+    /// CR LF; either byte ends the code, the empty line between is dropped.
+    CrLf,
+    Tab,
+    /// No suffix: only the idle timeout ends a code.
+    None,
+}
+
+impl Suffix {
+    /// Parses the config spelling (`auto`, `cr`, `lf`, `crlf`, `tab`, `none`).
+    pub fn parse(s: &str) -> Option<Suffix> {
+        Some(match s {
+            "auto" => Suffix::Auto,
+            "cr" => Suffix::Cr,
+            "lf" => Suffix::Lf,
+            "crlf" => Suffix::CrLf,
+            "tab" => Suffix::Tab,
+            "none" => Suffix::None,
+            _ => return None,
+        })
+    }
+
+    fn terminators(self) -> &'static [u8] {
+        match self {
+            Suffix::Auto => b"\r\n\t",
+            Suffix::Cr => b"\r",
+            Suffix::Lf => b"\n",
+            Suffix::CrLf => b"\r\n",
+            Suffix::Tab => b"\t",
+            Suffix::None => b"",
+        }
+    }
 }
 
 /// The line-per-code scanner protocol.
@@ -33,7 +76,7 @@ pub struct Barcode {
 impl Barcode {
     pub fn new(opts: Options) -> Self {
         Barcode {
-            framer: LineFramer::new(MAX_CODE_LEN, true),
+            framer: LineFramer::with_terminators(MAX_CODE_LEN, opts.suffix.terminators()),
             opts,
         }
     }
@@ -229,6 +272,34 @@ mod tests {
         out.clear();
         p.handle_timer(Instant(1200), &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_configured_suffix_is_the_only_line_end() {
+        let mut tab = Barcode::new(Options {
+            suffix: Suffix::Tab,
+            ..Options::default()
+        });
+        // A CR inside a Tab-terminated code is not an end (it is trimmed as a control char).
+        let out = run(&mut tab, &[b"A\rB\tC\t"]);
+        assert_eq!(
+            out,
+            vec![
+                scanned("A\rB", CodeKind::Member, None),
+                scanned("C", CodeKind::Member, None)
+            ]
+        );
+        let mut none = Barcode::new(Options {
+            suffix: Suffix::None,
+            idle_flush_ms: Some(50),
+            ..Options::default()
+        });
+        let mut out = Vec::new();
+        none.handle_bytes(Instant(0), b"X1\r\n", &mut out);
+        assert_eq!(out, vec![Action::SetTimer(Instant(50))]);
+        out.clear();
+        none.handle_timer(Instant(50), &mut out);
+        assert_eq!(out, vec![scanned("X1", CodeKind::Member, None)]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub struct LineFramer {
     buf: Vec<u8>,
     max_len: usize,
     overflowed: bool,
-    tab_ends_line: bool,
+    terminators: Vec<u8>,
 }
 
 /// One framing result.
@@ -24,19 +24,27 @@ pub enum Line {
 }
 
 impl LineFramer {
+    /// Lines end at CR or LF, and at Tab when `tab_ends_line`.
     pub fn new(max_len: usize, tab_ends_line: bool) -> Self {
+        let t: &[u8] = if tab_ends_line { b"\r\n\t" } else { b"\r\n" };
+        Self::with_terminators(max_len, t)
+    }
+
+    /// Lines end at any of `terminators`; none means only
+    /// [`take_partial`](Self::take_partial) ends a line (an idle timeout).
+    pub fn with_terminators(max_len: usize, terminators: &[u8]) -> Self {
         LineFramer {
             buf: Vec::new(),
             max_len: max_len.max(1),
             overflowed: false,
-            tab_ends_line,
+            terminators: terminators.to_vec(),
         }
     }
 
     /// Feeds bytes; complete lines are pushed to `out`.
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Line>) {
         for &b in bytes {
-            let ends = b == b'\r' || b == b'\n' || (self.tab_ends_line && b == b'\t');
+            let ends = self.terminators.contains(&b);
             if ends {
                 if self.overflowed {
                     self.overflowed = false;

@@ -23,7 +23,7 @@ pub struct DriverSpec {
 pub static DRIVERS: &[DriverSpec] = &[DriverSpec {
     name: "barcode",
     transports: &["serial", "sim"],
-    keys: &["baud", "member_pattern", "idle_flush_ms"],
+    keys: &["member_pattern", "idle_flush_ms", "suffix"],
     make: make_barcode,
 }];
 
@@ -46,9 +46,25 @@ fn make_barcode(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
                 .map_err(|e| ("member_pattern", format!("not a valid regex: {e}")))?,
         ),
     };
+    let suffix = match d.suffix.as_deref() {
+        None => barcode::Suffix::Auto,
+        Some(s) => barcode::Suffix::parse(s).ok_or((
+            "suffix",
+            format!("{s:?} is not one of auto, cr, lf, crlf, tab, none"),
+        ))?,
+    };
+    let idle_flush_ms = Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0);
+    if suffix == barcode::Suffix::None && idle_flush_ms.is_none() {
+        return Err((
+            "idle_flush_ms",
+            "with suffix = \"none\" only the idle timeout can end a code; it must be above 0"
+                .into(),
+        ));
+    }
     Ok(Box::new(barcode::Barcode::new(barcode::Options {
         member_pattern,
-        idle_flush_ms: Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0),
+        idle_flush_ms,
+        suffix,
     })))
 }
 
@@ -108,10 +124,33 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             out.push(("baud", format!("{b} is not a serial speed")));
         }
     }
-    let used = |k: &str| spec.keys.contains(&k);
-    let set: [(&'static str, bool); 10] = [
-        ("match", d.usb_match.is_some() && transport != "serial"),
+    if let Err((k, why)) = crate::transport::serial_settings(d) {
+        out.push((k, why));
+    }
+    let serial_keys = [
         ("baud", d.baud.is_some()),
+        ("data_bits", d.data_bits.is_some()),
+        ("parity", d.parity.is_some()),
+        ("stop_bits", d.stop_bits.is_some()),
+        ("flow_control", d.flow_control.is_some()),
+    ];
+    for (k, present) in serial_keys {
+        if present && transport != "serial" {
+            out.push((
+                k,
+                format!("only applies to transport \"serial\", not {transport:?}"),
+            ));
+        }
+    }
+    if d.grab.is_some() && transport != "evdev" {
+        out.push((
+            "grab",
+            format!("only applies to transport \"evdev\", not {transport:?}"),
+        ));
+    }
+    let used = |k: &str| spec.keys.contains(&k);
+    let set: [(&'static str, bool); 11] = [
+        ("match", d.usb_match.is_some() && transport != "serial"),
         ("poll_ms", d.poll_ms.is_some()),
         ("format", d.format.is_some()),
         ("reader", d.reader.is_some()),
@@ -120,6 +159,8 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ("columns", d.columns.is_some()),
         ("member_pattern", d.member_pattern.is_some()),
         ("idle_flush_ms", d.idle_flush_ms.is_some()),
+        ("suffix", d.suffix.is_some()),
+        ("lrc", d.lrc.is_some()),
     ];
     for (k, present) in set {
         if present && !used(k) {

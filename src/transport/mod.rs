@@ -45,8 +45,8 @@ pub async fn open<'a>(
         ("sim", Some(rx)) => Ok(Link::Sim(rx)),
         ("serial", _) => {
             let path = cfg.path.as_deref().unwrap_or_default();
-            let baud = cfg.baud.unwrap_or(9600);
-            tokio_serial::SerialStream::open(&tokio_serial::new(path, baud))
+            let builder = serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
+            tokio_serial::SerialStream::open(&builder)
                 .map(Link::Serial)
                 .map_err(|e| serial_error(path, e))
         }
@@ -66,4 +66,49 @@ fn serial_error(path: &str, e: tokio_serial::Error) -> String {
         ),
         _ => format!("{path}: {e}"),
     }
+}
+
+/// The serial port settings a device asks for (baud, framing, flow control),
+/// or the key that is wrong.
+pub fn serial_settings(
+    cfg: &DeviceConfig,
+) -> Result<tokio_serial::SerialPortBuilder, (&'static str, String)> {
+    use tokio_serial::{DataBits, FlowControl, Parity, StopBits};
+    let data_bits = match cfg.data_bits.unwrap_or(8) {
+        5 => DataBits::Five,
+        6 => DataBits::Six,
+        7 => DataBits::Seven,
+        8 => DataBits::Eight,
+        n => return Err(("data_bits", format!("{n} is not 5, 6, 7 or 8"))),
+    };
+    let parity = match cfg.parity.as_deref().unwrap_or("none") {
+        "none" => Parity::None,
+        "odd" => Parity::Odd,
+        "even" => Parity::Even,
+        p => return Err(("parity", format!("{p:?} is not none, odd or even"))),
+    };
+    let stop_bits = match cfg.stop_bits.unwrap_or(1) {
+        1 => StopBits::One,
+        2 => StopBits::Two,
+        n => return Err(("stop_bits", format!("{n} is not 1 or 2"))),
+    };
+    let flow = match cfg.flow_control.as_deref().unwrap_or("none") {
+        "none" => FlowControl::None,
+        "software" => FlowControl::Software,
+        "hardware" => FlowControl::Hardware,
+        f => {
+            return Err((
+                "flow_control",
+                format!("{f:?} is not none, software or hardware"),
+            ))
+        }
+    };
+    Ok(tokio_serial::new(
+        cfg.path.as_deref().unwrap_or_default(),
+        cfg.baud.unwrap_or(9600),
+    )
+    .data_bits(data_bits)
+    .parity(parity)
+    .stop_bits(stop_bits)
+    .flow_control(flow))
 }

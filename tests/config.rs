@@ -1,0 +1,99 @@
+//! Config validation for device keys: every problem names its key.
+
+use posbridge::Config;
+
+fn problems(devices: &str) -> Vec<String> {
+    let text = format!("[store]\nid = \"s\"\n{devices}");
+    match Config::parse(&text, std::iter::empty(), "t") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn serial_framing_is_checked_per_key() {
+    let dev = "[[device]]\nid = \"a\"\ndriver = \"barcode\"\npath = \"/dev/ttyS0\"\n";
+    for (extra, want) in [
+        (
+            "data_bits = 9",
+            "device[0].data_bits: 9 is not 5, 6, 7 or 8",
+        ),
+        (
+            "parity = \"mark\"",
+            "device[0].parity: \"mark\" is not none, odd or even",
+        ),
+        ("stop_bits = 3", "device[0].stop_bits: 3 is not 1 or 2"),
+        (
+            "flow_control = \"xon\"",
+            "device[0].flow_control: \"xon\" is not none, software or hardware",
+        ),
+    ] {
+        let p = problems(&format!("{dev}{extra}\n"));
+        assert!(p.iter().any(|x| x == want), "{extra}: {p:?}");
+    }
+}
+
+#[test]
+fn good_serial_framing_is_accepted() {
+    let p = problems(
+        "[[device]]\nid = \"a\"\ndriver = \"barcode\"\npath = \"/dev/ttyS0\"\nbaud = 115200\ndata_bits = 7\nparity = \"even\"\nstop_bits = 2\nflow_control = \"hardware\"\nsuffix = \"crlf\"\n",
+    );
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn keys_for_another_transport_or_driver_are_errors() {
+    let p = problems("[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\nbaud = 9600\nreader = \"x\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0].baud: only applies to transport \"serial\"")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0].reader: not used by driver barcode")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn suffix_and_member_pattern_are_validated() {
+    let p = problems("[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\nsuffix = \"semicolon\"\n");
+    assert!(
+        p.iter().any(|x| x.starts_with("device[0].suffix:")),
+        "{p:?}"
+    );
+    let p = problems("[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\nsuffix = \"none\"\nidle_flush_ms = 0\n");
+    assert!(
+        p.iter().any(|x| x.starts_with("device[0].idle_flush_ms:")),
+        "{p:?}"
+    );
+    let p = problems("[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\nmember_pattern = \"([\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0].member_pattern: not a valid regex")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn device_ids_are_unique_and_url_safe() {
+    let p = problems(
+        "[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\n[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\n[[device]]\nid = \"b/c\"\ndriver = \"barcode\"\ntransport = \"sim\"\n",
+    );
+    assert!(
+        p.iter().any(|x| x.starts_with("device[1].id: duplicate")),
+        "{p:?}"
+    );
+    assert!(p.iter().any(|x| x.starts_with("device[2].id:")), "{p:?}");
+}
+
+#[test]
+fn contract_example_drivers_not_in_this_build_are_named() {
+    let p = problems("[[device]]\nid = \"p\"\ndriver = \"escpos\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:9100\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x.contains("device[0].driver") && x.contains("not in this build yet")),
+        "{p:?}"
+    );
+}
