@@ -3,6 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DEMO_CONFIG ?= config/demo.toml
 FUZZ_SECONDS ?= 20
+# Where cargo puts binaries (honours CARGO_TARGET_DIR).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN := $(TARGET_DIR)/debug/posbridge
 
 .PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke clean
 
@@ -10,8 +13,8 @@ FUZZ_SECONDS ?= 20
 run:
 	$(CARGO) build --locked
 	@echo "posbridge demo: open http://127.0.0.1:8731/ — feed it with:"
-	@echo "  ./target/debug/posbridge simulate scanner-1 6901234567892 --config $(DEMO_CONFIG)"
-	./target/debug/posbridge run --config $(DEMO_CONFIG)
+	@echo "  $(BIN) simulate scanner-1 6901234567892 --config $(DEMO_CONFIG)"
+	$(BIN) run --config $(DEMO_CONFIG)
 
 build:
 	$(CARGO) build --locked
@@ -35,7 +38,7 @@ unit:
 ## A real Chromium against the real daemon: allowed vs foreign origins, the status page.
 test-browser:
 	$(CARGO) build --locked
-	POSBRIDGE_BIN=$(CURDIR)/target/debug/posbridge node tests/browser/run.mjs
+	POSBRIDGE_BIN=$(BIN) node tests/browser/run.mjs
 
 ## Each fuzz target for a short run over its corpus of real frames (CI); `make fuzz` runs longer.
 fuzz-smoke:
