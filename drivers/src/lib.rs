@@ -13,7 +13,11 @@
 
 pub mod barcode;
 pub mod event;
+pub mod hid;
+pub mod keyboard;
 pub mod line;
+pub mod magstripe;
+pub mod rfid;
 
 pub use event::{CardType, CodeKind, Event, RejectReason, Tracks};
 
