@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 DEMO_CONFIG ?= config/demo.toml
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 # Where cargo puts binaries (honours CARGO_TARGET_DIR).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/debug/posbridge

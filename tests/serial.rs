@@ -5,30 +5,7 @@
 
 mod common;
 use common::*;
-use nix::pty::{openpty, OpenptyResult};
 use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::path::Path;
-
-struct FakeDevice {
-    master: std::fs::File,
-    _slave: OwnedFd,
-}
-
-/// Opens a pty pair and points `link` at its slave.
-fn plug(link: &Path) -> FakeDevice {
-    let OpenptyResult { master, slave } = openpty(None, None).expect("openpty");
-    let name = nix::unistd::ttyname(&slave).expect("ttyname");
-    let tmp = link.with_extension("new");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&name, &tmp).expect("symlink");
-    std::fs::rename(&tmp, link).expect("move symlink");
-    FakeDevice {
-        master: std::fs::File::from(master),
-        // The test keeps the slave open too, so the daemon's opens and closes never hang it up.
-        _slave: slave,
-    }
-}
 
 #[tokio::test]
 async fn a_serial_scanner_is_read_detached_and_reattached() {
@@ -59,8 +36,7 @@ async fn a_serial_scanner_is_read_detached_and_reattached() {
     assert_eq!(b["data"]["symbology"], "qr");
 
     // Unplug: the pty goes away entirely.
-    drop(dev);
-    let _ = std::fs::remove_file(&link);
+    unplug(dev, &link);
     let detached = next_of_type(&mut ws, "device.detached").await;
     assert_eq!(detached["device"], "pty-1");
     let err = next_of_type(&mut ws, "device.error").await;

@@ -7,7 +7,7 @@ pub mod registry;
 use crate::config::DeviceConfig;
 use crate::event::{rfc3339_ms, Bus};
 use crate::metrics::Metrics;
-use crate::transport::{self, Link};
+use crate::transport::{self, Chunk, Link};
 use futures_util::FutureExt;
 use posbridge_drivers::{Action, Event, Instant, Protocol};
 use serde::Serialize;
@@ -330,7 +330,12 @@ async fn session(
     loop {
         for action in actions.drain(..) {
             match action {
-                Action::Emit(ev) => {
+                Action::Emit(mut ev) => {
+                    if let Event::CardTapped { reader, .. } = &mut ev {
+                        if reader.is_empty() {
+                            reader.clone_from(&dev.cfg.id);
+                        }
+                    }
                     bus.publish(Some(&dev.cfg.id), &ev);
                     let mut s = dev.status();
                     s.events += 1;
@@ -352,7 +357,8 @@ async fn session(
         tokio::select! {
             _ = cancel.cancelled() => return SessionEnd::Shutdown,
             r = link.read_chunk(&mut buf) => match r {
-                Ok(Some(bytes)) => protocol.handle_bytes(now(), &bytes, &mut actions),
+                Ok(Some(Chunk::Data(bytes))) => protocol.handle_bytes(now(), &bytes, &mut actions),
+                Ok(Some(Chunk::Garbled(why))) => actions.push(Action::Malformed(why)),
                 Ok(None) => return SessionEnd::Gone(None),
                 Err(e) => return SessionEnd::Gone(Some(format!("read failed: {e}"))),
             },

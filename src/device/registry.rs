@@ -2,7 +2,7 @@
 //! accepts, which config keys it uses, and how to make its protocol.
 
 use crate::config::DeviceConfig;
-use posbridge_drivers::{barcode, Protocol};
+use posbridge_drivers::{barcode, hid, magstripe, rfid, Protocol};
 
 /// A config problem as (key within the device table, reason).
 pub type KeyError = (&'static str, String);
@@ -20,32 +20,54 @@ pub struct DriverSpec {
 }
 
 /// Every driver in this build.
-pub static DRIVERS: &[DriverSpec] = &[DriverSpec {
-    name: "barcode",
-    transports: &["serial", "sim"],
-    keys: &["member_pattern", "idle_flush_ms", "suffix"],
-    make: make_barcode,
-}];
-
-/// Drivers the contract names that later releases add; named so the error is helpful.
-const PLANNED: &[&str] = &[
-    "magstripe",
-    "rfid-wedge",
-    "pcsc",
-    "idcard-sam",
-    "callerid",
-    "dongle",
-    "escpos",
+pub static DRIVERS: &[DriverSpec] = &[
+    DriverSpec {
+        name: "barcode",
+        transports: &["serial", "evdev", "hid", "sim"],
+        keys: &["member_pattern", "idle_flush_ms", "suffix"],
+        make: make_barcode,
+    },
+    DriverSpec {
+        name: "magstripe",
+        transports: &["serial", "evdev", "hid", "sim"],
+        keys: &["lrc", "idle_flush_ms"],
+        make: make_magstripe,
+    },
+    DriverSpec {
+        name: "rfid-wedge",
+        transports: &["serial", "evdev", "hid", "sim"],
+        keys: &["format", "idle_flush_ms"],
+        make: make_rfid,
+    },
 ];
 
+/// Drivers the contract names that later releases add; named so the error is helpful.
+const PLANNED: &[&str] = &["pcsc", "idcard-sam", "callerid", "dongle", "escpos"];
+
+fn member_pattern(d: &DeviceConfig) -> Result<Option<regex::Regex>, KeyError> {
+    d.member_pattern
+        .as_deref()
+        .map(|p| {
+            regex::Regex::new(p).map_err(|e| ("member_pattern", format!("not a valid regex: {e}")))
+        })
+        .transpose()
+}
+
 fn make_barcode(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    let member_pattern = match &d.member_pattern {
-        None => None,
-        Some(p) => Some(
-            regex::Regex::new(p)
-                .map_err(|e| ("member_pattern", format!("not a valid regex: {e}")))?,
-        ),
-    };
+    let member_pattern = member_pattern(d)?;
+    if d.transport_name() == "hid" {
+        // HID-POS scanners deliver whole reports, not lines.
+        if d.suffix.is_some() {
+            return Err((
+                "suffix",
+                "HID-POS scanners send no suffix; remove it".into(),
+            ));
+        }
+        return Ok(Box::new(hid::HidPosScanner::new(hid::Options {
+            member_pattern,
+            ..hid::Options::default()
+        })));
+    }
     let suffix = match d.suffix.as_deref() {
         None => barcode::Suffix::Auto,
         Some(s) => barcode::Suffix::parse(s).ok_or((
@@ -65,6 +87,49 @@ fn make_barcode(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
         member_pattern,
         idle_flush_ms,
         suffix,
+    })))
+}
+
+fn make_magstripe(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
+    let mut opts = magstripe::Options::default();
+    if let Some(ms) = d.idle_flush_ms {
+        if !(10..=5000).contains(&ms) {
+            return Err((
+                "idle_flush_ms",
+                "must be between 10 and 5000 for a magstripe reader".into(),
+            ));
+        }
+        opts.idle_ms = ms;
+    }
+    if let Some(lrc) = d.lrc {
+        if lrc && matches!(d.transport_name(), "evdev" | "hid") {
+            return Err((
+                "lrc",
+                "keyboard-wedge and HID readers never send an LRC".into(),
+            ));
+        }
+        opts.lrc = lrc;
+    }
+    Ok(Box::new(magstripe::Magstripe::new(opts)))
+}
+
+fn make_rfid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
+    let format = match d.format.as_deref().unwrap_or("auto") {
+        "auto" => rfid::RfidFormat::Auto,
+        "decimal10" => rfid::RfidFormat::Decimal10,
+        "hex8" => rfid::RfidFormat::Hex8,
+        "hex10" => rfid::RfidFormat::Hex10,
+        "wiegand26" => rfid::RfidFormat::Wiegand26,
+        f => {
+            return Err((
+                "format",
+                format!("{f:?} is not one of auto, decimal10, hex8, hex10, wiegand26"),
+            ))
+        }
+    };
+    Ok(Box::new(rfid::Rfid::new(rfid::Options {
+        format,
+        idle_flush_ms: Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0),
     })))
 }
 
@@ -150,7 +215,7 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
     }
     let used = |k: &str| spec.keys.contains(&k);
     let set: [(&'static str, bool); 11] = [
-        ("match", d.usb_match.is_some() && transport != "serial"),
+        ("match", d.usb_match.is_some() && transport == "sim"),
         ("poll_ms", d.poll_ms.is_some()),
         ("format", d.format.is_some()),
         ("reader", d.reader.is_some()),

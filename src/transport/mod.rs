@@ -1,27 +1,74 @@
 //! OS I/O only: open a device's byte stream, read chunks, write bytes.
-//! Protocol work happens in `posbridge-drivers`; this layer never interprets bytes.
+//! Protocol work happens in `posbridge-drivers`; this layer never interprets
+//! bytes beyond turning keystrokes and HID reports into the text a reader
+//! would have sent over serial (with the drivers crate's own decoders).
+
+mod evdev;
+mod hid;
 
 use crate::config::DeviceConfig;
+use posbridge_drivers::hid as hid_reports;
+use posbridge_drivers::keyboard::HidKeyboard;
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+
+/// What one read produced.
+pub enum Chunk {
+    Data(Vec<u8>),
+    /// The transport got input it could not turn into data (a bad HID report).
+    Garbled(String),
+}
+
+/// How a HID device's reports reach its protocol.
+pub enum HidReports {
+    /// Whole reports, one per `handle_bytes` (HID-POS scanners).
+    Whole,
+    /// MagTek-style magstripe reports, rendered as track text.
+    Magtek,
+    /// Boot-keyboard reports, typed out as text (wedge readers on hidraw).
+    Keyboard(HidKeyboard),
+}
 
 /// An open byte stream to one device.
 pub enum Link<'a> {
     Serial(tokio_serial::SerialStream),
     /// Bytes posted to `/v1/devices/{id}/simulate`; writes go nowhere.
     Sim(&'a mut mpsc::Receiver<Vec<u8>>),
+    // Boxed: the event stream is large and links live one at a time.
+    Evdev(Box<evdev::EvdevLink>),
+    Hid(hid::HidLink, HidReports),
 }
 
 impl Link<'_> {
     /// Reads the next chunk; `None` at end of stream (the device went away).
-    pub async fn read_chunk(&mut self, buf: &mut [u8]) -> io::Result<Option<Vec<u8>>> {
+    pub async fn read_chunk(&mut self, buf: &mut [u8]) -> io::Result<Option<Chunk>> {
         match self {
             Link::Serial(s) => match s.read(buf).await? {
                 0 => Ok(None),
-                n => Ok(Some(buf[..n].to_vec())),
+                n => Ok(Some(Chunk::Data(buf[..n].to_vec()))),
             },
-            Link::Sim(rx) => Ok(rx.recv().await),
+            Link::Sim(rx) => Ok(rx.recv().await.map(Chunk::Data)),
+            Link::Evdev(e) => Ok(e.read_chunk().await?.map(Chunk::Data)),
+            Link::Hid(h, reports) => {
+                let Some(report) = h.read_report().await? else {
+                    return Ok(None);
+                };
+                Ok(Some(match reports {
+                    HidReports::Whole => Chunk::Data(report),
+                    HidReports::Magtek => match hid_reports::parse_magtek_report(&report) {
+                        Ok(swipe) => Chunk::Data(hid_reports::magtek_to_text(&swipe)),
+                        Err(why) => Chunk::Garbled(format!("magstripe HID report: {why}")),
+                    },
+                    HidReports::Keyboard(k) => {
+                        let mut text = Vec::new();
+                        match k.report_to_text(&report, &mut text) {
+                            Ok(()) => Chunk::Data(text),
+                            Err(why) => Chunk::Garbled(format!("keyboard HID report: {why}")),
+                        }
+                    }
+                }))
+            }
         }
     }
 
@@ -32,9 +79,16 @@ impl Link<'_> {
                 tracing::trace!(bytes = bytes.len(), "sim device: write discarded");
                 Ok(())
             }
+            Link::Evdev(_) | Link::Hid(..) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this transport is input-only",
+            )),
         }
     }
 }
+
+/// Transports this build can open.
+pub const TRANSPORTS: &[&str] = &["serial", "evdev", "hid", "sim"];
 
 /// Opens the transport a device is configured with.
 pub async fn open<'a>(
@@ -49,6 +103,20 @@ pub async fn open<'a>(
             tokio_serial::SerialStream::open(&builder)
                 .map(Link::Serial)
                 .map_err(|e| serial_error(path, e))
+        }
+        ("evdev", _) => evdev::EvdevLink::open(cfg).map(|l| Link::Evdev(Box::new(l))),
+        ("hid", _) => {
+            let reports = match cfg.driver.as_str() {
+                "barcode" => HidReports::Whole,
+                "magstripe" => HidReports::Magtek,
+                _ => HidReports::Keyboard(HidKeyboard::new()),
+            };
+            // hidapi enumerates and opens synchronously; keep it off the async workers.
+            let cfg = cfg.clone();
+            let link = tokio::task::spawn_blocking(move || hid::HidLink::open(&cfg))
+                .await
+                .map_err(|e| format!("HID open task failed: {e}"))??;
+            Ok(Link::Hid(link, reports))
         }
         (t, _) => Err(format!("transport {t:?} is not available in this build")),
     }

@@ -157,3 +157,31 @@ transport = "sim"
 "#
     )
 }
+
+/// A serial device played by the test on a pty master; the daemon opens the
+/// slave through a symlink, as it would a /dev/serial/by-id name.
+pub struct FakeSerial {
+    pub master: std::fs::File,
+    // Kept open so the daemon's opens and closes never hang the line up.
+    _slave: std::os::fd::OwnedFd,
+}
+
+/// Opens a pty pair and (atomically) points `link` at its slave: plugging in.
+pub fn plug(link: &std::path::Path) -> FakeSerial {
+    let nix::pty::OpenptyResult { master, slave } = nix::pty::openpty(None, None).expect("openpty");
+    let name = nix::unistd::ttyname(&slave).expect("ttyname");
+    let tmp = link.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&name, &tmp).expect("symlink");
+    std::fs::rename(&tmp, link).expect("move symlink");
+    FakeSerial {
+        master: std::fs::File::from(master),
+        _slave: slave,
+    }
+}
+
+/// Unplugging: the pty goes away and so does its name.
+pub fn unplug(dev: FakeSerial, link: &std::path::Path) {
+    drop(dev);
+    let _ = std::fs::remove_file(link);
+}

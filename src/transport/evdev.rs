@@ -1,0 +1,83 @@
+//! Keyboard-wedge devices through evdev: the reader is grabbed exclusively
+//! (so its keystrokes never reach the browser or desktop) and its key events
+//! become text for the same line protocols a serial reader feeds.
+
+use crate::config::DeviceConfig;
+use evdev::{Device, EventStream, EventType, KeyCode};
+use posbridge_drivers::keyboard::KeyDecoder;
+use std::io;
+
+pub struct EvdevLink {
+    stream: EventStream,
+    keys: KeyDecoder,
+}
+
+impl EvdevLink {
+    pub fn open(cfg: &DeviceConfig) -> Result<EvdevLink, String> {
+        let (path, mut dev) = match (&cfg.path, &cfg.usb_match) {
+            (Some(p), _) => {
+                let dev = Device::open(p).map_err(|e| open_error(p, e))?;
+                (p.clone(), dev)
+            }
+            (None, Some(m)) => find_by_usb_id(&m.vid, &m.pid)?,
+            (None, None) => return Err("evdev needs path or match".into()),
+        };
+        if cfg.grab.unwrap_or(true) {
+            dev.grab()
+                .map_err(|e| format!("{path}: cannot grab the input device exclusively: {e}"))?;
+        }
+        let stream = dev
+            .into_event_stream()
+            .map_err(|e| format!("{path}: {e}"))?;
+        Ok(EvdevLink {
+            stream,
+            keys: KeyDecoder::new(),
+        })
+    }
+
+    /// The next run of text the keystrokes spell.
+    pub async fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut text = Vec::new();
+        loop {
+            let ev = self.stream.next_event().await?;
+            if ev.event_type() == EventType::KEY {
+                self.keys.feed(ev.code(), ev.value(), &mut text);
+            } else if ev.event_type() == EventType::SYNCHRONIZATION && !text.is_empty() {
+                // A SYN_REPORT closes one batch of key events; hand over what it spelled.
+                return Ok(Some(text));
+            }
+        }
+    }
+}
+
+fn open_error(path: &str, e: io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => format!("{path}: no such input device (unplugged, or wrong path?)"),
+        io::ErrorKind::PermissionDenied => format!(
+            "{path}: permission denied; install udev/70-posbridge.rules or add the service user to group input"
+        ),
+        _ => format!("{path}: {e}"),
+    }
+}
+
+/// Finds a keyboard-like input device by USB vendor and product id (hex).
+fn find_by_usb_id(vid: &str, pid: &str) -> Result<(String, Device), String> {
+    let parse = |s: &str| u16::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let (Some(v), Some(p)) = (parse(vid), parse(pid)) else {
+        return Err(format!(
+            "match: vid {vid:?} / pid {pid:?} are not 4-digit hex"
+        ));
+    };
+    for (path, dev) in evdev::enumerate() {
+        let id = dev.input_id();
+        let types_keys = dev
+            .supported_keys()
+            .is_some_and(|k| k.contains(KeyCode::KEY_ENTER));
+        if id.vendor() == v && id.product() == p && types_keys {
+            return Ok((path.display().to_string(), dev));
+        }
+    }
+    Err(format!(
+        "no input device with USB id {v:04x}:{p:04x} (unplugged?)"
+    ))
+}

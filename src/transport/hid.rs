@@ -1,0 +1,99 @@
+//! HID devices through hidraw (hidapi's pure-Rust backend). hidapi reads
+//! block, so a thread reads whole reports and hands them to the async side;
+//! each report reaches the protocol in one piece.
+
+use crate::config::DeviceConfig;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Largest report read; MagTek readers send 337 bytes.
+const MAX_REPORT: usize = 1024;
+/// How often the reader thread checks whether it should stop.
+const POLL_MS: i32 = 250;
+
+pub struct HidLink {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for HidLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl HidLink {
+    pub fn open(cfg: &DeviceConfig) -> Result<HidLink, String> {
+        let api = hidapi::HidApi::new().map_err(|e| format!("hidapi: {e}"))?;
+        let (what, dev) = match (&cfg.path, &cfg.usb_match) {
+            (Some(p), _) => {
+                let c =
+                    std::ffi::CString::new(p.as_str()).map_err(|_| format!("{p:?}: bad path"))?;
+                (p.clone(), api.open_path(&c))
+            }
+            (None, Some(m)) => {
+                let parse = |s: &str| u16::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+                let (Some(v), Some(p)) = (parse(&m.vid), parse(&m.pid)) else {
+                    return Err(format!(
+                        "match: vid {:?} / pid {:?} are not 4-digit hex",
+                        m.vid, m.pid
+                    ));
+                };
+                let what = format!("USB {v:04x}:{p:04x}");
+                match &m.serial {
+                    Some(sn) => (what, api.open_serial(v, p, sn)),
+                    None => (what, api.open(v, p)),
+                }
+            }
+            (None, None) => return Err("hid needs path or match".into()),
+        };
+        let dev = dev.map_err(|e| hid_error(&what, e))?;
+        let (tx, rx) = mpsc::channel(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("hid-{}", cfg.id))
+            .spawn(move || read_loop(dev, tx, stop2))
+            .map_err(|e| format!("{what}: cannot start the reader thread: {e}"))?;
+        Ok(HidLink { rx, stop })
+    }
+
+    /// The next whole report; `None` when the reader thread ended.
+    pub async fn read_report(&mut self) -> io::Result<Option<Vec<u8>>> {
+        match self.rx.recv().await {
+            Some(r) => r.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn read_loop(dev: hidapi::HidDevice, tx: mpsc::Sender<io::Result<Vec<u8>>>, stop: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; MAX_REPORT];
+    while !stop.load(Ordering::Relaxed) {
+        match dev.read_timeout(&mut buf, POLL_MS) {
+            Ok(0) => continue,
+            Ok(n) => {
+                if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(io::Error::other(format!(
+                    "HID read failed (unplugged?): {e}"
+                ))));
+                return;
+            }
+        }
+    }
+}
+
+fn hid_error(what: &str, e: hidapi::HidError) -> String {
+    let s = e.to_string();
+    if s.contains("ermission") {
+        format!("{what}: permission denied; install udev/70-posbridge.rules")
+    } else {
+        format!("{what}: cannot open HID device (unplugged?): {s}")
+    }
+}
