@@ -223,7 +223,7 @@ async fn absent_evdev_and_hid_readers_are_reported_with_the_reason() {
         devs.as_array()
             .expect("list")
             .iter()
-            .all(|x| x["state"] == "error"),
+            .all(|x| x["state"] == "disconnected"),
         "{devs}"
     );
     d.stop().await;

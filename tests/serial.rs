@@ -48,7 +48,7 @@ async fn a_serial_scanner_is_read_detached_and_reattached() {
         "{err}"
     );
     let devs = d.get_json("/v1/devices").await;
-    assert_eq!(devs[0]["state"], "error");
+    assert_eq!(devs[0]["state"], "disconnected");
     assert!(devs[0]["last_error"]
         .as_str()
         .unwrap_or("")
@@ -62,6 +62,39 @@ async fn a_serial_scanner_is_read_detached_and_reattached() {
     assert_eq!(
         next_of_type(&mut ws, "code.scanned").await["data"]["text"],
         "AGAIN"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_present_but_unusable_device_is_an_error_not_disconnected() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let not_a_tty = dir.path().join("notatty");
+    std::fs::write(&not_a_tty, b"").expect("file");
+    let cfg = format!(
+        "[store]\nid = \"s\"\n[[device]]\nid = \"bad\"\ndriver = \"barcode\"\npath = \"{}\"\n[[device]]\nid = \"gone\"\ndriver = \"barcode\"\npath = \"{}\"\n",
+        not_a_tty.display(),
+        dir.path().join("absent").display()
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut ws = d.ws("/v1/events?since=0&types=device.error").await;
+    next_event(&mut ws).await;
+    next_event(&mut ws).await;
+    let devs = d.get_json("/v1/devices").await;
+    let state = |id: &str| {
+        devs.as_array()
+            .and_then(|l| l.iter().find(|x| x["id"] == id))
+            .map(|x| x["state"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(state("bad").as_deref(), Some("error"), "{devs}");
+    assert_eq!(state("gone").as_deref(), Some("disconnected"), "{devs}");
+    let h = d.get_json("/v1/health").await;
+    assert_eq!(
+        (
+            h["devices"]["error"].as_u64(),
+            h["devices"]["disconnected"].as_u64()
+        ),
+        (Some(1), Some(1))
     );
     d.stop().await;
 }

@@ -230,18 +230,26 @@ impl Supervisor {
             let opened = transport::open(&self.dev.cfg, self.sim_rx.as_mut()).await;
             match opened {
                 Err(e) => {
-                    if last_open_error.as_deref() != Some(e.as_str()) {
-                        tracing::warn!(device = %id, error = %e, "device cannot be opened; retrying with backoff");
-                        set_state(&self.dev, State::Error, Some(e.clone()));
+                    let message = e.message;
+                    if last_open_error.as_deref() != Some(message.as_str()) {
+                        // Absent is the normal state of an unplugged reader; anything
+                        // else (permissions, a busy port) needs IT to act.
+                        let state = if e.absent {
+                            State::Disconnected
+                        } else {
+                            State::Error
+                        };
+                        tracing::warn!(device = %id, error = %message, state = state.name(), "device cannot be opened; retrying with backoff");
+                        set_state(&self.dev, state, Some(message.clone()));
                         lifecycle(&self.dev, &self.bus, |driver, transport, path| {
                             Event::DeviceError {
                                 driver,
                                 transport,
                                 path,
-                                error: e.clone(),
+                                error: message.clone(),
                             }
                         });
-                        last_open_error = Some(e);
+                        last_open_error = Some(message);
                     }
                 }
                 Ok(link) => {
@@ -282,12 +290,9 @@ impl Supervisor {
                         Some(e) => tracing::warn!(device = %id, error = %e, "device detached"),
                         None => tracing::info!(device = %id, "device detached"),
                     }
-                    let state = if error.is_some() {
-                        State::Error
-                    } else {
-                        State::Disconnected
-                    };
-                    set_state(&self.dev, state, error.clone());
+                    // The link went away (unplugged, EOF) or we stopped: either way the
+                    // device is not connected; why stays in last_error.
+                    set_state(&self.dev, State::Disconnected, error.clone());
                     lifecycle(&self.dev, &self.bus, |driver, transport, path| {
                         Event::DeviceDetached {
                             driver,

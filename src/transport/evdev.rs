@@ -2,6 +2,7 @@
 //! (so its keystrokes never reach the browser or desktop) and its key events
 //! become text for the same line protocols a serial reader feeds.
 
+use super::OpenError;
 use crate::config::DeviceConfig;
 use evdev::{Device, EventStream, EventType, KeyCode};
 use posbridge_drivers::keyboard::KeyDecoder;
@@ -13,14 +14,14 @@ pub struct EvdevLink {
 }
 
 impl EvdevLink {
-    pub fn open(cfg: &DeviceConfig) -> Result<EvdevLink, String> {
+    pub fn open(cfg: &DeviceConfig) -> Result<EvdevLink, OpenError> {
         let (path, mut dev) = match (&cfg.path, &cfg.usb_match) {
             (Some(p), _) => {
                 let dev = Device::open(p).map_err(|e| open_error(p, e))?;
                 (p.clone(), dev)
             }
             (None, Some(m)) => find_by_usb_id(&m.vid, &m.pid)?,
-            (None, None) => return Err("evdev needs path or match".into()),
+            (None, None) => return Err(OpenError::from("evdev needs path or match".to_owned())),
         };
         if cfg.grab.unwrap_or(true) {
             dev.grab()
@@ -50,23 +51,24 @@ impl EvdevLink {
     }
 }
 
-fn open_error(path: &str, e: io::Error) -> String {
+fn open_error(path: &str, e: io::Error) -> OpenError {
     match e.kind() {
-        io::ErrorKind::NotFound => format!("{path}: no such input device (unplugged, or wrong path?)"),
+        io::ErrorKind::NotFound => {
+            OpenError::absent(format!("{path}: no such input device (unplugged, or wrong path?)"))
+        }
         io::ErrorKind::PermissionDenied => format!(
             "{path}: permission denied; install udev/70-posbridge.rules or add the service user to group input"
-        ),
-        _ => format!("{path}: {e}"),
+        )
+        .into(),
+        _ => format!("{path}: {e}").into(),
     }
 }
 
 /// Finds a keyboard-like input device by USB vendor and product id (hex).
-fn find_by_usb_id(vid: &str, pid: &str) -> Result<(String, Device), String> {
+fn find_by_usb_id(vid: &str, pid: &str) -> Result<(String, Device), OpenError> {
     let parse = |s: &str| u16::from_str_radix(s.trim_start_matches("0x"), 16).ok();
     let (Some(v), Some(p)) = (parse(vid), parse(pid)) else {
-        return Err(format!(
-            "match: vid {vid:?} / pid {pid:?} are not 4-digit hex"
-        ));
+        return Err(format!("match: vid {vid:?} / pid {pid:?} are not 4-digit hex").into());
     };
     for (path, dev) in evdev::enumerate() {
         let id = dev.input_id();
@@ -77,7 +79,7 @@ fn find_by_usb_id(vid: &str, pid: &str) -> Result<(String, Device), String> {
             return Ok((path.display().to_string(), dev));
         }
     }
-    Err(format!(
+    Err(OpenError::absent(format!(
         "no input device with USB id {v:04x}:{p:04x} (unplugged?)"
-    ))
+    )))
 }

@@ -2,6 +2,7 @@
 //! block, so a thread reads whole reports and hands them to the async side;
 //! each report reaches the protocol in one piece.
 
+use super::OpenError;
 use crate::config::DeviceConfig;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +26,7 @@ impl Drop for HidLink {
 }
 
 impl HidLink {
-    pub fn open(cfg: &DeviceConfig) -> Result<HidLink, String> {
+    pub fn open(cfg: &DeviceConfig) -> Result<HidLink, OpenError> {
         let api = hidapi::HidApi::new().map_err(|e| format!("hidapi: {e}"))?;
         let (what, dev) = match (&cfg.path, &cfg.usb_match) {
             (Some(p), _) => {
@@ -39,7 +40,8 @@ impl HidLink {
                     return Err(format!(
                         "match: vid {:?} / pid {:?} are not 4-digit hex",
                         m.vid, m.pid
-                    ));
+                    )
+                    .into());
                 };
                 let what = format!("USB {v:04x}:{p:04x}");
                 match &m.serial {
@@ -47,7 +49,7 @@ impl HidLink {
                     None => (what, api.open(v, p)),
                 }
             }
-            (None, None) => return Err("hid needs path or match".into()),
+            (None, None) => return Err(OpenError::from("hid needs path or match".to_owned())),
         };
         let dev = dev.map_err(|e| hid_error(&what, e))?;
         let (tx, rx) = mpsc::channel(64);
@@ -89,11 +91,12 @@ fn read_loop(dev: hidapi::HidDevice, tx: mpsc::Sender<io::Result<Vec<u8>>>, stop
     }
 }
 
-fn hid_error(what: &str, e: hidapi::HidError) -> String {
+fn hid_error(what: &str, e: hidapi::HidError) -> OpenError {
+    // hidapi's errors carry no kind; its message is all there is to go on.
     let s = e.to_string();
     if s.contains("ermission") {
-        format!("{what}: permission denied; install udev/70-posbridge.rules")
+        format!("{what}: permission denied; install udev/70-posbridge.rules").into()
     } else {
-        format!("{what}: cannot open HID device (unplugged?): {s}")
+        OpenError::absent(format!("{what}: cannot open HID device (unplugged?): {s}"))
     }
 }

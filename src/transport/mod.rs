@@ -13,6 +13,33 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+/// Why a device could not be opened.
+#[derive(Debug)]
+pub struct OpenError {
+    /// The device is not there (unplugged, or the path does not exist yet):
+    /// it shows as `disconnected`, not `error`.
+    pub absent: bool,
+    pub message: String,
+}
+
+impl OpenError {
+    pub fn absent(message: String) -> OpenError {
+        OpenError {
+            absent: true,
+            message,
+        }
+    }
+}
+
+impl From<String> for OpenError {
+    fn from(message: String) -> OpenError {
+        OpenError {
+            absent: false,
+            message,
+        }
+    }
+}
+
 /// What one read produced.
 pub enum Chunk {
     Data(Vec<u8>),
@@ -94,17 +121,17 @@ pub const TRANSPORTS: &[&str] = &["serial", "evdev", "hid", "sim"];
 pub async fn open<'a>(
     cfg: &DeviceConfig,
     sim: Option<&'a mut mpsc::Receiver<Vec<u8>>>,
-) -> Result<Link<'a>, String> {
+) -> Result<Link<'a>, OpenError> {
     match (cfg.transport_name(), sim) {
         ("sim", Some(rx)) => Ok(Link::Sim(rx)),
         ("serial", _) => {
             let path = cfg.path.as_deref().unwrap_or_default();
             let builder = serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
-            tokio_serial::SerialStream::open(&builder)
+            Ok(tokio_serial::SerialStream::open(&builder)
                 .map(Link::Serial)
-                .map_err(|e| serial_error(path, e))
+                .map_err(|e| serial_error(path, e))?)
         }
-        ("evdev", _) => evdev::EvdevLink::open(cfg).map(|l| Link::Evdev(Box::new(l))),
+        ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg)?))),
         ("hid", _) => {
             let reports = match cfg.driver.as_str() {
                 "barcode" => HidReports::Whole,
@@ -118,21 +145,21 @@ pub async fn open<'a>(
                 .map_err(|e| format!("HID open task failed: {e}"))??;
             Ok(Link::Hid(link, reports))
         }
-        (t, _) => Err(format!("transport {t:?} is not available in this build")),
+        (t, _) => Err(format!("transport {t:?} is not available in this build").into()),
     }
 }
 
-fn serial_error(path: &str, e: tokio_serial::Error) -> String {
+fn serial_error(path: &str, e: tokio_serial::Error) -> OpenError {
     use tokio_serial::ErrorKind;
     match e.kind() {
-        ErrorKind::NoDevice => format!("{path}: no such device (unplugged, or wrong path?)"),
-        ErrorKind::Io(io::ErrorKind::NotFound) => {
-            format!("{path}: no such device (unplugged, or wrong path?)")
+        ErrorKind::NoDevice | ErrorKind::Io(io::ErrorKind::NotFound) => {
+            OpenError::absent(format!("{path}: no such device (unplugged, or wrong path?)"))
         }
         ErrorKind::Io(io::ErrorKind::PermissionDenied) => format!(
             "{path}: permission denied; add the service user to group dialout or install udev/70-posbridge.rules"
-        ),
-        _ => format!("{path}: {e}"),
+        )
+        .into(),
+        _ => format!("{path}: {e}").into(),
     }
 }
 
