@@ -39,6 +39,9 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         decimal: Option<String>,
     },
+    /// A second-generation ID card was read (hotel check-in, member sign-up).
+    #[serde(rename = "idcard.read")]
+    IdcardRead(Box<IdCard>),
     /// A barcode or QR code was scanned.
     #[serde(rename = "code.scanned")]
     CodeScanned {
@@ -80,6 +83,7 @@ impl Event {
             Event::CardSwiped { .. } => "card.swiped",
             Event::CardRejected { .. } => "card.rejected",
             Event::CardTapped { .. } => "card.tapped",
+            Event::IdcardRead(_) => "idcard.read",
             Event::CodeScanned { .. } => "code.scanned",
             Event::DeviceAttached { .. } => "device.attached",
             Event::DeviceDetached { .. } => "device.detached",
@@ -90,7 +94,10 @@ impl Event {
     /// The copy clients without the `idcard` scope see, when it differs.
     /// `None` means the event holds nothing that needs masking.
     pub fn masked(&self) -> Option<Event> {
-        None
+        match self {
+            Event::IdcardRead(card) => Some(Event::IdcardRead(Box::new(card.masked()))),
+            _ => None,
+        }
     }
 }
 
@@ -104,6 +111,93 @@ pub enum CodeKind {
     Url,
     Member,
     Other,
+}
+
+/// What an ID card says (contract: `idcard.read`).
+#[derive(Clone, PartialEq, Eq, Serialize, Default)]
+pub struct IdCard {
+    pub card_type: IdCardType,
+    pub name: String,
+    /// 男, 女, 未知 or 未说明 (the card's own words).
+    pub gender: String,
+    /// The ethnic group's name (汉, 蒙古 …), or the nationality code on foreigner cards.
+    pub nation: String,
+    /// YYYY-MM-DD.
+    pub birth: String,
+    pub address: String,
+    pub id_number: String,
+    pub authority: String,
+    /// YYYY-MM-DD.
+    pub valid_from: String,
+    /// YYYY-MM-DD, or 长期 (no expiry) as the card says.
+    pub valid_to: String,
+    /// Base64 of the raw 1024-byte WLT photo; only for clients with scope `idcard`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo_wlt: Option<String>,
+    /// Fields only some card types carry (English name, permit number, issue count …).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, String>,
+}
+
+// Never print a full ID number or address (logs, panics): Debug shows the masked form.
+impl std::fmt::Debug for IdCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.masked();
+        f.debug_struct("IdCard")
+            .field("card_type", &m.card_type)
+            .field("id_number", &m.id_number)
+            .field("address", &m.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdCard {
+    /// The copy for clients without scope `idcard`: `id_number` keeps its first 6
+    /// and last 4 characters, `address` its first 6, and the photo is dropped.
+    pub fn masked(&self) -> IdCard {
+        let mut m = self.clone();
+        m.id_number = mask_middle(&self.id_number, 6, 4);
+        m.address = self.address.chars().take(6).collect();
+        m.photo_wlt = None;
+        for key in ["permit_number", "old_card_number"] {
+            if let Some(v) = m.extra.get_mut(key) {
+                *v = mask_middle(v, 6, 4);
+            }
+        }
+        m
+    }
+}
+
+/// Keeps the first `head` and last `tail` characters, stars the rest.
+pub fn mask_middle(s: &str, head: usize, tail: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= head + tail {
+        return "*".repeat(chars.len());
+    }
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < head || i >= chars.len() - tail {
+                *c
+            } else {
+                '*'
+            }
+        })
+        .collect()
+}
+
+/// The contract's ID card types.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdCardType {
+    /// Mainland resident identity card.
+    #[default]
+    Resident,
+    /// Foreigner permanent residence card (old and 2023 layouts).
+    ForeignPermanent,
+    /// Hong Kong / Macao / Taiwan residence permit.
+    GatResidence,
 }
 
 /// Magstripe tracks, keyed "1", "2", "3" as in the contract.
@@ -152,6 +246,32 @@ pub enum CardType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_cards_are_masked_as_the_contract_says() {
+        let card = IdCard {
+            id_number: "11010519491231002X".into(),
+            address: "北京市东城区景山前街4号".into(),
+            photo_wlt: Some("AAAA".into()),
+            ..IdCard::default()
+        };
+        let m = card.masked();
+        assert_eq!(m.id_number, "110105********002X");
+        assert_eq!(m.address, "北京市东城区");
+        assert_eq!(m.photo_wlt, None);
+        let debug = format!("{card:?}");
+        assert!(
+            !debug.contains("11010519491231002X") && !debug.contains("景山"),
+            "{debug}"
+        );
+        let json =
+            serde_json::to_string(&Event::IdcardRead(Box::new(card.clone()))).unwrap_or_default();
+        assert!(
+            json.starts_with(r#"{"type":"idcard.read","data":{"card_type":"resident","#),
+            "{json}"
+        );
+        assert!(Event::IdcardRead(Box::new(card)).masked().is_some());
+    }
 
     #[test]
     fn wire_names_match_the_contract() {

@@ -19,7 +19,7 @@ pub mod line;
 pub mod magstripe;
 pub mod rfid;
 
-pub use event::{CardType, CodeKind, Event, RejectReason, Tracks};
+pub use event::{CardType, CodeKind, Event, IdCard, IdCardType, RejectReason, Tracks};
 
 /// Monotonic time, in milliseconds since an origin the caller picks.
 ///
@@ -46,6 +46,12 @@ pub enum Action {
     /// The device sent something the protocol could not use. Logged and counted;
     /// never fatal, and never contains raw card data.
     Malformed(String),
+    /// The device stopped answering or reports a fault (a silent reader, a SAM
+    /// self-test failure). The shell shows it as `error` with this reason and
+    /// publishes `device.error`, until [`Action::Recovered`].
+    Fault(String),
+    /// The device answers properly again after a [`Action::Fault`].
+    Recovered,
 }
 
 /// One live device's protocol state machine.

@@ -330,6 +330,7 @@ async fn session(
     let now = || Instant(origin.elapsed().as_millis() as u64);
     let mut actions = Vec::new();
     let mut timer: Option<Instant> = None;
+    let mut faulted = false;
     let mut buf = vec![0u8; 4096];
     protocol.handle_open(now(), &mut actions);
     loop {
@@ -355,6 +356,32 @@ async fn session(
                 Action::Malformed(why) => {
                     metrics.malformed_input();
                     tracing::warn!(device = %dev.cfg.id, "{why}");
+                }
+                Action::Fault(why) => {
+                    if !faulted {
+                        faulted = true;
+                        tracing::warn!(device = %dev.cfg.id, error = %why, "device fault");
+                        set_state(dev, State::Error, Some(why.clone()));
+                        lifecycle(dev, bus, |driver, transport, path| Event::DeviceError {
+                            driver,
+                            transport,
+                            path,
+                            error: why,
+                        });
+                    }
+                }
+                Action::Recovered => {
+                    if faulted {
+                        faulted = false;
+                        tracing::info!(device = %dev.cfg.id, "device recovered");
+                        set_state(dev, State::Connected, None);
+                        // Clients learn it is usable again the way they learn of a plug-in.
+                        lifecycle(dev, bus, |driver, transport, path| Event::DeviceAttached {
+                            driver,
+                            transport,
+                            path,
+                        });
+                    }
                 }
             }
         }
