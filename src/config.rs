@@ -414,14 +414,18 @@ impl Config {
                 "must be between 8 and 100000".into(),
             );
         }
-        if ev.stall_timeout_ms < 100 {
+        // Bounded so no value can overflow a deadline computed from it.
+        if !(100..=600_000).contains(&ev.stall_timeout_ms) {
             err(
                 "events.stall_timeout_ms".into(),
-                "must be at least 100".into(),
+                "must be between 100 and 600000".into(),
             );
         }
-        if ev.ping_interval_s == 0 {
-            err("events.ping_interval_s".into(), "must be at least 1".into());
+        if !(1..=3600).contains(&ev.ping_interval_s) {
+            err(
+                "events.ping_interval_s".into(),
+                "must be between 1 and 3600".into(),
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             err(

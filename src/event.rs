@@ -342,7 +342,8 @@ impl Bus {
             (false, None) => return out,
         };
         let oldest = inner.ring.front().map_or(last + 1, |p| p.seq);
-        if since + 1 < oldest && since < last {
+        // `since` comes from a client: saturate rather than overflow on u64::MAX.
+        if since.saturating_add(1) < oldest && since < last {
             let to = oldest - 1;
             out.push(Backlog::Notice(self.notice(
                 to,
@@ -353,12 +354,15 @@ impl Bus {
                 }),
             )));
         }
+        // `limit` counts events only: notices never crowd out what they announce.
+        let mut events = 0;
         for p in inner.ring.iter().filter(|p| p.seq > since) {
-            if out.len() >= limit {
+            if events >= limit {
                 break;
             }
             if filter.matches(p) {
                 out.push(Backlog::Event(p.clone()));
+                events += 1;
             }
         }
         out

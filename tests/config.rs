@@ -97,3 +97,19 @@ fn contract_example_drivers_not_in_this_build_are_named() {
         "{p:?}"
     );
 }
+
+#[test]
+fn stream_timings_are_bounded() {
+    for (k, v) in [
+        ("ping_interval_s", "9223372036854775807"),
+        ("ping_interval_s", "0"),
+        ("stall_timeout_ms", "99999999"),
+    ] {
+        let text = format!("[store]\nid = \"s\"\n[events]\n{k} = {v}\n");
+        let err = Config::parse(&text, std::iter::empty(), "t").expect_err("refused");
+        assert!(
+            err.problems.iter().any(|p| p.key == format!("events.{k}")),
+            "{k}={v}: {err}"
+        );
+    }
+}

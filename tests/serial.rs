@@ -98,3 +98,25 @@ async fn a_present_but_unusable_device_is_an_error_not_disconnected() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_read_request_for_a_disconnected_device_is_refused_at_once() {
+    let d = Daemon::start("[store]\nid = \"s\"\n[[device]]\nid = \"gone\"\ndriver = \"barcode\"\npath = \"/nonexistent/tty\"\n").await;
+    let t = std::time::Instant::now();
+    let r = d
+        .http
+        .post(d.url("/v1/devices/gone/read"))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(r.status(), 409);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(500),
+        "answered without waiting"
+    );
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["error"]["code"],
+        "not_connected"
+    );
+    d.stop().await;
+}

@@ -371,3 +371,81 @@ async fn idle_streams_are_pinged() {
     assert_eq!(got.ok(), Some(true), "a ping arrives within two intervals");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn long_poll_with_a_small_limit_never_skips_events_behind_a_notice() {
+    let d = Daemon::start(&sim_config("[events]\nbuffer = 16")).await;
+    let lines: String = (0..40).map(|i| format!("c{i}\n")).collect();
+    d.simulate("scan-1", &lines).await;
+    let mut boot = String::new();
+    // Wait until all 40 scans are published.
+    for _ in 0..100 {
+        let r = d.get_json("/v1/events/poll?since=0&timeout_ms=10").await;
+        boot = r["boot"].as_str().unwrap_or("").to_owned();
+        if r["next"].as_u64() >= Some(42) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A client resuming from seq 1 with limit=1: a gap, then every buffered event, one per poll.
+    let mut since = 1;
+    let mut seen = Vec::new();
+    let mut notices = Vec::new();
+    for _ in 0..40 {
+        let r = d
+            .get_json(&format!(
+                "/v1/events/poll?since={since}&boot={boot}&limit=1&timeout_ms=10"
+            ))
+            .await;
+        let events = r["events"].as_array().cloned().unwrap_or_default();
+        if events.is_empty() {
+            break;
+        }
+        for e in events {
+            match e["type"].as_str() {
+                Some("stream.gap") => notices.push(e),
+                _ => seen.push(e["seq"].as_u64().unwrap_or(0)),
+            }
+        }
+        since = r["next"].as_u64().expect("next");
+    }
+    assert_eq!(notices.len(), 1, "one gap notice");
+    let oldest = notices[0]["data"]["to"].as_u64().expect("to") + 1;
+    assert_eq!(
+        seen,
+        (oldest..=42).collect::<Vec<_>>(),
+        "every buffered event, in order, once"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn absurd_resume_points_are_harmless() {
+    let d = Daemon::start(&sim_config("")).await;
+    let r = d
+        .http
+        .get(d.url("/v1/events/poll?since=18446744073709551615&timeout_ms=10"))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(r.status(), 200);
+    let r = d
+        .http
+        .get(d.url("/v1/events/poll?since=-1"))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.json::<serde_json::Value>().await.expect("json")["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("since")
+    );
+    let mut ws = d
+        .ws("/v1/events?since=18446744073709551615&types=code.scanned")
+        .await;
+    d.simulate("scan-1", "still-works\n").await;
+    assert_eq!(next_event(&mut ws).await["data"]["text"], "still-works");
+    d.stop().await;
+}

@@ -230,20 +230,16 @@ async fn events_poll(
     let (backlog, next) = loop {
         watch.borrow_and_update();
         let (backlog, last) = st.bus.poll(&filter, &resume, limit);
-        let has_event = backlog.iter().any(|b| matches!(b, Backlog::Event(_)));
-        let has_notice = backlog.iter().any(|b| matches!(b, Backlog::Notice(_)));
-        if has_event || has_notice {
-            let next = if backlog.len() >= limit {
-                backlog
-                    .iter()
-                    .rev()
-                    .find_map(|b| match b {
-                        Backlog::Event(p) => Some(p.seq),
-                        _ => None,
-                    })
-                    .unwrap_or(last)
-            } else {
-                last
+        if !backlog.is_empty() {
+            let mut events = backlog.iter().filter_map(|b| match b {
+                Backlog::Event(p) => Some(p.seq),
+                Backlog::Notice(_) => None,
+            });
+            // Cut at `limit` events: resume right after the last one sent, so the
+            // rest comes next time. Otherwise everything up to `last` was seen.
+            let next = match (events.clone().count() >= limit, events.next_back()) {
+                (true, Some(seq)) => seq,
+                _ => last,
             };
             break (backlog, next);
         }

@@ -111,6 +111,9 @@ impl Device {
 
     /// Asks the live session for a read. `None` when the device is not connected.
     pub async fn request_read(&self) -> Option<ReadOutcome> {
+        if self.state() != State::Connected {
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
         self.read_tx.try_send(tx).ok()?;
         tokio::time::timeout(Duration::from_secs(2), rx)
@@ -399,6 +402,10 @@ async fn session(
                 protocol.handle_timer(now(), &mut actions);
             }
             Some(reply) = read_rx.recv() => {
+                // A caller that gave up (timed out while we were busy) wants no read now.
+                if reply.is_closed() {
+                    continue;
+                }
                 let ok = protocol.request_read(now(), &mut actions);
                 let _ = reply.send(if ok { ReadOutcome::Started } else { ReadOutcome::NotSupported });
             }
