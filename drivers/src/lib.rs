@@ -14,6 +14,7 @@
 pub mod barcode;
 pub mod event;
 pub mod hid;
+pub mod idcard;
 pub mod keyboard;
 pub mod line;
 pub mod magstripe;

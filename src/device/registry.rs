@@ -2,7 +2,7 @@
 //! accepts, which config keys it uses, and how to make its protocol.
 
 use crate::config::DeviceConfig;
-use posbridge_drivers::{barcode, hid, magstripe, rfid, Protocol};
+use posbridge_drivers::{barcode, hid, idcard, magstripe, rfid, Protocol};
 
 /// A config problem as (key within the device table, reason).
 pub type KeyError = (&'static str, String);
@@ -16,6 +16,8 @@ pub struct DriverSpec {
     pub transports: &'static [&'static str],
     /// Device keys (beyond id, driver, transport, path) this driver reads.
     pub keys: &'static [&'static str],
+    /// Serial speed when the config gives none.
+    pub default_baud: u32,
     pub make: MakeProtocol,
 }
 
@@ -25,24 +27,34 @@ pub static DRIVERS: &[DriverSpec] = &[
         name: "barcode",
         transports: &["serial", "evdev", "hid", "sim"],
         keys: &["member_pattern", "idle_flush_ms", "suffix"],
+        default_baud: 9600,
         make: make_barcode,
     },
     DriverSpec {
         name: "magstripe",
         transports: &["serial", "evdev", "hid", "sim"],
         keys: &["lrc", "idle_flush_ms"],
+        default_baud: 9600,
         make: make_magstripe,
     },
     DriverSpec {
         name: "rfid-wedge",
         transports: &["serial", "evdev", "hid", "sim"],
         keys: &["format", "idle_flush_ms"],
+        default_baud: 9600,
         make: make_rfid,
+    },
+    DriverSpec {
+        name: "idcard-sam",
+        transports: &["serial", "sim"],
+        keys: &["poll_ms"],
+        default_baud: 115_200,
+        make: make_idcard,
     },
 ];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.
-const PLANNED: &[&str] = &["pcsc", "idcard-sam", "callerid", "dongle", "escpos"];
+const PLANNED: &[&str] = &["pcsc", "callerid", "dongle", "escpos"];
 
 fn member_pattern(d: &DeviceConfig) -> Result<Option<regex::Regex>, KeyError> {
     d.member_pattern
@@ -131,6 +143,17 @@ fn make_rfid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
         format,
         idle_flush_ms: Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0),
     })))
+}
+
+fn make_idcard(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
+    let mut opts = idcard::Options::default();
+    if let Some(ms) = d.poll_ms {
+        if !(50..=10_000).contains(&ms) {
+            return Err(("poll_ms", "must be between 50 and 10000".into()));
+        }
+        opts.poll_ms = ms;
+    }
+    Ok(Box::new(idcard::IdCardReader::new(opts)))
 }
 
 pub fn find(name: &str) -> Option<&'static DriverSpec> {

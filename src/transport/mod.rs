@@ -5,6 +5,7 @@
 
 mod evdev;
 mod hid;
+mod sim;
 
 use crate::config::DeviceConfig;
 use posbridge_drivers::hid as hid_reports;
@@ -64,6 +65,8 @@ pub enum Link<'a> {
     Sim(&'a mut mpsc::Receiver<Vec<u8>>),
     // Boxed: the event stream is large and links live one at a time.
     Evdev(Box<evdev::EvdevLink>),
+    /// A simulated ID-card reader answering the driver's requests.
+    SimReader(Box<sim::SimReader<'a>>),
     Hid(hid::HidLink, HidReports),
 }
 
@@ -76,6 +79,7 @@ impl Link<'_> {
                 n => Ok(Some(Chunk::Data(buf[..n].to_vec()))),
             },
             Link::Sim(rx) => Ok(rx.recv().await.map(Chunk::Data)),
+            Link::SimReader(r) => Ok(r.read_chunk().await.map(Chunk::Data)),
             Link::Evdev(e) => Ok(e.read_chunk().await?.map(Chunk::Data)),
             Link::Hid(h, reports) => {
                 let Some(report) = h.read_report().await? else {
@@ -106,6 +110,10 @@ impl Link<'_> {
                 tracing::trace!(bytes = bytes.len(), "sim device: write discarded");
                 Ok(())
             }
+            Link::SimReader(r) => {
+                r.write(bytes);
+                Ok(())
+            }
             Link::Evdev(_) | Link::Hid(..) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "this transport is input-only",
@@ -123,6 +131,10 @@ pub async fn open<'a>(
     sim: Option<&'a mut mpsc::Receiver<Vec<u8>>>,
 ) -> Result<Link<'a>, OpenError> {
     match (cfg.transport_name(), sim) {
+        // Request/response devices need something to answer them.
+        ("sim", Some(rx)) if cfg.driver == "idcard-sam" => {
+            Ok(Link::SimReader(Box::new(sim::SimReader::new(rx))))
+        }
         ("sim", Some(rx)) => Ok(Link::Sim(rx)),
         ("serial", _) => {
             let path = cfg.path.as_deref().unwrap_or_default();
@@ -198,9 +210,10 @@ pub fn serial_settings(
             ))
         }
     };
+    let default_baud = crate::device::registry::find(&cfg.driver).map_or(9600, |d| d.default_baud);
     Ok(tokio_serial::new(
         cfg.path.as_deref().unwrap_or_default(),
-        cfg.baud.unwrap_or(9600),
+        cfg.baud.unwrap_or(default_baud),
     )
     .data_bits(data_bits)
     .parity(parity)
