@@ -11,12 +11,14 @@ BIN := $(TARGET_DIR)/debug/posbridge
 
 ## Build and start a demo daemon: simulated devices, no hardware, no HQ.
 run:
+	bash scripts/install-test-deps.sh --build
 	$(CARGO) build --locked
 	@echo "posbridge demo: open http://127.0.0.1:8731/ — feed it with:"
 	@echo "  $(BIN) simulate scanner-1 6901234567892 --config $(DEMO_CONFIG)"
 	$(BIN) run --config $(DEMO_CONFIG)
 
 build:
+	bash scripts/install-test-deps.sh --build
 	$(CARGO) build --locked
 
 release:

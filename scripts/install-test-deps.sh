@@ -5,7 +5,16 @@
 # Add Debian packages to PACKAGES (one list for every suite), not new apt calls.
 set -euo pipefail
 
+# Needed to build posbridge at all (make run too): the pcsc crate links libpcsclite.
+BUILD_PACKAGES=(
+  libpcsclite-dev   # pcsc crate: PC/SC client library and headers
+  pkg-config        # pcsc-sys finds libpcsclite through it
+)
+
 PACKAGES=(
+  "${BUILD_PACKAGES[@]}"
+  pcscd             # tests/pcsc.rs: the real PC/SC daemon
+  vsmartcard-vpcd   # tests/pcsc.rs: virtual reader; the test's cards connect to it
   chromium          # tests/browser: headless browser driven by playwright-core
   fonts-noto-cjk    # tests/browser: so Chinese text renders in screenshots
   nodejs            # tests/browser: runs tests/browser/run.mjs
@@ -24,6 +33,13 @@ fi
 
 # Packages with no "install ok installed" status, plus tools already on PATH
 # from elsewhere (a node from nodesource or nvm satisfies nodejs/npm).
+# --build: only what building needs (make run); no test tools, no npm.
+BUILD_ONLY=0
+if [ "${1:-}" = "--build" ]; then
+  BUILD_ONLY=1
+  PACKAGES=("${BUILD_PACKAGES[@]}")
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   case "$p" in
@@ -51,7 +67,7 @@ fi
 # Node packages for the browser test (playwright-core only; it never downloads
 # a browser of its own: the test drives /usr/bin/chromium).
 BROWSER_DIR="$ROOT/tests/browser"
-if [ -f "$BROWSER_DIR/package.json" ]; then
+if [ "$BUILD_ONLY" -eq 0 ] && [ -f "$BROWSER_DIR/package.json" ]; then
   node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
   if [ "$node_major" -lt 20 ]; then
     echo "install-test-deps: warning: node $(node --version 2>/dev/null || echo missing) is older than 20, which playwright-core needs" >&2

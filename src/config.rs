@@ -200,12 +200,23 @@ pub struct DeviceConfig {
     pub lrc: Option<bool>,
     /// evdev: take the input device exclusively so keystrokes never reach the desktop (default true).
     pub grab: Option<bool>,
+    /// pcsc: MIFARE Classic blocks to read on each tap.
+    pub blocks: Option<Vec<u8>>,
+    /// pcsc: the 6-byte sector key for `blocks`, 12 hex digits.
+    pub key: Option<String>,
+    /// pcsc: which key `key` is: "A" or "B" (default A).
+    pub key_type: Option<String>,
 }
 
 impl DeviceConfig {
-    /// The transport, with the driver's default filled in.
+    /// The transport, with the driver's default (the first it lists) filled in.
     pub fn transport_name(&self) -> &str {
-        self.transport.as_deref().unwrap_or("serial")
+        match &self.transport {
+            Some(t) => t,
+            None => crate::device::registry::find(&self.driver)
+                .and_then(|d| d.transports.first().copied())
+                .unwrap_or("serial"),
+        }
     }
 }
 

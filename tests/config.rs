@@ -113,3 +113,34 @@ fn stream_timings_are_bounded() {
         );
     }
 }
+
+#[test]
+fn pcsc_block_reads_are_checked_with_their_key() {
+    let dev = "[[device]]\nid = \"ic\"\ndriver = \"pcsc\"\nreader = \"*\"\n";
+    assert!(problems(&format!("{dev}blocks = [4, 5]\nkey = \"FFFFFFFFFFFF\"\n")).is_empty());
+    let p = problems(&format!("{dev}blocks = [7]\n"));
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0].blocks:") && x.contains("trailer")),
+        "{p:?}"
+    );
+    let p = problems(&format!("{dev}blocks = [4]\nkey = \"nothex\"\n"));
+    assert!(p.iter().any(|x| x.starts_with("device[0].key:")), "{p:?}");
+    assert!(
+        !p.iter().any(|x| x.contains("nothex")),
+        "the key is never echoed: {p:?}"
+    );
+    let p = problems(&format!("{dev}blocks = [4]\nkey_type = \"C\"\n"));
+    assert!(
+        p.iter().any(|x| x.starts_with("device[0].key_type:")),
+        "{p:?}"
+    );
+    // The contract's example omits transport: pcsc is the default for this driver.
+    let p = problems(
+        "[[device]]\nid = \"ic\"\ndriver = \"pcsc\"\nreader = \"*\"\ntransport = \"serial\"\n",
+    );
+    assert!(
+        p.iter().any(|x| x.starts_with("device[0].transport:")),
+        "{p:?}"
+    );
+}

@@ -38,7 +38,16 @@ pub enum Event {
         /// For EM4100: the number as printed on the card (10 decimal digits).
         #[serde(skip_serializing_if = "Option::is_none")]
         decimal: Option<String>,
+        /// Configured MIFARE blocks that were read: block number → 32 hex digits.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        blocks: Option<std::collections::BTreeMap<String, String>>,
+        /// Why the configured block read failed (e.g. a wrong key); the tap still counts.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        read_error: Option<String>,
     },
+    /// A contactless card left the reader.
+    #[serde(rename = "card.removed")]
+    CardRemoved { uid: String, reader: String },
     /// A second-generation ID card was read (hotel check-in, member sign-up).
     #[serde(rename = "idcard.read")]
     IdcardRead(Box<IdCard>),
@@ -83,6 +92,7 @@ impl Event {
             Event::CardSwiped { .. } => "card.swiped",
             Event::CardRejected { .. } => "card.rejected",
             Event::CardTapped { .. } => "card.tapped",
+            Event::CardRemoved { .. } => "card.removed",
             Event::IdcardRead(_) => "idcard.read",
             Event::CodeScanned { .. } => "code.scanned",
             Event::DeviceAttached { .. } => "device.attached",

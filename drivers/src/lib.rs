@@ -18,6 +18,7 @@ pub mod idcard;
 pub mod keyboard;
 pub mod line;
 pub mod magstripe;
+pub mod pcsc;
 pub mod rfid;
 
 pub use event::{CardType, CodeKind, Event, IdCard, IdCardType, RejectReason, Tracks};

@@ -184,6 +184,8 @@ impl Rfid {
                 // The daemon fills in the device id.
                 reader: String::new(),
                 decimal: id.decimal(),
+                blocks: None,
+                read_error: None,
             })),
             None => out.push(Action::Malformed(format!(
                 "RFID reader sent a {}-byte line that is not a card number in {:?} format; dropped",
@@ -233,6 +235,8 @@ mod tests {
             card_type: CardType::Em4100,
             reader: String::new(),
             decimal: decimal.map(Into::into),
+            blocks: None,
+            read_error: None,
         })
     }
 

@@ -394,6 +394,7 @@ async fn session(
             r = link.read_chunk(&mut buf) => match r {
                 Ok(Some(Chunk::Data(bytes))) => protocol.handle_bytes(now(), &bytes, &mut actions),
                 Ok(Some(Chunk::Garbled(why))) => actions.push(Action::Malformed(why)),
+                Ok(Some(Chunk::Event(ev))) => actions.push(Action::Emit(ev)),
                 Ok(None) => return SessionEnd::Gone(None),
                 Err(e) => return SessionEnd::Gone(Some(format!("read failed: {e}"))),
             },

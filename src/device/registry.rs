@@ -45,6 +45,13 @@ pub static DRIVERS: &[DriverSpec] = &[
         make: make_rfid,
     },
     DriverSpec {
+        name: "pcsc",
+        transports: &["pcsc"],
+        keys: &["reader", "blocks", "key", "key_type"],
+        default_baud: 9600,
+        make: make_pcsc,
+    },
+    DriverSpec {
         name: "idcard-sam",
         transports: &["serial", "sim"],
         keys: &["poll_ms"],
@@ -54,7 +61,7 @@ pub static DRIVERS: &[DriverSpec] = &[
 ];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.
-const PLANNED: &[&str] = &["pcsc", "callerid", "dongle", "escpos"];
+const PLANNED: &[&str] = &["callerid", "dongle", "escpos"];
 
 fn member_pattern(d: &DeviceConfig) -> Result<Option<regex::Regex>, KeyError> {
     d.member_pattern
@@ -143,6 +150,36 @@ fn make_rfid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
         format,
         idle_flush_ms: Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0),
     })))
+}
+
+/// The pcsc link does the card work in its own thread; the protocol only
+/// forwards on-demand reads to it.
+struct PcscCommands;
+
+impl Protocol for PcscCommands {
+    fn handle_bytes(
+        &mut self,
+        _now: posbridge_drivers::Instant,
+        _bytes: &[u8],
+        _out: &mut Vec<posbridge_drivers::Action>,
+    ) {
+    }
+
+    fn request_read(
+        &mut self,
+        _now: posbridge_drivers::Instant,
+        out: &mut Vec<posbridge_drivers::Action>,
+    ) -> bool {
+        out.push(posbridge_drivers::Action::Write(
+            crate::transport::PCSC_REREAD.to_vec(),
+        ));
+        true
+    }
+}
+
+fn make_pcsc(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
+    crate::transport::pcsc::check(d)?;
+    Ok(Box::new(PcscCommands))
 }
 
 fn make_idcard(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
@@ -237,7 +274,7 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ));
     }
     let used = |k: &str| spec.keys.contains(&k);
-    let set: [(&'static str, bool); 11] = [
+    let set: [(&'static str, bool); 14] = [
         ("match", d.usb_match.is_some() && transport == "sim"),
         ("poll_ms", d.poll_ms.is_some()),
         ("format", d.format.is_some()),
@@ -249,6 +286,9 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ("idle_flush_ms", d.idle_flush_ms.is_some()),
         ("suffix", d.suffix.is_some()),
         ("lrc", d.lrc.is_some()),
+        ("blocks", d.blocks.is_some()),
+        ("key", d.key.is_some()),
+        ("key_type", d.key_type.is_some()),
     ];
     for (k, present) in set {
         if present && !used(k) {

@@ -5,6 +5,7 @@
 
 mod evdev;
 mod hid;
+pub mod pcsc;
 mod sim;
 
 use crate::config::DeviceConfig;
@@ -44,6 +45,8 @@ impl From<String> for OpenError {
 /// What one read produced.
 pub enum Chunk {
     Data(Vec<u8>),
+    /// A transport that decodes in its own thread (PC/SC) hands over whole events.
+    Event(posbridge_drivers::Event),
     /// The transport got input it could not turn into data (a bad HID report).
     Garbled(String),
 }
@@ -65,6 +68,7 @@ pub enum Link<'a> {
     Sim(&'a mut mpsc::Receiver<Vec<u8>>),
     // Boxed: the event stream is large and links live one at a time.
     Evdev(Box<evdev::EvdevLink>),
+    Pcsc(Box<pcsc::PcscLink>),
     /// A simulated ID-card reader answering the driver's requests.
     SimReader(Box<sim::SimReader<'a>>),
     Hid(hid::HidLink, HidReports),
@@ -80,6 +84,11 @@ impl Link<'_> {
             },
             Link::Sim(rx) => Ok(rx.recv().await.map(Chunk::Data)),
             Link::SimReader(r) => Ok(r.read_chunk().await.map(Chunk::Data)),
+            Link::Pcsc(p) => match p.next().await {
+                Some(pcsc::Msg::Event(e)) => Ok(Some(Chunk::Event(e))),
+                Some(pcsc::Msg::Lost(why)) => Err(io::Error::other(why)),
+                None => Ok(None),
+            },
             Link::Evdev(e) => Ok(e.read_chunk().await?.map(Chunk::Data)),
             Link::Hid(h, reports) => {
                 let Some(report) = h.read_report().await? else {
@@ -114,7 +123,11 @@ impl Link<'_> {
                 r.write(bytes);
                 Ok(())
             }
-            Link::Evdev(_) | Link::Hid(..) => Err(io::Error::new(
+            Link::Pcsc(p) if bytes == PCSC_REREAD => {
+                p.reread();
+                Ok(())
+            }
+            Link::Evdev(_) | Link::Hid(..) | Link::Pcsc(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "this transport is input-only",
             )),
@@ -122,8 +135,11 @@ impl Link<'_> {
     }
 }
 
+/// What the `pcsc` driver writes to ask its link to read the cards again.
+pub const PCSC_REREAD: &[u8] = b"reread";
+
 /// Transports this build can open.
-pub const TRANSPORTS: &[&str] = &["serial", "evdev", "hid", "sim"];
+pub const TRANSPORTS: &[&str] = &["serial", "evdev", "hid", "pcsc", "sim"];
 
 /// Opens the transport a device is configured with.
 pub async fn open<'a>(
@@ -156,6 +172,14 @@ pub async fn open<'a>(
                 .await
                 .map_err(|e| format!("HID open task failed: {e}"))??;
             Ok(Link::Hid(link, reports))
+        }
+        ("pcsc", _) => {
+            // Establishing the context talks to pcscd; keep it off the async workers.
+            let cfg = cfg.clone();
+            let link = tokio::task::spawn_blocking(move || pcsc::PcscLink::open(&cfg))
+                .await
+                .map_err(|e| format!("PC/SC open task failed: {e}"))??;
+            Ok(Link::Pcsc(Box::new(link)))
         }
         (t, _) => Err(format!("transport {t:?} is not available in this build").into()),
     }
