@@ -116,12 +116,15 @@ impl Scope {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub dir: PathBuf,
+    /// Transactions HQ does not have yet, at most; beyond it new ones get 507.
+    pub max_backlog: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             dir: PathBuf::from("/var/lib/posbridge"),
+            max_backlog: 1_000_000,
         }
     }
 }
@@ -412,6 +415,9 @@ impl Config {
             }
         }
 
+        if self.storage.max_backlog == 0 {
+            err("storage.max_backlog".into(), "must be at least 1".into());
+        }
         let ev = &self.events;
         if !(16..=1_000_000).contains(&ev.buffer) {
             err(

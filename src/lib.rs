@@ -9,6 +9,7 @@ pub mod device;
 pub mod event;
 pub mod metrics;
 pub mod transport;
+pub mod uplink;
 
 pub use config::Config;
 
@@ -47,6 +48,8 @@ pub async fn run(
     );
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let outbox = uplink::outbox::Outbox::open(&config.storage.dir, config.storage.max_backlog)
+        .map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?;
     let devices = device::Devices::start(&config.devices, &bus, &metrics, &tracker, &cancel)?;
     if config.uplink.is_some() {
         tracing::warn!(
@@ -67,6 +70,7 @@ pub async fn run(
         bus,
         devices,
         metrics,
+        outbox: Arc::new(outbox),
         started: std::time::Instant::now(),
         cancel: cancel.clone(),
         tracker: tracker.clone(),

@@ -132,6 +132,7 @@ async fn payment_track_data_never_reaches_the_logs_even_at_trace_level() {
     .expect("write");
     let child = Command::new(BIN)
         .args(["run", "--config"])
+        .env("POSBRIDGE__STORAGE__DIR", dir.path().join("state"))
         .arg(&cfg)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())

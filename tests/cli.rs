@@ -74,6 +74,7 @@ fn run_refuses_to_start_on_a_bad_config_and_names_the_key() {
     let path = write(dir.path(), "bad.toml", BAD);
     let out = Command::new(BIN)
         .args(["run", "--config"])
+        .env("POSBRIDGE__STORAGE__DIR", dir.path().join("state"))
         .arg(&path)
         .output()
         .expect("run");
@@ -85,6 +86,7 @@ fn run_refuses_to_start_on_a_bad_config_and_names_the_key() {
     let path = write(dir.path(), "garbage.toml", "\u{0}\u{1}[[[ store = ");
     let out = Command::new(BIN)
         .args(["run", "--config"])
+        .env("POSBRIDGE__STORAGE__DIR", dir.path().join("state"))
         .arg(&path)
         .output()
         .expect("run");
@@ -136,6 +138,7 @@ fn sigterm_stops_the_daemon_cleanly_and_quickly_and_simulate_feeds_it() {
     let path = write(dir.path(), "ok.toml", &cfg);
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
+        .env("POSBRIDGE__STORAGE__DIR", dir.path().join("state"))
         .arg(&path)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())

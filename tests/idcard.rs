@@ -326,6 +326,7 @@ async fn no_full_id_number_or_address_in_the_logs_even_at_trace_level() {
     std::fs::write(&cfg, format!("[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[[device]]\nid = \"id-1\"\ndriver = \"idcard-sam\"\ntransport = \"sim\"\npoll_ms = 100\n")).expect("write");
     let child = Command::new(BIN)
         .args(["run", "--config"])
+        .env("POSBRIDGE__STORAGE__DIR", dir.path().join("state"))
         .arg(&cfg)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())

@@ -59,6 +59,14 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         symbology: Option<String>,
     },
+    /// The HQ uplink's state changed, or a transaction was refused for a full backlog.
+    #[serde(rename = "uplink.status")]
+    UplinkStatus {
+        connected: bool,
+        backlog: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_error: Option<String>,
+    },
     /// A device's transport opened.
     #[serde(rename = "device.attached")]
     DeviceAttached {
@@ -95,6 +103,7 @@ impl Event {
             Event::CardRemoved { .. } => "card.removed",
             Event::IdcardRead(_) => "idcard.read",
             Event::CodeScanned { .. } => "code.scanned",
+            Event::UplinkStatus { .. } => "uplink.status",
             Event::DeviceAttached { .. } => "device.attached",
             Event::DeviceDetached { .. } => "device.detached",
             Event::DeviceError { .. } => "device.error",

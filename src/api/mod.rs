@@ -32,6 +32,7 @@ pub struct Shared {
     pub bus: Arc<Bus>,
     pub devices: Devices,
     pub metrics: Arc<Metrics>,
+    pub outbox: Arc<crate::uplink::outbox::Outbox>,
     pub guard: Guard,
     pub started: std::time::Instant,
     pub cancel: CancellationToken,
@@ -52,6 +53,9 @@ impl AppState {
 }
 
 const MAX_SIMULATE_BYTES: usize = 1024 * 1024;
+/// Contract §4: a transaction body over 256 KiB gets 413.
+const MAX_TRANSACTION_BYTES: usize = 256 * 1024;
+const MAX_TRANSACTION_ID: usize = 128;
 const MAX_POLL_MS: u64 = 60_000;
 const DEFAULT_POLL_MS: u64 = 25_000;
 const MAX_POLL_EVENTS: usize = 1000;
@@ -78,12 +82,21 @@ pub fn router(state: AppState) -> Router {
             .route("/v1/devices/{id}/read", post(read_now))
             .layer(DefaultBodyLimit::max(MAX_SIMULATE_BYTES * 2 + 1024)),
     );
+    let transactions = scoped(
+        Scope::Transactions,
+        Router::new()
+            .route("/v1/transactions", post(post_transaction))
+            .route("/v1/transactions/{id}", get(get_transaction))
+            .route("/v1/uplink", get(get_uplink))
+            .layer(DefaultBodyLimit::max(MAX_TRANSACTION_BYTES)),
+    );
     Router::new()
         .route("/", get(status_page))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/v1/health", get(health))
         .merge(events)
         .merge(admin)
+        .merge(transactions)
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), guard::guard))
         .layer(from_fn(error::json_errors))
@@ -137,7 +150,11 @@ async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
             "disconnected": disconnected,
             "error": errored,
         },
-        "uplink": {"connected": false, "backlog": 0, "configured": st.config.uplink.is_some()},
+        "uplink": {
+            "connected": false,
+            "backlog": st.outbox.backlog().map(|b| b.0).ok(),
+            "configured": st.config.uplink.is_some(),
+        },
     }))
 }
 
@@ -154,12 +171,40 @@ async fn metrics(State(st): State<AppState>) -> Response {
             (v.id, v.state.name(), v.events)
         })
         .collect();
+    let mut text = st.metrics.render(st.started.elapsed().as_secs(), &devs);
+    let stats = &st.outbox.stats;
+    let backlog = st.outbox.backlog().map(|b| b.0).unwrap_or(0);
+    let series = [
+        (
+            "posbridge_outbox_backlog",
+            "gauge",
+            "Transactions HQ does not have yet.",
+            backlog,
+        ),
+        (
+            "posbridge_outbox_stored_total",
+            "counter",
+            "Transactions stored durably.",
+            stats.inserted.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "posbridge_outbox_commits_total",
+            "counter",
+            "Disk commits (one per group of concurrent transactions).",
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, v) in series {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(st.started.elapsed().as_secs(), &devs),
+        text,
     )
         .into_response()
 }
@@ -354,4 +399,96 @@ async fn read_now(
             format!("device {id:?} is not connected"),
         )),
     }
+}
+
+async fn post_transaction(
+    State(st): State<AppState>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    use crate::uplink::outbox::Inserted;
+    let Json(body) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a transaction is at most {MAX_TRANSACTION_BYTES} bytes"),
+        ),
+        _ => ApiError::bad_request(e.body_text()),
+    })?;
+    let id = match body.get("id") {
+        Some(serde_json::Value::String(id)) if !id.is_empty() && id.len() <= MAX_TRANSACTION_ID => {
+            id.clone()
+        }
+        _ if !body.is_object() => {
+            return Err(ApiError::bad_request("the body must be a JSON object"))
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+            "\"id\" must be a string of 1 to {MAX_TRANSACTION_ID} characters chosen by the client"
+        )))
+        }
+    };
+    // serde_json keeps keys sorted, so this text is canonical: the same body
+    // with its keys in another order is the same transaction.
+    let canonical = body.to_string();
+    let outcome = st
+        .outbox
+        .insert(id.clone(), canonical)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e))?;
+    match outcome {
+        Inserted::Queued(v) => Ok((StatusCode::ACCEPTED, Json(v)).into_response()),
+        Inserted::Existing(v) => Ok((StatusCode::OK, Json(v)).into_response()),
+        Inserted::Conflict => Err(ApiError::conflict(
+            "id_conflict",
+            format!("transaction {id:?} already exists with a different body"),
+        )),
+        Inserted::Full { backlog } => {
+            st.bus.publish(
+                None,
+                &posbridge_drivers::Event::UplinkStatus {
+                    connected: false,
+                    backlog,
+                    last_error: Some("backlog full: new transactions are refused".into()),
+                },
+            );
+            Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "backlog_full",
+                format!(
+                    "{backlog} transactions are waiting for HQ (storage.max_backlog); none was dropped, this one was not stored"
+                ),
+            ))
+        }
+    }
+}
+
+async fn get_transaction(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match st.outbox.get(&id) {
+        Ok(Some(v)) => Ok(Json(v).into_response()),
+        Ok(None) => Err(ApiError::not_found(
+            "unknown_transaction",
+            format!("no transaction {id:?}"),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e)),
+    }
+}
+
+async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let (backlog, oldest) = st
+        .outbox
+        .backlog()
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e))?;
+    Ok(Json(serde_json::json!({
+        "connected": false,
+        "configured": st.config.uplink.is_some(),
+        "backlog": backlog,
+        "oldest_queued_at": oldest,
+        "last_error": st.outbox.start_problem,
+        "stored_total": st.outbox.stats.inserted.load(std::sync::atomic::Ordering::Relaxed),
+        "commits_total": st.outbox.stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+    .into_response())
 }

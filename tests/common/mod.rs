@@ -17,6 +17,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct Daemon {
     pub addr: SocketAddr,
+    /// This daemon's storage.dir (the outbox), removed when the test ends.
+    pub state_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub http: reqwest::Client,
@@ -24,8 +26,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(toml: &str) -> Daemon {
-        let config = posbridge::Config::parse(toml, std::iter::empty(), "test config")
+        let mut config = posbridge::Config::parse(toml, std::iter::empty(), "test config")
             .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let state_dir = tempfile::tempdir().expect("state dir");
+        config.storage.dir = state_dir.path().to_path_buf();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -36,6 +40,7 @@ impl Daemon {
         }));
         Daemon {
             addr,
+            state_dir,
             stop: Some(tx),
             task: Some(task),
             http: reqwest::Client::new(),
