@@ -152,7 +152,8 @@ async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
         },
         "uplink": {
             "connected": false,
-            "backlog": st.outbox.backlog().map(|b| b.0).ok(),
+            "backlog": st.outbox.backlog_len(),
+            "outbox_ok": !st.outbox.stats.writer_stopped.load(std::sync::atomic::Ordering::Relaxed),
             "configured": st.config.uplink.is_some(),
         },
     }))
@@ -173,7 +174,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         .collect();
     let mut text = st.metrics.render(st.started.elapsed().as_secs(), &devs);
     let stats = &st.outbox.stats;
-    let backlog = st.outbox.backlog().map(|b| b.0).unwrap_or(0);
+    let backlog = st.outbox.backlog_len();
     let series = [
         (
             "posbridge_outbox_backlog",
@@ -436,21 +437,46 @@ async fn post_transaction(
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e))?;
     match outcome {
-        Inserted::Queued(v) => Ok((StatusCode::ACCEPTED, Json(v)).into_response()),
+        Inserted::Queued(v) => {
+            if st
+                .outbox
+                .stats
+                .refusing
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                st.bus.publish(
+                    None,
+                    &posbridge_drivers::Event::UplinkStatus {
+                        connected: false,
+                        backlog: st.outbox.backlog_len(),
+                        last_error: None,
+                    },
+                );
+            }
+            Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+        }
         Inserted::Existing(v) => Ok((StatusCode::OK, Json(v)).into_response()),
         Inserted::Conflict => Err(ApiError::conflict(
             "id_conflict",
             format!("transaction {id:?} already exists with a different body"),
         )),
         Inserted::Full { backlog } => {
-            st.bus.publish(
-                None,
-                &posbridge_drivers::Event::UplinkStatus {
-                    connected: false,
-                    backlog,
-                    last_error: Some("backlog full: new transactions are refused".into()),
-                },
-            );
+            // Once per change of state: a POS retrying in a loop must not flood the ring.
+            let newly = !st
+                .outbox
+                .stats
+                .refusing
+                .swap(true, std::sync::atomic::Ordering::Relaxed);
+            if newly {
+                st.bus.publish(
+                    None,
+                    &posbridge_drivers::Event::UplinkStatus {
+                        connected: false,
+                        backlog,
+                        last_error: Some("backlog full: new transactions are refused".into()),
+                    },
+                );
+            }
             Err(ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "backlog_full",

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// Longest wait in SCardGetStatusChange before checking stop and re-read flags.
+const WAKE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub enum Msg {
     Event(Event),
     /// pcscd went away or failed; the link is over.
@@ -130,9 +133,12 @@ impl Worker {
             pcsc::PNP_NOTIFICATION(),
             pcsc::State::UNAWARE,
         )];
-        // The UID of the card on each reader, for card.removed.
-        let mut present: HashMap<CString, String> = HashMap::new();
-        self.refresh_readers(&mut states, &mut present);
+        // The card on each reader (UID, pcscd's event count when read), for
+        // card.removed and for telling a swap from a card that stayed.
+        let mut present: HashMap<CString, (String, u32)> = HashMap::new();
+        if !self.refresh_readers(&mut states, &mut present) {
+            return;
+        }
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return;
@@ -140,24 +146,25 @@ impl Worker {
             for rs in &mut states {
                 rs.sync_current_state();
             }
-            match self.ctx.get_status_change(None, &mut states) {
-                Ok(()) => {}
-                Err(pcsc::Error::Cancelled) | Err(pcsc::Error::Timeout) => {
-                    if self.stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    if self.reread.swap(false, Ordering::Relaxed) {
-                        let names: Vec<CString> = present.keys().cloned().collect();
-                        for name in names {
-                            if let Some(ev) = self.read_card(&name) {
-                                if !self.send(Msg::Event(ev)) {
-                                    return;
-                                }
-                            }
+            // A finite wait: SCardCancel is not latched, so a cancel that lands
+            // while we are not waiting would otherwise be lost until the next tap.
+            let waited = self.ctx.get_status_change(WAKE, &mut states);
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if self.reread.swap(false, Ordering::Relaxed) {
+                let names: Vec<CString> = present.keys().cloned().collect();
+                for name in names {
+                    if let Some(ev) = self.read_card(&name) {
+                        if !self.send(Msg::Event(ev)) {
+                            return;
                         }
                     }
-                    continue;
                 }
+            }
+            match waited {
+                Ok(()) => {}
+                Err(pcsc::Error::Cancelled) | Err(pcsc::Error::Timeout) => continue,
                 Err(e) => {
                     let _ = self.send(Msg::Lost(format!("pcscd: {e} (stopped or restarted?)")));
                     return;
@@ -172,8 +179,24 @@ impl Worker {
                     continue;
                 }
                 let name = rs.name().to_owned();
+                let count = rs.event_count();
                 let has_card = ev.contains(pcsc::State::PRESENT) && !ev.contains(pcsc::State::MUTE);
                 let gone = ev.intersects(pcsc::State::UNKNOWN | pcsc::State::UNAVAILABLE);
+                // PRESENT in both snapshots but pcscd counted insertions in between:
+                // the card was swapped (or lifted and re-tapped) while we were busy.
+                let swapped = has_card
+                    && !gone
+                    && present
+                        .get(&name)
+                        .is_some_and(|(_, seen)| *seen != count && count != 0);
+                if swapped {
+                    if let Some((uid, _)) = present.remove(&name) {
+                        let reader = name.to_string_lossy().into_owned();
+                        if !self.send(Msg::Event(Event::CardRemoved { uid, reader })) {
+                            return;
+                        }
+                    }
+                }
                 match (has_card && !gone, present.contains_key(&name)) {
                     (true, false) => {
                         let ev = self.read_card(&name);
@@ -182,7 +205,7 @@ impl Worker {
                             Some(Event::CardTapped { uid, .. }) => uid.clone(),
                             _ => String::new(),
                         };
-                        present.insert(name, uid);
+                        present.insert(name, (uid, count));
                         if let Some(ev) = ev {
                             if !self.send(Msg::Event(ev)) {
                                 return;
@@ -190,7 +213,7 @@ impl Worker {
                         }
                     }
                     (false, true) => {
-                        let uid = present.remove(&name).unwrap_or_default();
+                        let uid = present.remove(&name).map(|p| p.0).unwrap_or_default();
                         let reader = name.to_string_lossy().into_owned();
                         if !self.send(Msg::Event(Event::CardRemoved { uid, reader })) {
                             return;
@@ -199,18 +222,20 @@ impl Worker {
                     _ => {}
                 }
             }
-            if pnp_changed {
-                self.refresh_readers(&mut states, &mut present);
+            if pnp_changed && !self.refresh_readers(&mut states, &mut present) {
+                return;
             }
         }
     }
 
-    /// Tracks exactly the readers pcscd lists now that match the filter.
+    /// Tracks exactly the readers pcscd lists now that match the filter. A
+    /// reader that vanished with a card on it reports that card removed.
+    /// Returns false when the link is gone.
     fn refresh_readers(
         &self,
         states: &mut Vec<pcsc::ReaderState>,
-        present: &mut HashMap<CString, String>,
-    ) {
+        present: &mut HashMap<CString, (String, u32)>,
+    ) -> bool {
         let readers = self.ctx.list_readers_owned().unwrap_or_default();
         let wanted: Vec<CString> = readers.into_iter().filter(|r| self.matches(r)).collect();
         states.retain(|s| {
@@ -222,7 +247,20 @@ impl Worker {
                 states.push(pcsc::ReaderState::new(w, pcsc::State::UNAWARE));
             }
         }
-        present.retain(|name, _| states.iter().any(|s| s.name() == name.as_c_str()));
+        let vanished: Vec<CString> = present
+            .keys()
+            .filter(|name| !states.iter().any(|s| s.name() == name.as_c_str()))
+            .cloned()
+            .collect();
+        for name in vanished {
+            if let Some((uid, _)) = present.remove(&name) {
+                let reader = name.to_string_lossy().into_owned();
+                if !self.send(Msg::Event(Event::CardRemoved { uid, reader })) {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Connects to the card on `reader` and reads UID, ATR and configured blocks.

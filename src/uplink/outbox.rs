@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS tx (
     queued_at  TEXT NOT NULL,
     sent_at    TEXT
 );
-CREATE INDEX IF NOT EXISTS tx_pending ON tx(state, seq);
+CREATE INDEX IF NOT EXISTS tx_pending ON tx(seq) WHERE state != 'acked';
 ";
 
 /// One stored transaction, as `GET /v1/transactions/{id}` shows it.
@@ -64,6 +64,12 @@ struct Insert {
 pub struct Stats {
     pub commits: AtomicU64,
     pub inserted: AtomicU64,
+    /// Transactions HQ does not have yet; kept by the writer, never counted by a scan.
+    pub backlog: AtomicU64,
+    /// The writer thread is gone: every insert fails (reported by health).
+    pub writer_stopped: std::sync::atomic::AtomicBool,
+    /// New transactions are being refused for a full backlog.
+    pub refusing: std::sync::atomic::AtomicBool,
 }
 
 pub struct Outbox {
@@ -85,56 +91,102 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    // First, so a passing lock (a backup reading the file) is waited out.
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL + FULL: a commit is on disk when it returns, power cut or not.
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(c)
 }
 
-/// Opens the store, or sets a damaged one aside (keeping what can be read)
-/// and starts a fresh one. Never refuses to start because of its own files.
-fn open_checked(path: &Path) -> Result<(Connection, Option<String>), String> {
-    let healthy = open_conn(path).map_err(|e| e.to_string()).and_then(|c| {
-        let ok: String = c
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
-        if ok != "ok" {
-            return Err(format!("integrity check: {ok}"));
+/// Whether SQLite says the file itself is damaged (as opposed to busy,
+/// read-only, missing permissions or a full disk, which IT must fix).
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+enum OpenFailure {
+    Damaged(String),
+    Other(String),
+}
+
+fn open_healthy(path: &Path) -> Result<Connection, OpenFailure> {
+    let classify = |e: rusqlite::Error| {
+        if is_corruption(&e) {
+            OpenFailure::Damaged(e.to_string())
+        } else {
+            OpenFailure::Other(format!("outbox {}: {e}", path.display()))
         }
-        c.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
-        Ok(c)
-    });
-    match healthy {
-        Ok(c) => Ok((c, None)),
-        Err(e) => {
-            let stamp = OffsetDateTime::now_utc().unix_timestamp();
-            let aside: PathBuf = path.with_extension(format!("db.corrupt-{stamp}"));
-            let moved = std::fs::rename(path, &aside).is_ok();
-            for ext in ["db-wal", "db-shm"] {
-                let _ = std::fs::rename(
-                    path.with_extension(ext),
-                    aside.with_extension(format!("{ext}-{stamp}")),
-                );
-            }
-            let c = open_conn(path)
-                .and_then(|c| c.execute_batch(SCHEMA).map(|_| c))
-                .map_err(|e| format!("cannot create the outbox at {}: {e}", path.display()))?;
-            let salvaged = if moved { salvage(&aside, &c) } else { 0 };
-            let problem = format!(
-                "outbox {} was damaged ({e}); moved to {} and started anew; {salvaged} transaction(s) recovered from it",
-                path.display(),
-                aside.display()
-            );
-            tracing::error!("{problem}");
-            Ok((c, Some(problem)))
+    };
+    let c = open_conn(path).map_err(classify)?;
+    let ok: String = c
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(classify)?;
+    if ok != "ok" {
+        return Err(OpenFailure::Damaged(format!("integrity check: {ok}")));
+    }
+    c.execute_batch(SCHEMA).map_err(classify)?;
+    Ok(c)
+}
+
+/// Opens the store. A store SQLite reports as damaged is set aside (with its
+/// WAL, under names SQLite still pairs up), what can be read from it is
+/// copied into a fresh one, and the problem is reported — the daemon never
+/// crash-loops on its own files. Any other failure (locked, read-only, disk
+/// full) is an error that names the file: setting a healthy store aside over a
+/// passing lock would hide transactions.
+fn open_checked(path: &Path) -> Result<(Connection, Option<String>), String> {
+    let why = match open_healthy(path) {
+        Ok(c) => return Ok((c, None)),
+        Err(OpenFailure::Other(e)) => return Err(e),
+        Err(OpenFailure::Damaged(why)) => why,
+    };
+    let now = OffsetDateTime::now_utc();
+    let aside = PathBuf::from(format!(
+        "{}.corrupt-{}-{}",
+        path.display(),
+        now.unix_timestamp(),
+        std::process::id()
+    ));
+    if aside.exists() {
+        return Err(format!(
+            "outbox {} is damaged ({why}) and {} already exists; move one away",
+            path.display(),
+            aside.display()
+        ));
+    }
+    std::fs::rename(path, &aside).map_err(|e| {
+        format!(
+            "outbox {} is damaged ({why}) and cannot be moved aside: {e}",
+            path.display()
+        )
+    })?;
+    for side in ["-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{side}", path.display()));
+        if from.exists() {
+            let _ = std::fs::rename(&from, format!("{}{side}", aside.display()));
         }
     }
+    let c = open_conn(path)
+        .and_then(|c| c.execute_batch(SCHEMA).map(|_| c))
+        .map_err(|e| format!("cannot create the outbox at {}: {e}", path.display()))?;
+    let salvaged = salvage(&aside, &c);
+    let problem = format!(
+        "outbox {} was damaged ({why}); moved to {} and started anew; {salvaged} transaction(s) recovered from it",
+        path.display(),
+        aside.display()
+    );
+    tracing::error!("{problem}");
+    Ok((c, Some(problem)))
 }
 
 /// Copies every readable pending row of a damaged store into the new one.
 fn salvage(damaged: &Path, into: &Connection) -> usize {
-    let Ok(old) = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+    // Read-write, so SQLite replays the WAL that was moved beside it.
+    let Ok(old) = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_WRITE) else {
         return 0;
     };
     let Ok(mut stmt) =
@@ -178,6 +230,12 @@ impl Outbox {
         let (conn, start_problem) = open_checked(&path)?;
         let reader = open_conn(&path).map_err(|e| format!("outbox {}: {e}", path.display()))?;
         let stats = Arc::new(Stats::default());
+        let pending: i64 = conn
+            .query_row("SELECT COUNT(*) FROM tx WHERE state != 'acked'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| format!("outbox {}: {e}", path.display()))?;
+        stats.backlog.store(pending.max(0) as u64, Relaxed);
         let (tx, rx) = mpsc::channel(4096);
         let st = stats.clone();
         std::thread::Builder::new()
@@ -215,9 +273,22 @@ impl Outbox {
         self.with_reader(|c| view(c, id))
     }
 
+    /// Transactions HQ does not have yet (from memory: cheap for health and metrics).
+    pub fn backlog_len(&self) -> u64 {
+        self.stats.backlog.load(Relaxed)
+    }
+
     /// Transactions HQ does not have yet, and when the oldest was queued.
     pub fn backlog(&self) -> Result<(u64, Option<String>), String> {
-        self.with_reader(backlog)
+        let oldest = self.with_reader(|c| {
+            c.query_row(
+                "SELECT queued_at FROM tx WHERE state != 'acked' ORDER BY seq LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        Ok((self.backlog_len(), oldest))
     }
 }
 
@@ -238,14 +309,6 @@ fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<TxView>> {
     .optional()
 }
 
-fn backlog(c: &Connection) -> rusqlite::Result<(u64, Option<String>)> {
-    c.query_row(
-        "SELECT COUNT(*), MIN(queued_at) FROM tx WHERE state != 'acked'",
-        [],
-        |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?)),
-    )
-}
-
 fn writer(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Insert>,
@@ -260,13 +323,14 @@ fn writer(
                 Err(_) => break,
             }
         }
-        let result = commit_group(&mut conn, &group, max_backlog);
+        let result = commit_group(&mut conn, &group, max_backlog, stats.backlog.load(Relaxed));
         stats.commits.fetch_add(1, Relaxed);
         match result {
             Ok(outcomes) => {
                 for (ins, out) in group.into_iter().zip(outcomes) {
                     if matches!(out, Inserted::Queued(_)) {
                         stats.inserted.fetch_add(1, Relaxed);
+                        stats.backlog.fetch_add(1, Relaxed);
                     }
                     let _ = ins.reply.send(Ok(out));
                 }
@@ -287,9 +351,9 @@ fn commit_group(
     conn: &mut Connection,
     group: &[Insert],
     max_backlog: u64,
+    mut pending: u64,
 ) -> rusqlite::Result<Vec<Inserted>> {
     let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut pending = backlog(&t)?.0;
     let mut out = Vec::with_capacity(group.len());
     for ins in group {
         let existing: Option<String> = t
