@@ -116,35 +116,17 @@ async fn em4100_wedge_numbers_become_card_tapped_in_both_forms() {
 
 #[tokio::test]
 async fn payment_track_data_never_reaches_the_logs_even_at_trace_level() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
     let dir = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!("[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[[device]]\nid = \"msr\"\ndriver = \"magstripe\"\ntransport = \"sim\"\n"),
+    let daemon = Binary::start(
+        &dir.path().join("state"),
+        "[[device]]\nid = \"msr\"\ndriver = \"magstripe\"\ntransport = \"sim\"\n",
+        &[("RUST_LOG", "trace")],
     )
-    .expect("write");
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .env("POSBRIDGE__STORAGE__DIR", dir.path().join("state"))
-        .arg(&cfg)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    .await;
+    let url = daemon.url.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "daemon did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let url = format!("http://127.0.0.1:{port}");
     for payload in [
         BANK_SWIPE,
         "%B4111111111111111^DOE/JOHN^2512101?\r",
@@ -180,17 +162,7 @@ async fn payment_track_data_never_reaches_the_logs_even_at_trace_level() {
         }
     };
     assert_eq!(poll.matches("payment_card").count(), 3, "{poll}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    let out = child.wait_with_output().expect("wait");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let log = daemon.stop_and_log();
     assert!(log.contains("posbridge stopped"), "{log}");
     for secret in [BANK_PAN, "DOE/JOHN", "=2512101"] {
         assert!(!log.contains(secret), "{secret:?} reached the log:\n{log}");

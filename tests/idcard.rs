@@ -314,32 +314,17 @@ async fn a_sam_fault_is_reported_with_its_meaning() {
 
 #[tokio::test]
 async fn no_full_id_number_or_address_in_the_logs_even_at_trace_level() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
     let dir = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, format!("[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[[device]]\nid = \"id-1\"\ndriver = \"idcard-sam\"\ntransport = \"sim\"\npoll_ms = 100\n")).expect("write");
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .env("POSBRIDGE__STORAGE__DIR", dir.path().join("state"))
-        .arg(&cfg)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let url = format!("http://127.0.0.1:{port}");
+    let daemon = Binary::start(
+        &dir.path().join("state"),
+        "[[device]]\nid = \"id-1\"\ndriver = \"idcard-sam\"\ntransport = \"sim\"\npoll_ms = 100\n",
+        &[("RUST_LOG", "trace")],
+    )
+    .await;
+    let url = daemon.url.clone();
     let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while http.get(format!("{url}/v1/health")).send().await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "daemon did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let out = Command::new(BIN)
         .args(["simulate", "id-1", "place", "--url", &url])
         .output()
@@ -360,17 +345,7 @@ async fn no_full_id_number_or_address_in_the_logs_even_at_trace_level() {
         .await
         .expect("body");
     assert!(poll.contains("idcard.read"), "{poll}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    let out = child.wait_with_output().expect("wait");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let log = daemon.stop_and_log();
     assert!(log.contains("posbridge stopped"), "{log}");
     // The demo card's number and address (transport/sim.rs).
     for secret in ["110101199001011237", "示例路"] {

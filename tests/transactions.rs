@@ -4,45 +4,10 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
-
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-/// Starts the real binary on a free port with `state` as storage.dir.
-async fn spawn(state: &std::path::Path, extra: &str) -> Proc {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let cfg = state.with_extension("toml");
-    std::fs::write(
-        &cfg,
-        format!("[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndir = \"{}\"\n{extra}\n", state.display()),
-    )
-    .expect("config");
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http.get(format!("{url}/v1/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    Proc { child, url }
-}
 
 fn tx(id: &str) -> Value {
     json!({"id": id, "type": "recharge", "member": "M000123", "amount_fen": 10000})
@@ -52,7 +17,7 @@ fn tx(id: &str) -> Value {
 async fn accepted_transactions_survive_sigkill_and_concurrent_posts_share_commits() {
     let dir = tempfile::tempdir().expect("tmp");
     let state = dir.path().join("state");
-    let mut p = spawn(&state, "").await;
+    let p = Binary::start(&state, "", &[]).await;
     let http = reqwest::Client::new();
     let n = 300;
     let mut tasks = Vec::new();
@@ -87,9 +52,8 @@ async fn accepted_transactions_survive_sigkill_and_concurrent_posts_share_commit
     );
 
     // Power cut: no shutdown, no flush.
-    p.child.kill().expect("SIGKILL");
-    let _ = p.child.wait();
-    let p = spawn(&state, "").await;
+    p.kill();
+    let p = Binary::start(&state, "", &[]).await;
     let up: Value = http
         .get(format!("{}/v1/uplink", p.url))
         .send()
@@ -116,9 +80,7 @@ async fn accepted_transactions_survive_sigkill_and_concurrent_posts_share_commit
         assert_eq!(v["state"], "queued", "{v}");
         assert_eq!(v["attempts"], 0);
     }
-    let mut child = p.child;
-    let _ = child.kill();
-    let _ = child.wait();
+    p.kill();
 }
 
 #[tokio::test]
@@ -249,7 +211,7 @@ async fn a_damaged_store_is_set_aside_reported_and_the_daemon_still_starts() {
         b"this is not a database at all, just garbage bytes ".repeat(100),
     )
     .expect("garbage");
-    let p = spawn(&state, "").await;
+    let p = Binary::start(&state, "", &[]).await;
     let http = reqwest::Client::new();
     let up: Value = http
         .get(format!("{}/v1/uplink", p.url))
@@ -273,13 +235,11 @@ async fn a_damaged_store_is_set_aside_reported_and_the_daemon_still_starts() {
         .await
         .expect("post");
     assert_eq!(r.status(), 202, "a fresh store takes new transactions");
-    let mut child = p.child;
-    let _ = child.kill();
-    let _ = child.wait();
+    p.kill();
 
     // A store whose tail is torn off mid-file: what is intact is kept and relayed later.
     let state2 = dir.path().join("state2");
-    let mut p = spawn(&state2, "").await;
+    let p = Binary::start(&state2, "", &[]).await;
     for i in 0..50 {
         let r = http
             .post(format!("{}/v1/transactions", p.url))
@@ -289,8 +249,7 @@ async fn a_damaged_store_is_set_aside_reported_and_the_daemon_still_starts() {
             .expect("post");
         assert_eq!(r.status(), 202);
     }
-    p.child.kill().expect("kill");
-    let _ = p.child.wait();
+    p.kill();
     let wal = state2.join("outbox.db-wal");
     if let Ok(meta) = std::fs::metadata(&wal) {
         // Tear the write-ahead log: SQLite must keep every frame before the tear.
@@ -300,7 +259,7 @@ async fn a_damaged_store_is_set_aside_reported_and_the_daemon_still_starts() {
             .expect("open wal");
         f.set_len(meta.len() / 2).expect("truncate");
     }
-    let p = spawn(&state2, "").await;
+    let p = Binary::start(&state2, "", &[]).await;
     let up: Value = http
         .get(format!("{}/v1/uplink", p.url))
         .send()
@@ -318,16 +277,14 @@ async fn a_damaged_store_is_set_aside_reported_and_the_daemon_still_starts() {
         .await
         .expect("post");
     assert_eq!(r.status(), 202);
-    let mut child = p.child;
-    let _ = child.kill();
-    let _ = child.wait();
+    p.kill();
 }
 
 #[tokio::test]
 async fn a_store_locked_by_another_process_is_never_set_aside_as_corrupt() {
     let dir = tempfile::tempdir().expect("tmp");
     let state = dir.path().join("state");
-    let mut p = spawn(&state, "").await;
+    let p = Binary::start(&state, "", &[]).await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{}/v1/transactions", p.url))
@@ -336,8 +293,7 @@ async fn a_store_locked_by_another_process_is_never_set_aside_as_corrupt() {
         .await
         .expect("post");
     assert_eq!(r.status(), 202);
-    p.child.kill().expect("kill");
-    let _ = p.child.wait();
+    p.kill();
 
     // Someone (a backup job, an admin's sqlite3) holds the database exclusively.
     let locker = rusqlite::Connection::open(state.join("outbox.db")).expect("open");
@@ -376,7 +332,7 @@ async fn a_store_locked_by_another_process_is_never_set_aside_as_corrupt() {
     assert!(!set_aside, "a locked store was treated as damaged:\n{out}");
     drop(locker);
     // Lock released: the transaction is where it was.
-    let p = spawn(&state, "").await;
+    let p = Binary::start(&state, "", &[]).await;
     let v: Value = http
         .get(format!("{}/v1/transactions/keep-me", p.url))
         .send()
@@ -386,7 +342,5 @@ async fn a_store_locked_by_another_process_is_never_set_aside_as_corrupt() {
         .await
         .expect("json");
     assert_eq!(v["state"], "queued", "{v}");
-    let mut child = p.child;
-    let _ = child.kill();
-    let _ = child.wait();
+    p.kill();
 }

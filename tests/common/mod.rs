@@ -190,3 +190,87 @@ pub fn unplug(dev: FakeSerial, link: &std::path::Path) {
     drop(dev);
     let _ = std::fs::remove_file(link);
 }
+
+/// The real `posbridge` binary, run the way a store runs it (for kill -9,
+/// signals and log checks, which an in-process daemon cannot show).
+pub struct Binary {
+    child: Option<std::process::Child>,
+    log: std::path::PathBuf,
+    pub url: String,
+}
+
+impl Binary {
+    /// Starts `posbridge run` with store `s`, a free loopback port, `state` as
+    /// storage.dir and `extra` TOML after that; waits until it answers. Its
+    /// log goes to a file, so a chatty trace level can never block it on a pipe.
+    pub async fn start(state: &std::path::Path, extra: &str, env: &[(&str, &str)]) -> Binary {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let cfg = state.with_extension("toml");
+        std::fs::write(
+            &cfg,
+            format!("[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndir = \"{}\"\n{extra}\n", state.display()),
+        )
+        .expect("config");
+        let log = state.with_extension(format!("{}.log", std::process::id()));
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"));
+        cmd.args(["run", "--config"])
+            .arg(&cfg)
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn posbridge");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "posbridge did not start listening"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        Binary {
+            child: Some(child),
+            log,
+            url,
+        }
+    }
+
+    /// SIGTERM, wait for the exit, and return everything it logged.
+    pub fn stop_and_log(mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A power cut: SIGKILL, no shutdown at all.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
