@@ -58,6 +58,9 @@ fn main() -> ExitCode {
         Cmd::Run { config } => run(&config),
         Cmd::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
+                if let Some(w) = Config::permission_warning(&config) {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: ok (store {}, {} device{})",
                     config.display(),
@@ -119,6 +122,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     init_tracing(&config.log.level);
+    if let Some(w) = Config::permission_warning(path) {
+        tracing::warn!("{w}");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -220,3 +220,36 @@ fn sigterm_stops_the_daemon_cleanly_and_quickly_and_simulate_feeds_it() {
         "scanned codes are not logged:\n{log}"
     );
 }
+
+#[test]
+fn a_config_others_can_write_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod dir");
+    let path = write(dir.path(), "ok.toml", "[store]\nid = \"s1\"\n");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "a warning, not an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("writable by other users") && err.contains("chmod go-w"),
+        "{err}"
+    );
+}
