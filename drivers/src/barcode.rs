@@ -4,8 +4,8 @@
 //! Codes are classified so a POS page can tell a customer's payment code from
 //! a member code without its own regexes (PROTOCOLS.md §5).
 
-use crate::line::{Line, LineFramer};
-use crate::{Action, CodeKind, Event, Instant, Protocol};
+use crate::line::{LineFramer, LineProtocol};
+use crate::{Action, CodeKind, Event};
 use regex::Regex;
 
 /// Longest code accepted. QR codes top out near 7 KB of digits; scanners
@@ -106,31 +106,19 @@ impl Barcode {
     }
 }
 
-impl Protocol for Barcode {
-    fn handle_open(&mut self, _now: Instant, _out: &mut Vec<Action>) {
-        self.framer.reset();
+impl LineProtocol for Barcode {
+    const WHAT: &'static str = "code";
+
+    fn framer(&mut self) -> &mut LineFramer {
+        &mut self.framer
     }
 
-    fn handle_bytes(&mut self, now: Instant, bytes: &[u8], out: &mut Vec<Action>) {
-        let mut lines = Vec::new();
-        self.framer.push(bytes, &mut lines);
-        for line in lines {
-            match line {
-                Line::Complete(raw) => self.emit(&raw, out),
-                Line::TooLong(n) => out.push(Action::Malformed(format!(
-                    "code longer than {n} bytes without a line end; dropped"
-                ))),
-            }
-        }
-        if let (true, Some(ms)) = (self.framer.has_partial(), self.opts.idle_flush_ms) {
-            out.push(Action::SetTimer(now.plus_ms(ms)));
-        }
+    fn idle_flush_ms(&self) -> Option<u64> {
+        self.opts.idle_flush_ms
     }
 
-    fn handle_timer(&mut self, _now: Instant, out: &mut Vec<Action>) {
-        if let Some(raw) = self.framer.take_partial() {
-            self.emit(&raw, out);
-        }
+    fn line(&mut self, raw: &[u8], out: &mut Vec<Action>) {
+        self.emit(raw, out);
     }
 }
 
@@ -194,6 +182,7 @@ pub fn classify(text: &str, member_pattern: Option<&Regex>) -> CodeKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Instant, Protocol};
 
     fn run(p: &mut Barcode, chunks: &[&[u8]]) -> Vec<Action> {
         let mut out = Vec::new();

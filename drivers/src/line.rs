@@ -1,5 +1,51 @@
 //! Line framing for devices that end each read with CR, LF, CRLF or Tab
-//! (serial scanners, keyboard-wedge style output, modem text).
+//! (serial scanners, keyboard-wedge style output, modem text), and the
+//! [`LineProtocol`] that turns any "one line = one reading" decoder into a
+//! [`Protocol`].
+
+use crate::{Action, Instant, Protocol};
+
+/// A decoder whose input is lines (scanners, wedge readers). Framing, the
+/// report of an overlong line and the idle flush for devices sent without a
+/// suffix are shared; each decoder only says what one line means.
+pub trait LineProtocol: Send {
+    /// Names the input in messages ("code", "RFID line").
+    const WHAT: &'static str;
+    fn framer(&mut self) -> &mut LineFramer;
+    /// Silence after which an unterminated line counts; `None` waits forever.
+    fn idle_flush_ms(&self) -> Option<u64>;
+    /// One complete line, without its terminator.
+    fn line(&mut self, raw: &[u8], out: &mut Vec<Action>);
+}
+
+impl<T: LineProtocol> Protocol for T {
+    fn handle_open(&mut self, _now: Instant, _out: &mut Vec<Action>) {
+        self.framer().reset();
+    }
+
+    fn handle_bytes(&mut self, now: Instant, bytes: &[u8], out: &mut Vec<Action>) {
+        let mut lines = Vec::new();
+        self.framer().push(bytes, &mut lines);
+        for line in lines {
+            match line {
+                Line::Complete(raw) => self.line(&raw, out),
+                Line::TooLong(n) => out.push(Action::Malformed(format!(
+                    "{} longer than {n} bytes without a line end; dropped",
+                    T::WHAT
+                ))),
+            }
+        }
+        if let (true, Some(ms)) = (self.framer().has_partial(), self.idle_flush_ms()) {
+            out.push(Action::SetTimer(now.plus_ms(ms)));
+        }
+    }
+
+    fn handle_timer(&mut self, _now: Instant, out: &mut Vec<Action>) {
+        if let Some(raw) = self.framer().take_partial() {
+            self.line(&raw, out);
+        }
+    }
+}
 
 /// Accumulates bytes and yields complete lines.
 ///

@@ -10,8 +10,8 @@
 //! - `0A00BC614E`: all 40 bits, 10 hex digits;
 //! - `188,24910`: the low 24 bits as facility,number.
 
-use crate::line::{Line, LineFramer};
-use crate::{Action, CardType, Event, Instant, Protocol};
+use crate::line::{LineFramer, LineProtocol};
+use crate::{Action, CardType, Event};
 
 /// Longest line accepted; card numbers are at most 10 characters, the rest
 /// is slack for readers that add a prefix or spaces.
@@ -196,37 +196,26 @@ impl Rfid {
     }
 }
 
-impl Protocol for Rfid {
-    fn handle_open(&mut self, _now: Instant, _out: &mut Vec<Action>) {
-        self.framer.reset();
+impl LineProtocol for Rfid {
+    const WHAT: &'static str = "RFID line";
+
+    fn framer(&mut self) -> &mut LineFramer {
+        &mut self.framer
     }
 
-    fn handle_bytes(&mut self, now: Instant, bytes: &[u8], out: &mut Vec<Action>) {
-        let mut lines = Vec::new();
-        self.framer.push(bytes, &mut lines);
-        for line in lines {
-            match line {
-                Line::Complete(raw) => self.emit(&raw, out),
-                Line::TooLong(n) => out.push(Action::Malformed(format!(
-                    "RFID line longer than {n} bytes without a line end; dropped"
-                ))),
-            }
-        }
-        if let (true, Some(ms)) = (self.framer.has_partial(), self.opts.idle_flush_ms) {
-            out.push(Action::SetTimer(now.plus_ms(ms)));
-        }
+    fn idle_flush_ms(&self) -> Option<u64> {
+        self.opts.idle_flush_ms
     }
 
-    fn handle_timer(&mut self, _now: Instant, out: &mut Vec<Action>) {
-        if let Some(raw) = self.framer.take_partial() {
-            self.emit(&raw, out);
-        }
+    fn line(&mut self, raw: &[u8], out: &mut Vec<Action>) {
+        self.emit(raw, out);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Instant, Protocol};
 
     fn tapped(uid: &str, decimal: Option<&str>) -> Action {
         Action::Emit(Event::CardTapped {
