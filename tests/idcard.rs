@@ -258,29 +258,11 @@ async fn a_silent_reader_becomes_an_error_and_recovers() {
             .contains("not answering"),
         "{err}"
     );
-    let devs = d
-        .http
-        .get(d.url("/v1/devices"))
-        .bearer_auth(DESK)
-        .send()
-        .await
-        .expect("r")
-        .json::<serde_json::Value>()
-        .await
-        .expect("json");
+    let devs = d.get_json_as("/v1/devices", DESK).await;
     assert_eq!(devs[0]["state"], "error");
     reader.with(|r| r.set_silent(false));
     next_of_type(&mut ws, "device.attached").await;
-    let devs = d
-        .http
-        .get(d.url("/v1/devices"))
-        .bearer_auth(DESK)
-        .send()
-        .await
-        .expect("r")
-        .json::<serde_json::Value>()
-        .await
-        .expect("json");
+    let devs = d.get_json_as("/v1/devices", DESK).await;
     assert_eq!(devs[0]["state"], "connected");
     // And it reads again.
     let mut cards = ws_token(&d, DESK).await;

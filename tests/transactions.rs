@@ -36,14 +36,7 @@ async fn accepted_transactions_survive_sigkill_and_concurrent_posts_share_commit
     for t in tasks {
         assert_eq!(t.await.expect("join"), 202);
     }
-    let up: Value = http
-        .get(format!("{}/v1/uplink", p.url))
-        .send()
-        .await
-        .expect("uplink")
-        .json()
-        .await
-        .expect("json");
+    let up: Value = p.get_json("/v1/uplink").await;
     assert_eq!(up["backlog"].as_u64(), Some(n));
     let commits = up["commits_total"].as_u64().expect("commits");
     assert!(
@@ -54,14 +47,7 @@ async fn accepted_transactions_survive_sigkill_and_concurrent_posts_share_commit
     // Power cut: no shutdown, no flush.
     p.kill();
     let p = Binary::start(&state, "", &[]).await;
-    let up: Value = http
-        .get(format!("{}/v1/uplink", p.url))
-        .send()
-        .await
-        .expect("uplink")
-        .json()
-        .await
-        .expect("json");
+    let up: Value = p.get_json("/v1/uplink").await;
     assert_eq!(
         up["backlog"].as_u64(),
         Some(n),
@@ -69,14 +55,7 @@ async fn accepted_transactions_survive_sigkill_and_concurrent_posts_share_commit
     );
     assert!(up["oldest_queued_at"].is_string());
     for i in [0, 1, n / 2, n - 1] {
-        let v: Value = http
-            .get(format!("{}/v1/transactions/t-{i:04}", p.url))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let v: Value = p.get_json(&format!("/v1/transactions/t-{i:04}")).await;
         assert_eq!(v["state"], "queued", "{v}");
         assert_eq!(v["attempts"], 0);
     }
@@ -213,14 +192,7 @@ async fn a_damaged_store_is_set_aside_reported_and_the_daemon_still_starts() {
     .expect("garbage");
     let p = Binary::start(&state, "", &[]).await;
     let http = reqwest::Client::new();
-    let up: Value = http
-        .get(format!("{}/v1/uplink", p.url))
-        .send()
-        .await
-        .expect("uplink")
-        .json()
-        .await
-        .expect("json");
+    let up: Value = p.get_json("/v1/uplink").await;
     let why = up["last_error"].as_str().unwrap_or("");
     assert!(why.contains("damaged") && why.contains("corrupt"), "{up}");
     let aside = std::fs::read_dir(&state)
@@ -260,14 +232,7 @@ async fn a_damaged_store_is_set_aside_reported_and_the_daemon_still_starts() {
         f.set_len(meta.len() / 2).expect("truncate");
     }
     let p = Binary::start(&state2, "", &[]).await;
-    let up: Value = http
-        .get(format!("{}/v1/uplink", p.url))
-        .send()
-        .await
-        .expect("uplink")
-        .json()
-        .await
-        .expect("json");
+    let up: Value = p.get_json("/v1/uplink").await;
     let kept = up["backlog"].as_u64().expect("backlog");
     assert!(kept <= 50, "{up}");
     let r = http
@@ -333,14 +298,7 @@ async fn a_store_locked_by_another_process_is_never_set_aside_as_corrupt() {
     drop(locker);
     // Lock released: the transaction is where it was.
     let p = Binary::start(&state, "", &[]).await;
-    let v: Value = http
-        .get(format!("{}/v1/transactions/keep-me", p.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let v: Value = p.get_json("/v1/transactions/keep-me").await;
     assert_eq!(v["state"], "queued", "{v}");
     p.kill();
 }

@@ -89,6 +89,18 @@ impl Daemon {
             .expect("json")
     }
 
+    /// The same, presenting a bearer token.
+    pub async fn get_json_as(&self, path: &str, token: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
+        r.json().await.expect("json")
+    }
+
     /// Stops the daemon and returns how long shutdown took.
     pub async fn stop(mut self) -> Duration {
         let t = std::time::Instant::now();
@@ -243,6 +255,14 @@ impl Binary {
             log,
             url,
         }
+    }
+
+    /// GET `path` as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("get");
+        r.json().await.expect("json")
     }
 
     /// SIGTERM, wait for the exit, and return everything it logged.
