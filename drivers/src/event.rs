@@ -21,8 +21,8 @@ pub enum Event {
     #[serde(rename = "card.rejected")]
     CardRejected {
         reason: RejectReason,
-        /// First 6 and last 4 digits of the number, the rest `*`; absent when unreadable.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// First 6 and last 4 digits of the number, the rest `*`; `null` when no
+        /// number could be read (the contract lists the field, so it is always there).
         masked: Option<String>,
     },
     /// A contactless card or tag was presented.
@@ -290,6 +290,18 @@ mod tests {
             "{json}"
         );
         assert!(Event::IdcardRead(Box::new(card)).masked().is_some());
+    }
+
+    #[test]
+    fn an_unreadable_swipe_still_carries_masked_as_null() {
+        let ev = Event::CardRejected {
+            reason: RejectReason::Unreadable,
+            masked: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap_or_default(),
+            r#"{"type":"card.rejected","data":{"reason":"unreadable","masked":null}}"#
+        );
     }
 
     #[test]
