@@ -8,6 +8,7 @@
 //! its connection is closed with 4008 — events are never silently skipped.
 
 use crate::metrics::Metrics;
+use axum::extract::ws::Utf8Bytes;
 use posbridge_drivers::Event;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -23,14 +24,15 @@ pub struct Published {
     pub seq: u64,
     pub kind: &'static str,
     pub device: Option<Arc<str>>,
-    /// The full event.
-    pub json: Arc<str>,
+    /// The full event. A refcounted WebSocket text payload, so every client's
+    /// frame shares these bytes instead of copying them.
+    pub json: Utf8Bytes,
     /// What clients without the `idcard` scope get, where that differs.
-    pub masked_json: Option<Arc<str>>,
+    pub masked_json: Option<Utf8Bytes>,
 }
 
 impl Published {
-    pub fn json_for(&self, idcard: bool) -> &Arc<str> {
+    pub fn json_for(&self, idcard: bool) -> &Utf8Bytes {
         match (&self.masked_json, idcard) {
             (Some(m), false) => m,
             _ => &self.json,
@@ -235,10 +237,10 @@ impl Bus {
         inner.next_seq += 1;
         // One id for the event, whichever copy a client gets.
         let id = Ulid::new().to_string();
-        let json: Arc<str> = self.envelope(seq, &id, now, device, event).into();
+        let json = Utf8Bytes::from(self.envelope(seq, &id, now, device, event));
         let masked_json = masked
             .as_ref()
-            .map(|m| self.envelope(seq, &id, now, device, m).into());
+            .map(|m| Utf8Bytes::from(self.envelope(seq, &id, now, device, m)));
         let p = Arc::new(Published {
             seq,
             kind: event.kind(),

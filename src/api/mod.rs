@@ -311,7 +311,7 @@ async fn events_poll(
         }
         match b {
             Backlog::Notice(n) => body.push_str(n),
-            Backlog::Event(p) => body.push_str(p.json_for(idcard)),
+            Backlog::Event(p) => body.push_str(p.json_for(idcard).as_str()),
         }
     }
     body.push_str("]}");

@@ -20,7 +20,8 @@ pub async fn stream(socket: WebSocket, mut sub: Subscription, idcard: bool, stat
     let cancel = state.cancel.clone();
     let (mut sink, mut incoming) = socket.split();
 
-    let frame = |p: &Published| Message::Text(Utf8Bytes::from(p.json_for(idcard).as_ref()));
+    // A refcount bump, not a copy: the bus serialized each event once for all clients.
+    let frame = |p: &Published| Message::Text(p.json_for(idcard).clone());
     let backlog = std::mem::take(&mut sub.backlog);
     for b in backlog {
         let msg = match &b {
