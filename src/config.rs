@@ -118,6 +118,8 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     /// Transactions HQ does not have yet, at most; beyond it new ones get 507.
     pub max_backlog: u64,
+    /// Days a finished transaction stays readable by `GET /v1/transactions/{id}`.
+    pub retain_days: u64,
 }
 
 impl Default for StorageConfig {
@@ -125,6 +127,7 @@ impl Default for StorageConfig {
         StorageConfig {
             dir: PathBuf::from("/var/lib/posbridge"),
             max_backlog: 1_000_000,
+            retain_days: 7,
         }
     }
 }
@@ -233,7 +236,7 @@ pub struct UsbMatch {
 
 /// HQ relay settings (contract §2). Parsed and validated now so configs written
 /// against the contract load; the relay itself lives in `uplink/`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkConfig {
     pub url: String,
@@ -247,8 +250,82 @@ pub struct UplinkConfig {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
     #[serde(default)]
     pub forward_events: Vec<String>,
+}
+
+// The password never reaches a log line.
+impl fmt::Debug for UplinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UplinkConfig")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("ack", &self.ack)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the broker is, from `uplink.url`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerAddr {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl UplinkConfig {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]` (IPv6 in brackets).
+    pub fn broker(&self) -> Result<BrokerAddr, String> {
+        let (tls, rest) = if let Some(r) = self.url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = self.url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err("must start with mqtt:// or mqtts://".into());
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or("an IPv6 host needs its closing ]")?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+            return Err(format!("{:?} is not host[:port]", rest));
+        }
+        let port = match port {
+            None => default_port,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("port {p:?} is not a number from 1 to 65535"))?,
+        };
+        Ok(BrokerAddr {
+            tls,
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    pub fn client_id_for(&self, store: &str) -> String {
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| format!("posbridge-{store}"))
+    }
 }
 
 fn default_topic_prefix() -> String {
@@ -259,6 +336,9 @@ fn default_ack() -> String {
 }
 fn default_lookup_timeout() -> u64 {
     1500
+}
+fn default_keep_alive() -> u64 {
+    30
 }
 
 /// One problem with the config, and the key it is on.
@@ -446,6 +526,12 @@ impl Config {
         if self.storage.max_backlog == 0 {
             err("storage.max_backlog".into(), "must be at least 1".into());
         }
+        if !(1..=3650).contains(&self.storage.retain_days) {
+            err(
+                "storage.retain_days".into(),
+                "must be from 1 to 3650".into(),
+            );
+        }
         let ev = &self.events;
         if !(16..=1_000_000).contains(&ev.buffer) {
             err(
@@ -500,11 +586,59 @@ impl Config {
         }
 
         if let Some(u) = &self.uplink {
-            if !(u.url.starts_with("mqtt://") || u.url.starts_with("mqtts://")) {
-                err(
+            match u.broker() {
+                Err(why) => err("uplink.url".into(), why),
+                Ok(b) if !b.tls && (u.ca.is_some() || u.cert.is_some()) => err(
                     "uplink.url".into(),
-                    "must start with mqtt:// or mqtts://".into(),
+                    "ca/cert/key are set but the url is mqtt://; use mqtts:// for TLS".into(),
+                ),
+                Ok(_) => {}
+            }
+            if u.cert.is_some() != u.key.is_some() {
+                err(
+                    "uplink.key".into(),
+                    "a client certificate needs both cert and key".into(),
                 );
+            }
+            for (k, p) in [("ca", &u.ca), ("cert", &u.cert), ("key", &u.key)] {
+                if let Some(p) = p {
+                    if let Err(e) = std::fs::metadata(p) {
+                        err(format!("uplink.{k}"), format!("{}: {e}", p.display()));
+                    }
+                }
+            }
+            if u.password.is_some() && u.username.is_none() {
+                err(
+                    "uplink.password".into(),
+                    "a password needs a username".into(),
+                );
+            }
+            if !(5..=3600).contains(&u.keep_alive_s) {
+                err(
+                    "uplink.keep_alive_s".into(),
+                    "must be from 5 to 3600".into(),
+                );
+            }
+            if !(100..=60_000).contains(&u.lookup_timeout_ms) {
+                err(
+                    "uplink.lookup_timeout_ms".into(),
+                    "must be from 100 to 60000".into(),
+                );
+            }
+            let id = u.client_id_for(&self.store.id);
+            if id.is_empty() || id.len() > 128 {
+                err(
+                    "uplink.client_id".into(),
+                    "must be 1 to 128 characters".into(),
+                );
+            }
+            for (i, f) in u.forward_events.iter().enumerate() {
+                if f.is_empty() || f.contains(['+', '#', '/']) {
+                    err(
+                        format!("uplink.forward_events[{i}]"),
+                        "an event type or glob (card.*), without MQTT wildcards or /".into(),
+                    );
+                }
             }
             if u.ack != "broker" && u.ack != "hq" {
                 err("uplink.ack".into(), "must be \"broker\" or \"hq\"".into());

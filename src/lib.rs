@@ -48,14 +48,8 @@ pub async fn run(
     );
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let outbox = uplink::outbox::Outbox::open(&config.storage.dir, config.storage.max_backlog)
-        .map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?;
+    let uplink = start_uplink(&config, &bus, &tracker, &cancel)?;
     let devices = device::Devices::start(&config.devices, &bus, &metrics, &tracker, &cancel)?;
-    if config.uplink.is_some() {
-        tracing::warn!(
-            "[uplink] is configured but this build has no HQ relay yet; nothing is sent to HQ"
-        );
-    }
     tracing::info!(
         listen = %local,
         store = %config.store.id,
@@ -70,7 +64,8 @@ pub async fn run(
         bus,
         devices,
         metrics,
-        outbox: Arc::new(outbox),
+        outbox: uplink.outbox.clone(),
+        uplink,
         started: std::time::Instant::now(),
         cancel: cancel.clone(),
         tracker: tracker.clone(),
@@ -102,4 +97,48 @@ pub async fn run(
     served?;
     tracing::info!("posbridge stopped");
     Ok(())
+}
+
+/// Opens the outbox and member cache and, with `[uplink]`, starts the relay.
+fn start_uplink(
+    config: &Config,
+    bus: &Arc<event::Bus>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<uplink::Uplink>> {
+    use uplink::outbox::{AckMode, Outbox};
+    let dir = &config.storage.dir;
+    let mode = match &config.uplink {
+        Some(u) if u.ack == "hq" => AckMode::Hq,
+        _ => AckMode::Broker,
+    };
+    let retain = Duration::from_secs(config.storage.retain_days.saturating_mul(86_400));
+    let outbox = Outbox::open(dir, config.storage.max_backlog, mode, retain)
+        .map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?;
+    let members = Arc::new(
+        uplink::members::Members::open(dir).map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?,
+    );
+    let status = Arc::new(uplink::RelayStatus::default());
+    let relay = match &config.uplink {
+        Some(u) => {
+            let relay = uplink::mqtt::Relay::new(
+                u,
+                &config.store.id,
+                bus.clone(),
+                outbox.clone(),
+                members.clone(),
+                status.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            tracker.spawn(relay.clone().run(cancel.clone()));
+            Some(relay)
+        }
+        None => None,
+    };
+    Ok(Arc::new(uplink::Uplink {
+        outbox,
+        members,
+        status,
+        relay,
+    }))
 }

@@ -33,6 +33,7 @@ pub struct Shared {
     pub devices: Devices,
     pub metrics: Arc<Metrics>,
     pub outbox: Arc<crate::uplink::outbox::Outbox>,
+    pub uplink: Arc<crate::uplink::Uplink>,
     pub guard: Guard,
     pub started: std::time::Instant,
     pub cancel: CancellationToken,
@@ -90,6 +91,10 @@ pub fn router(state: AppState) -> Router {
             .route("/v1/uplink", get(get_uplink))
             .layer(DefaultBodyLimit::max(MAX_TRANSACTION_BYTES)),
     );
+    let members = scoped(
+        Scope::Members,
+        Router::new().route("/v1/members/lookup", get(lookup_member)),
+    );
     Router::new()
         .route("/", get(status_page))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
@@ -97,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events)
         .merge(admin)
         .merge(transactions)
+        .merge(members)
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), guard::guard))
         .layer(from_fn(error::json_errors))
@@ -151,12 +157,21 @@ async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
             "error": errored,
         },
         "uplink": {
-            "connected": false,
+            "connected": st.uplink.connected(),
             "backlog": st.outbox.backlog_len(),
             "outbox_ok": !st.outbox.stats.writer_stopped.load(std::sync::atomic::Ordering::Relaxed),
             "configured": st.config.uplink.is_some(),
         },
     }))
+}
+
+fn oldest_age_s(st: &AppState) -> u64 {
+    let Ok((_, Some(oldest))) = st.outbox.backlog() else {
+        return 0;
+    };
+    time::OffsetDateTime::parse(&oldest, &time::format_description::well_known::Rfc3339)
+        .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0) as u64)
+        .unwrap_or(0)
 }
 
 async fn list_devices(State(st): State<AppState>) -> Json<Vec<crate::device::DeviceView>> {
@@ -175,6 +190,8 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let mut text = st.metrics.render(st.started.elapsed().as_secs(), &devs);
     let stats = &st.outbox.stats;
     let backlog = st.outbox.backlog_len();
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = &st.uplink.status;
     let series = [
         (
             "posbridge_outbox_backlog",
@@ -193,6 +210,72 @@ async fn metrics(State(st): State<AppState>) -> Response {
             "counter",
             "Disk commits (one per group of concurrent transactions).",
             stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "posbridge_outbox_oldest_age_seconds",
+            "gauge",
+            "Age of the oldest transaction HQ does not have yet (0 when none).",
+            oldest_age_s(&st),
+        ),
+        (
+            "posbridge_uplink_connected",
+            "gauge",
+            "1 while connected to the HQ broker.",
+            u64::from(st.uplink.connected()),
+        ),
+        (
+            "posbridge_uplink_published_total",
+            "counter",
+            "Transaction publishes to HQ, re-sends included.",
+            r.published.load(Relaxed),
+        ),
+        (
+            "posbridge_uplink_broker_acked_total",
+            "counter",
+            "Transactions the broker acknowledged (PUBACK).",
+            r.broker_acked.load(Relaxed),
+        ),
+        (
+            "posbridge_uplink_hq_acked_total",
+            "counter",
+            "Transactions HQ acknowledged on tx/ack.",
+            r.hq_acked.load(Relaxed),
+        ),
+        (
+            "posbridge_uplink_errors_total",
+            "counter",
+            "Failed connection attempts and broken connections.",
+            r.errors.load(Relaxed),
+        ),
+        (
+            "posbridge_uplink_connects_total",
+            "counter",
+            "Successful connections to the broker.",
+            r.connects.load(Relaxed),
+        ),
+        (
+            "posbridge_uplink_bad_downlink_total",
+            "counter",
+            "Messages from HQ that could not be used.",
+            r.bad_downlink.load(Relaxed),
+        ),
+        (
+            "posbridge_uplink_events_forwarded_total",
+            "counter",
+            "Device events forwarded to HQ (uplink.forward_events).",
+            r.events_forwarded.load(Relaxed),
+        ),
+        (
+            "posbridge_member_lookups_hq_total",
+            "counter",
+            "Member lookups sent to HQ.",
+            r.lookups_hq.load(Relaxed),
+        ),
+        (
+            "posbridge_member_lookups_timed_out_total",
+            "counter",
+            "Member lookups HQ did not answer in time.",
+            r.lookups_timed_out.load(Relaxed),
         ),
     ];
     for (name, kind, help, v) in series {
@@ -447,7 +530,7 @@ async fn post_transaction(
                 st.bus.publish(
                     None,
                     &posbridge_drivers::Event::UplinkStatus {
-                        connected: false,
+                        connected: st.uplink.connected(),
                         backlog: st.outbox.backlog_len(),
                         last_error: None,
                     },
@@ -471,7 +554,7 @@ async fn post_transaction(
                 st.bus.publish(
                     None,
                     &posbridge_drivers::Event::UplinkStatus {
-                        connected: false,
+                        connected: st.uplink.connected(),
                         backlog,
                         last_error: Some("backlog full: new transactions are refused".into()),
                     },
@@ -507,14 +590,40 @@ async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
         .outbox
         .backlog()
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e))?;
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = &st.uplink.status;
     Ok(Json(serde_json::json!({
-        "connected": false,
+        "connected": st.uplink.connected(),
         "configured": st.config.uplink.is_some(),
+        "ack": st.config.uplink.as_ref().map(|u| u.ack.as_str()),
         "backlog": backlog,
         "oldest_queued_at": oldest,
-        "last_error": st.outbox.start_problem,
-        "stored_total": st.outbox.stats.inserted.load(std::sync::atomic::Ordering::Relaxed),
-        "commits_total": st.outbox.stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        "last_error": r.last_error().or_else(|| st.outbox.start_problem.clone()),
+        "stored_total": st.outbox.stats.inserted.load(Relaxed),
+        "commits_total": st.outbox.stats.commits.load(Relaxed),
+        "published_total": r.published.load(Relaxed),
+        "broker_acked_total": r.broker_acked.load(Relaxed),
+        "hq_acked_total": r.hq_acked.load(Relaxed),
+        "connects_total": r.connects.load(Relaxed),
+        "errors_total": r.errors.load(Relaxed),
+        "members_cached": st.uplink.members.count(),
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    phone: Option<String>,
+}
+
+async fn lookup_member(
+    State(st): State<AppState>,
+    Query(q): Query<LookupQuery>,
+) -> Result<Response, ApiError> {
+    let phone = q
+        .phone
+        .filter(|p| !p.trim().is_empty() && p.len() <= 64)
+        .ok_or_else(|| ApiError::bad_request("?phone= is required (at most 64 characters)"))?;
+    let (member, source) = st.uplink.lookup(&phone).await;
+    Ok(Json(serde_json::json!({"member": member, "source": source})).into_response())
 }

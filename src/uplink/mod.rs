@@ -1,4 +1,97 @@
-//! The HQ uplink. `outbox` holds every transaction durably until HQ has it;
-//! the MQTT relay that drains it is the next piece (issue #6).
+//! The HQ uplink: `outbox` holds every transaction durably until HQ has it,
+//! `mqtt` relays it (and forwards events, asks HQ about callers, takes HQ's
+//! member pushes), `members` is the local member cache.
 
+pub mod members;
+pub mod mqtt;
 pub mod outbox;
+
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// What the relay reports (health, `/v1/uplink`, metrics).
+#[derive(Default)]
+pub struct RelayStatus {
+    pub connected: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+    /// Transaction publishes (first sends and re-sends).
+    pub published: AtomicU64,
+    /// Transactions the broker acknowledged (PUBACK).
+    pub broker_acked: AtomicU64,
+    /// Transactions HQ acknowledged (`tx/ack`).
+    pub hq_acked: AtomicU64,
+    /// Connection attempts that failed or connections that broke.
+    pub errors: AtomicU64,
+    pub connects: AtomicU64,
+    /// Downlink messages that could not be used.
+    pub bad_downlink: AtomicU64,
+    pub events_forwarded: AtomicU64,
+    pub lookups_hq: AtomicU64,
+    pub lookups_timed_out: AtomicU64,
+}
+
+impl RelayStatus {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub fn set_last_error(&self, e: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+}
+
+/// Where a member lookup found its answer (contract: `source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Cache,
+    Hq,
+    None,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Hq => "hq",
+            Source::None => "none",
+        }
+    }
+}
+
+/// The uplink as the rest of the daemon sees it.
+pub struct Uplink {
+    pub outbox: Arc<outbox::Outbox>,
+    pub members: Arc<members::Members>,
+    pub status: Arc<RelayStatus>,
+    /// Absent when no `[uplink]` is configured: transactions still queue.
+    pub relay: Option<Arc<mqtt::Relay>>,
+}
+
+impl Uplink {
+    pub fn connected(&self) -> bool {
+        self.status.connected.load(Relaxed)
+    }
+
+    /// A member by phone: the local cache first, then HQ (when connected, up
+    /// to `uplink.lookup_timeout_ms`), else none.
+    pub async fn lookup(&self, phone: &str) -> (Option<Value>, Source) {
+        let members = self.members.clone();
+        let p = phone.to_owned();
+        match tokio::task::spawn_blocking(move || members.by_phone(&p)).await {
+            Ok(Ok(Some(m))) => return (Some(m), Source::Cache),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "member cache lookup failed; asking HQ"),
+            Err(e) => tracing::warn!(error = %e, "member cache lookup failed; asking HQ"),
+        }
+        if let Some(relay) = &self.relay {
+            if let Some(m) = relay.lookup(phone).await {
+                return (Some(m), Source::Hq);
+            }
+        }
+        (None, Source::None)
+    }
+}

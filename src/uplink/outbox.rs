@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS tx (
     sent_at    TEXT
 );
 CREATE INDEX IF NOT EXISTS tx_pending ON tx(seq) WHERE state != 'acked';
+CREATE INDEX IF NOT EXISTS tx_queued ON tx(seq) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS tx_done ON tx(sent_at) WHERE state != 'queued';
 ";
 
 /// One stored transaction, as `GET /v1/transactions/{id}` shows it.
@@ -59,6 +61,51 @@ struct Insert {
     reply: oneshot::Sender<Result<Inserted, String>>,
 }
 
+/// Work for the writer thread: every change to the store goes through it.
+enum Op {
+    Insert(Insert),
+    /// The broker acknowledged these (by `seq`).
+    Sent(Vec<i64>, oneshot::Sender<Result<u64, String>>),
+    /// HQ acknowledged these (by `id`).
+    Acked(Vec<String>, oneshot::Sender<Result<u64, String>>),
+    /// These were published once more.
+    Attempted(Vec<i64>),
+}
+
+/// When a transaction stops counting as backlog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckMode {
+    /// The broker's PUBACK ends it (`sent`).
+    Broker,
+    /// Only HQ's `tx/ack` ends it (`acked`).
+    Hq,
+}
+
+impl AckMode {
+    /// SQL condition for "HQ may not have it yet".
+    fn pending_sql(self) -> &'static str {
+        match self {
+            AckMode::Broker => "state = 'queued'",
+            AckMode::Hq => "state != 'acked'",
+        }
+    }
+    fn is_pending(self, state: &str) -> bool {
+        match self {
+            AckMode::Broker => state == "queued",
+            AckMode::Hq => state != "acked",
+        }
+    }
+}
+
+/// A transaction waiting for HQ, as the relay publishes it.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub seq: i64,
+    pub id: String,
+    pub body: String,
+    pub queued_at: String,
+}
+
 /// Counts for metrics and `/v1/uplink`.
 #[derive(Default)]
 pub struct Stats {
@@ -73,7 +120,10 @@ pub struct Stats {
 }
 
 pub struct Outbox {
-    writer: mpsc::Sender<Insert>,
+    writer: mpsc::Sender<Op>,
+    mode: AckMode,
+    /// Wakes the relay when something new is stored.
+    pub stored: tokio::sync::Notify,
     reader: Mutex<Connection>,
     pub stats: Arc<Stats>,
     /// What was wrong with the store at start, if anything (also logged).
@@ -224,41 +274,113 @@ fn salvage(damaged: &Path, into: &Connection) -> usize {
 
 impl Outbox {
     /// Opens (or creates) `dir/outbox.db` and starts the writer thread.
-    pub fn open(dir: &Path, max_backlog: u64) -> Result<Outbox, String> {
+    /// Finished transactions are kept `retain` for `GET /v1/transactions/{id}`.
+    pub fn open(
+        dir: &Path,
+        max_backlog: u64,
+        mode: AckMode,
+        retain: std::time::Duration,
+    ) -> Result<Arc<Outbox>, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("storage.dir {}: {e}", dir.display()))?;
         let path = dir.join("outbox.db");
         let (conn, start_problem) = open_checked(&path)?;
         let reader = open_conn(&path).map_err(|e| format!("outbox {}: {e}", path.display()))?;
         let stats = Arc::new(Stats::default());
         let pending: i64 = conn
-            .query_row("SELECT COUNT(*) FROM tx WHERE state != 'acked'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!("SELECT COUNT(*) FROM tx WHERE {}", mode.pending_sql()),
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| format!("outbox {}: {e}", path.display()))?;
         stats.backlog.store(pending.max(0) as u64, Relaxed);
         let (tx, rx) = mpsc::channel(4096);
         let st = stats.clone();
         std::thread::Builder::new()
             .name("outbox-writer".into())
-            .spawn(move || writer(conn, rx, max_backlog, st))
+            .spawn(move || {
+                Writer {
+                    conn,
+                    max_backlog,
+                    mode,
+                    retain,
+                    stats: st,
+                    last_prune: None,
+                }
+                .run(rx)
+            })
             .map_err(|e| format!("cannot start the outbox writer: {e}"))?;
-        Ok(Outbox {
+        Ok(Arc::new(Outbox {
             writer: tx,
+            mode,
+            stored: tokio::sync::Notify::new(),
             reader: Mutex::new(reader),
             stats,
             start_problem,
+        }))
+    }
+
+    pub fn mode(&self) -> AckMode {
+        self.mode
+    }
+
+    async fn ask<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Op,
+    ) -> Result<T, String> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(op(reply))
+            .await
+            .map_err(|_| "the outbox writer stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the outbox writer stopped".to_owned())?
+    }
+
+    /// The broker has these; returns how many changed state.
+    pub async fn mark_sent(&self, seqs: Vec<i64>) -> Result<u64, String> {
+        self.ask(|r| Op::Sent(seqs, r)).await
+    }
+
+    /// HQ has these; returns how many changed state.
+    pub async fn mark_acked(&self, ids: Vec<String>) -> Result<u64, String> {
+        self.ask(|r| Op::Acked(ids, r)).await
+    }
+
+    /// Counts one more publish of each (best effort: a lost count loses nothing).
+    pub fn attempted(&self, seqs: Vec<i64>) {
+        let _ = self.writer.try_send(Op::Attempted(seqs));
+    }
+
+    /// Up to `limit` transactions HQ may not have yet, after `after` in `seq` order.
+    pub fn pending_after(&self, after: i64, limit: usize) -> Result<Vec<Pending>, String> {
+        let sql = format!(
+            "SELECT seq, id, body, queued_at FROM tx WHERE {} AND seq > ?1 ORDER BY seq LIMIT ?2",
+            self.mode.pending_sql()
+        );
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| {
+                Ok(Pending {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    body: r.get(2)?,
+                    queued_at: r.get(3)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 
     /// Stores a transaction; returns once it is durable (or refused).
     pub async fn insert(&self, id: String, body: String) -> Result<Inserted, String> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Insert { id, body, reply })
-            .await
-            .map_err(|_| "the outbox writer stopped".to_owned())?;
-        rx.await
-            .map_err(|_| "the outbox writer stopped".to_owned())?
+        let r = self
+            .ask(|reply| Op::Insert(Insert { id, body, reply }))
+            .await;
+        if matches!(r, Ok(Inserted::Queued(_))) {
+            self.stored.notify_one();
+        }
+        r
     }
 
     fn with_reader<T>(
@@ -280,14 +402,11 @@ impl Outbox {
 
     /// Transactions HQ does not have yet, and when the oldest was queued.
     pub fn backlog(&self) -> Result<(u64, Option<String>), String> {
-        let oldest = self.with_reader(|c| {
-            c.query_row(
-                "SELECT queued_at FROM tx WHERE state != 'acked' ORDER BY seq LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-        })?;
+        let sql = format!(
+            "SELECT queued_at FROM tx WHERE {} ORDER BY seq LIMIT 1",
+            self.mode.pending_sql()
+        );
+        let oldest = self.with_reader(|c| c.query_row(&sql, [], |r| r.get(0)).optional())?;
         Ok((self.backlog_len(), oldest))
     }
 }
@@ -309,28 +428,63 @@ fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<TxView>> {
     .optional()
 }
 
-fn writer(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Insert>,
+/// How often finished transactions past their retention are deleted.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+struct Writer {
+    conn: Connection,
     max_backlog: u64,
+    mode: AckMode,
+    retain: std::time::Duration,
     stats: Arc<Stats>,
-) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(i) => group.push(i),
-                Err(_) => break,
+    last_prune: Option<std::time::Instant>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        self.prune();
+        while let Some(first) = rx.blocking_recv() {
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            let (mut inserts, mut others) = (Vec::new(), Vec::new());
+            for op in ops {
+                match op {
+                    Op::Insert(i) => inserts.push(i),
+                    other => others.push(other),
+                }
+            }
+            if !inserts.is_empty() {
+                self.inserts(inserts);
+            }
+            for op in others {
+                self.update(op);
+            }
+            if self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                self.prune();
             }
         }
-        let result = commit_group(&mut conn, &group, max_backlog, stats.backlog.load(Relaxed));
-        stats.commits.fetch_add(1, Relaxed);
+        self.stats.writer_stopped.store(true, Relaxed);
+    }
+
+    fn inserts(&mut self, group: Vec<Insert>) {
+        let result = commit_group(
+            &mut self.conn,
+            &group,
+            self.max_backlog,
+            self.stats.backlog.load(Relaxed),
+        );
+        self.stats.commits.fetch_add(1, Relaxed);
         match result {
             Ok(outcomes) => {
                 for (ins, out) in group.into_iter().zip(outcomes) {
                     if matches!(out, Inserted::Queued(_)) {
-                        stats.inserted.fetch_add(1, Relaxed);
-                        stats.backlog.fetch_add(1, Relaxed);
+                        self.stats.inserted.fetch_add(1, Relaxed);
+                        self.stats.backlog.fetch_add(1, Relaxed);
                     }
                     let _ = ins.reply.send(Ok(out));
                 }
@@ -343,6 +497,106 @@ fn writer(
                         .send(Err(format!("could not store the transaction: {e}")));
                 }
             }
+        }
+    }
+
+    fn update(&mut self, op: Op) {
+        let mode = self.mode;
+        match op {
+            Op::Insert(_) => {}
+            Op::Sent(seqs, reply) => {
+                let r = self.transition(|t, now| {
+                    let mut done = 0;
+                    for seq in &seqs {
+                        let n = t.execute(
+                            "UPDATE tx SET state = 'sent', sent_at = ?2 WHERE seq = ?1 AND state = 'queued'",
+                            params![seq, now],
+                        )?;
+                        // Only broker mode counts the PUBACK as the end.
+                        if mode == AckMode::Broker {
+                            done += n as u64;
+                        }
+                    }
+                    Ok(done)
+                });
+                let _ = reply.send(r);
+            }
+            Op::Acked(ids, reply) => {
+                let r = self.transition(|t, now| {
+                    let mut done = 0;
+                    for id in &ids {
+                        let old: Option<String> = t
+                            .query_row("SELECT state FROM tx WHERE id = ?1", [id], |r| r.get(0))
+                            .optional()?;
+                        let Some(old) = old.filter(|s| s != "acked") else {
+                            continue;
+                        };
+                        t.execute(
+                            "UPDATE tx SET state = 'acked', sent_at = COALESCE(sent_at, ?2) WHERE id = ?1",
+                            params![id, now],
+                        )?;
+                        if mode.is_pending(&old) {
+                            done += 1;
+                        }
+                    }
+                    Ok(done)
+                });
+                let _ = reply.send(r);
+            }
+            Op::Attempted(seqs) => {
+                let r = self.transition(|t, _| {
+                    for seq in &seqs {
+                        t.execute(
+                            "UPDATE tx SET attempts = attempts + 1 WHERE seq = ?1",
+                            [seq],
+                        )?;
+                    }
+                    Ok(0)
+                });
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "could not count publish attempts");
+                }
+            }
+        }
+    }
+
+    /// Runs `f` in one transaction; the count it returns left the backlog.
+    fn transition(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> rusqlite::Result<u64>,
+    ) -> Result<u64, String> {
+        let now = now_rfc3339();
+        let run = |conn: &mut Connection| {
+            let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = f(&t, &now)?;
+            t.commit()?;
+            Ok::<_, rusqlite::Error>(n)
+        };
+        let n = run(&mut self.conn).map_err(|e| format!("outbox update failed: {e}"))?;
+        self.stats.commits.fetch_add(1, Relaxed);
+        if n > 0 {
+            let _ = self
+                .stats
+                .backlog
+                .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(n)));
+        }
+        Ok(n)
+    }
+
+    /// Deletes finished transactions older than the retention, so the store
+    /// does not grow for ever; pending ones are never touched.
+    fn prune(&mut self) {
+        self.last_prune = Some(std::time::Instant::now());
+        let cutoff = OffsetDateTime::now_utc() - self.retain;
+        let cutoff = crate::event::rfc3339_ms(cutoff);
+        let sql = format!(
+            "DELETE FROM tx WHERE state != 'queued' AND sent_at < ?1 AND NOT ({})",
+            self.mode.pending_sql()
+        );
+        match self.conn.execute(&sql, [&cutoff]) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned finished transactions past retention"),
+            Err(e) => tracing::warn!(error = %e, "could not prune finished transactions"),
         }
     }
 }

@@ -11,6 +11,8 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod mqtt;
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub const WAIT: Duration = Duration::from_secs(10);

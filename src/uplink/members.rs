@@ -1,0 +1,253 @@
+//! The local member cache (SQLite): HQ pushes members over MQTT, the caller-ID
+//! popup and `GET /v1/members/lookup` read them by phone number without asking
+//! HQ. It is a cache: a damaged file is set aside and rebuilt from HQ's pushes.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Mutex;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS member (
+    id         TEXT PRIMARY KEY,
+    json       TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS member_phone (
+    key       TEXT NOT NULL,
+    member_id TEXT NOT NULL REFERENCES member(id) ON DELETE CASCADE,
+    PRIMARY KEY (key, member_id)
+);
+CREATE INDEX IF NOT EXISTS member_phone_by_member ON member_phone(member_id);
+";
+
+const MAX_ID: usize = 128;
+
+pub struct Members {
+    conn: Mutex<Connection>,
+}
+
+/// What one upsert message came to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Upserted {
+    pub stored: usize,
+    /// Entries without a usable `id` (reported, not stored).
+    pub skipped: usize,
+}
+
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    // A lost last update is re-sent by HQ; no need to sync every write.
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    let ok: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if ok != "ok" {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!("integrity check: {ok}")),
+        ));
+    }
+    c.execute_batch(SCHEMA)?;
+    Ok(c)
+}
+
+/// The keys a phone number is filed and looked up under, so `138 1234 5678`,
+/// `+86 13812345678` and `008613812345678` find the same member.
+pub fn phone_keys(phone: &str) -> Vec<String> {
+    // TODO(callerid): use the drivers' number normalization once it lands.
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    let national = digits
+        .strip_prefix("0086")
+        .or_else(|| digits.strip_prefix("86").filter(|d| d.len() == 11))
+        .unwrap_or(&digits);
+    let national = national.strip_prefix('0').unwrap_or(national);
+    if national.is_empty() {
+        Vec::new()
+    } else {
+        vec![national.to_owned()]
+    }
+}
+
+impl Members {
+    /// Opens `dir/members.db`; a damaged cache is moved aside and started anew.
+    pub fn open(dir: &Path) -> Result<Members, String> {
+        let path = dir.join("members.db");
+        let conn = match open_conn(&path) {
+            Ok(c) => c,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+                ) =>
+            {
+                let aside = format!(
+                    "{}.corrupt-{}",
+                    path.display(),
+                    time::OffsetDateTime::now_utc().unix_timestamp()
+                );
+                tracing::error!(error = %e, moved_to = %aside, "member cache damaged; starting an empty one (HQ's pushes refill it)");
+                std::fs::rename(&path, &aside)
+                    .map_err(|e| format!("member cache {}: {e}", path.display()))?;
+                for side in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{side}", path.display()));
+                }
+                open_conn(&path).map_err(|e| format!("member cache {}: {e}", path.display()))?
+            }
+            Err(e) => return Err(format!("member cache {}: {e}", path.display())),
+        };
+        Ok(Members {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores or replaces members (HQ's objects as they are; `id` and `phones`
+    /// are what the cache indexes).
+    pub fn upsert(&self, members: &[Value]) -> Result<Upserted, String> {
+        let now = crate::event::rfc3339_ms(time::OffsetDateTime::now_utc());
+        let mut c = self.lock();
+        let t = c.transaction().map_err(|e| e.to_string())?;
+        let mut r = Upserted::default();
+        for m in members {
+            let Some(id) = m
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty() && id.len() <= MAX_ID)
+            else {
+                r.skipped += 1;
+                continue;
+            };
+            let phones = m
+                .get("phones")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+                .unwrap_or_default();
+            let stored = (|| {
+                t.execute(
+                    "INSERT INTO member (id, json, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(id) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at",
+                    params![id, m.to_string(), now],
+                )?;
+                t.execute("DELETE FROM member_phone WHERE member_id = ?1", [id])?;
+                for key in phones.iter().flat_map(|p| phone_keys(p)) {
+                    t.execute(
+                        "INSERT OR IGNORE INTO member_phone (key, member_id) VALUES (?1, ?2)",
+                        params![key, id],
+                    )?;
+                }
+                Ok::<_, rusqlite::Error>(())
+            })();
+            stored.map_err(|e| e.to_string())?;
+            r.stored += 1;
+        }
+        t.commit().map_err(|e| e.to_string())?;
+        Ok(r)
+    }
+
+    /// Removes members by id; returns how many were there.
+    pub fn delete(&self, ids: &[String]) -> Result<usize, String> {
+        let mut c = self.lock();
+        let t = c.transaction().map_err(|e| e.to_string())?;
+        let mut n = 0;
+        for id in ids {
+            n += t
+                .execute("DELETE FROM member WHERE id = ?1", [id])
+                .map_err(|e| e.to_string())?;
+        }
+        t.commit().map_err(|e| e.to_string())?;
+        Ok(n)
+    }
+
+    /// The member filed under this phone number, if any (the most recently
+    /// updated one when a number is shared, e.g. a family line).
+    pub fn by_phone(&self, phone: &str) -> Result<Option<Value>, String> {
+        let c = self.lock();
+        for key in phone_keys(phone) {
+            let json: Option<String> = c
+                .query_row(
+                    "SELECT m.json FROM member_phone p JOIN member m ON m.id = p.member_id
+                     WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1",
+                    [&key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| e.to_string())?;
+            if let Some(j) = json {
+                return serde_json::from_str(&j)
+                    .map(Some)
+                    .map_err(|e| format!("member cache holds bad JSON: {e}"));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn count(&self) -> u64 {
+        self.lock()
+            .query_row("SELECT COUNT(*) FROM member", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn upsert_lookup_delete_by_any_phone_style() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Members::open(dir.path()).unwrap();
+        let r = m
+            .upsert(&[
+                json!({"id": "m1", "name": "王芳", "phones": ["138 1234 5678"], "tier": "gold"}),
+                json!({"name": "no id"}),
+            ])
+            .unwrap();
+        assert_eq!(
+            r,
+            Upserted {
+                stored: 1,
+                skipped: 1
+            }
+        );
+        for q in ["13812345678", "+86 138-1234-5678", "008613812345678"] {
+            let got = m.by_phone(q).unwrap().expect(q);
+            assert_eq!(got["name"], "王芳", "{q}");
+        }
+        // Replacing the member replaces its phones too.
+        m.upsert(&[json!({"id": "m1", "name": "王芳", "phones": ["13900000000"]})])
+            .unwrap();
+        assert!(m.by_phone("13812345678").unwrap().is_none());
+        assert!(m.by_phone("13900000000").unwrap().is_some());
+        assert_eq!(m.delete(&["m1".into(), "nope".into()]).unwrap(), 1);
+        assert!(m.by_phone("13900000000").unwrap().is_none());
+        assert_eq!(m.count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_cache_is_set_aside_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("members.db"),
+            b"this is not sqlite at all, not even close....",
+        )
+        .unwrap();
+        let m = Members::open(dir.path()).unwrap();
+        assert_eq!(m.count(), 0);
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .contains("members.db.corrupt-")
+            });
+        assert!(aside);
+    }
+}

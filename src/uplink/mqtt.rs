@@ -1,0 +1,820 @@
+//! The MQTT relay to HQ (contract §5).
+//!
+//! Durability lives in the outbox, not here: rumqttc keeps nothing on disk and
+//! a broker's PUBACK says nothing about its own persistence. So every
+//! connection is a fresh rumqttc event loop, and on each one the relay
+//! re-reads what HQ may not have from the outbox and publishes it in `seq`
+//! order (QoS 1). A PUBACK is matched to its publish by packet id — rumqttc
+//! reports `Outgoing::Publish(pkid)` in the order publishes were requested,
+//! and this task is the only one that publishes — and marks the transaction
+//! `sent`. With `ack = "hq"` only HQ's `tx/ack` ends a transaction, so `sent`
+//! ones are re-sent after every reconnect until HQ acks them. Duplicates are
+//! possible (at least once); HQ dedupes by `id`.
+
+use super::members::Members;
+use super::outbox::{Outbox, Pending};
+use super::RelayStatus;
+use crate::config::{BrokerAddr, UplinkConfig};
+use crate::event::{Bus, Filter, Resume};
+use posbridge_drivers::Event;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event as MqEvent, LastWill, MqttOptions, Outgoing, Packet,
+    Publish, QoS, SubscribeFilter, TlsConfiguration, Transport,
+};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Transactions awaiting their PUBACK at once.
+const WINDOW: usize = 64;
+/// rumqttc's in-flight limit. Above `WINDOW` so the status and lookup
+/// publishes never wait for a free packet id (no collisions, so packet ids
+/// come back in the order publishes were asked for).
+const INFLIGHT: u16 = 100;
+/// rumqttc's request queue.
+const CHANNEL: usize = 512;
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(10);
+/// Member pushes can be large; transactions are at most 256 KiB plus envelope.
+const MAX_INCOMING: usize = 4 * 1024 * 1024;
+const MAX_OUTGOING: usize = 1024 * 1024;
+/// Lookups waiting for HQ at once; more are answered "none" at once.
+const MAX_WAITING_LOOKUPS: usize = 256;
+const GOODBYE: Duration = Duration::from_secs(2);
+
+struct Topics {
+    tx: String,
+    tx_ack: String,
+    status: String,
+    members: String,
+    all_members: String,
+    lookup_request: String,
+    lookup_response: String,
+    events: String,
+}
+
+impl Topics {
+    fn new(prefix: &str, store: &str) -> Topics {
+        let s = format!("{prefix}/{store}");
+        Topics {
+            tx: format!("{s}/tx"),
+            tx_ack: format!("{s}/tx/ack"),
+            status: format!("{s}/status"),
+            members: format!("{s}/members"),
+            all_members: format!("{prefix}/_all/members"),
+            lookup_request: format!("{s}/lookup/request"),
+            lookup_response: format!("{s}/lookup/response"),
+            events: format!("{s}/events"),
+        }
+    }
+}
+
+enum Cmd {
+    Lookup { corr: String, phone: String },
+}
+
+pub struct Relay {
+    cfg: UplinkConfig,
+    broker: BrokerAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    client_id: String,
+    store: String,
+    topics: Topics,
+    bus: Arc<Bus>,
+    outbox: Arc<Outbox>,
+    members: Arc<Members>,
+    status: Arc<RelayStatus>,
+    cmds: mpsc::Sender<Cmd>,
+    cmd_rx: Mutex<Option<mpsc::Receiver<Cmd>>>,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Option<Value>>>>,
+}
+
+/// Builds the TLS client config once, so a bad CA or key stops the start
+/// with a clear message instead of failing every reconnect.
+fn tls_config(cfg: &UplinkConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca {
+        Some(ca) => {
+            let certs: Vec<_> = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("uplink.ca {}: {e}", ca.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("uplink.ca {}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "uplink.ca {}: no PEM certificate in it",
+                    ca.display()
+                ));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("uplink.ca {}: {e}", ca.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err(
+                    "mqtts:// without uplink.ca needs the system's CA certificates (ca-certificates)"
+                        .into(),
+                );
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots);
+    let config = match (&cfg.cert, &cfg.key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("uplink.cert {}: {e}", cert.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("uplink.cert {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("uplink.key {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("uplink.cert/key: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// The `status` payload (retained; the will says "offline").
+fn status_payload(state: &str, boot: &str) -> String {
+    serde_json::json!({
+        "state": state,
+        "version": env!("CARGO_PKG_VERSION"),
+        "boot": boot,
+        "time": crate::event::rfc3339_ms(time::OffsetDateTime::now_utc()),
+    })
+    .to_string()
+}
+
+/// The `tx` payload. The body is stored as canonical JSON text and goes out
+/// as it is, without a parse and re-serialize.
+fn tx_payload(store: &str, p: &Pending) -> String {
+    let s = |v: &str| Value::from(v).to_string();
+    format!(
+        "{{\"id\":{},\"store\":{},\"seq\":{},\"queued_at\":{},\"body\":{}}}",
+        s(&p.id),
+        s(store),
+        p.seq,
+        s(&p.queued_at),
+        p.body
+    )
+}
+
+/// Exponential backoff with jitter: each wait is drawn from the upper half of
+/// the current step, so a store's many restarts don't hit the broker in step.
+struct Backoff {
+    step: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { step: BACKOFF_MIN }
+    }
+    fn reset(&mut self) {
+        self.step = BACKOFF_MIN;
+    }
+    fn next(&mut self) -> Duration {
+        let ms = self.step.as_millis() as u64;
+        let wait = Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2));
+        self.step = (self.step * 2).min(BACKOFF_MAX);
+        wait
+    }
+}
+
+/// One connection's bookkeeping.
+struct Session {
+    client: AsyncClient,
+    /// What each requested publish was, in request order: `Some(seq)` for a
+    /// transaction, `None` for anything else.
+    requested: VecDeque<Option<i64>>,
+    /// Transactions on the wire, by packet id.
+    by_pkid: HashMap<u16, i64>,
+    /// Transactions published and not yet PUBACKed.
+    outstanding: usize,
+    /// The last `seq` published on this connection.
+    cursor: i64,
+    /// Nothing more to read until the outbox says something was stored.
+    drained: bool,
+}
+
+impl Relay {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: &UplinkConfig,
+        store: &str,
+        bus: Arc<Bus>,
+        outbox: Arc<Outbox>,
+        members: Arc<Members>,
+        status: Arc<RelayStatus>,
+    ) -> Result<Arc<Relay>, String> {
+        let broker = cfg.broker().map_err(|e| format!("uplink.url: {e}"))?;
+        let tls = if broker.tls {
+            Some(tls_config(cfg)?)
+        } else {
+            None
+        };
+        let (cmds, cmd_rx) = mpsc::channel(64);
+        Ok(Arc::new(Relay {
+            client_id: cfg.client_id_for(store),
+            topics: Topics::new(&cfg.topic_prefix, store),
+            cfg: cfg.clone(),
+            broker,
+            tls,
+            store: store.to_owned(),
+            bus,
+            outbox,
+            members,
+            status,
+            cmds,
+            cmd_rx: Mutex::new(Some(cmd_rx)),
+            waiting: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn options(&self) -> MqttOptions {
+        let mut o = MqttOptions::new(&self.client_id, &self.broker.host, self.broker.port);
+        o.set_keep_alive(Duration::from_secs(self.cfg.keep_alive_s));
+        // A persistent session: HQ's member pushes and acks sent while the
+        // store was offline wait at the broker.
+        o.set_clean_session(false);
+        // Downlink messages are acked only after they are applied.
+        o.set_manual_acks(true);
+        o.set_inflight(INFLIGHT);
+        o.set_request_channel_capacity(CHANNEL);
+        o.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
+        o.set_last_will(LastWill::new(
+            &self.topics.status,
+            status_payload("offline", self.bus.boot()),
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if let Some(user) = &self.cfg.username {
+            o.set_credentials(user, self.cfg.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &self.tls {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
+        o
+    }
+
+    /// Keeps a connection up until `cancel`, reconnecting with backoff.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let Some(mut cmd_rx) = self.cmd_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let mut backoff = Backoff::new();
+        let mut last_logged: Option<String> = None;
+        loop {
+            let started = std::time::Instant::now();
+            let result = self.session(&cancel, &mut cmd_rx).await;
+            let was_up = self.status.connected.swap(false, Relaxed);
+            if let Err(e) = &result {
+                self.status.errors.fetch_add(1, Relaxed);
+                self.status.set_last_error(Some(e.clone()));
+                // Days offline must not fill the journal with one line per retry.
+                if last_logged.as_ref() != Some(e) {
+                    tracing::warn!(error = %e, "HQ uplink down; transactions keep queuing");
+                    last_logged = Some(e.clone());
+                } else {
+                    tracing::debug!(error = %e, "HQ uplink still down");
+                }
+            }
+            if was_up {
+                self.publish_status(false);
+            }
+            self.fail_waiting_lookups();
+            if result.is_ok() || cancel.is_cancelled() {
+                return;
+            }
+            if started.elapsed() >= STABLE {
+                backoff.reset();
+            }
+            let wait = backoff.next();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    fn publish_status(&self, connected: bool) {
+        self.bus.publish(
+            None,
+            &Event::UplinkStatus {
+                connected,
+                backlog: self.outbox.backlog_len(),
+                last_error: if connected {
+                    None
+                } else {
+                    self.status.last_error()
+                },
+            },
+        );
+    }
+
+    fn fail_waiting_lookups(&self) {
+        // Dropping the senders answers every waiting lookup with "none" now
+        // rather than at its timeout.
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// One connection, from dial to drop. `Ok` only when shutting down.
+    async fn session(
+        &self,
+        cancel: &CancellationToken,
+        cmd_rx: &mut mpsc::Receiver<Cmd>,
+    ) -> Result<(), String> {
+        let (client, mut eventloop) = AsyncClient::new(self.options(), CHANNEL);
+        eventloop.network_options.set_connection_timeout(10);
+        let url = &self.cfg.url;
+        let first = tokio::select! {
+            r = eventloop.poll() => r,
+            _ = cancel.cancelled() => return Ok(()),
+        };
+        let session_present = match first {
+            Ok(MqEvent::Incoming(Packet::ConnAck(ack))) => ack.session_present,
+            Ok(other) => return Err(format!("{url}: expected CONNACK, got {other:?}")),
+            Err(e) => return Err(describe(url, e)),
+        };
+        // The event loop runs in its own task so publishing here can never
+        // wait on the very loop that would drain it.
+        let (ev_tx, mut ev_rx) = mpsc::channel::<Result<MqEvent, ConnectionError>>(256);
+        let poller = tokio::spawn(async move {
+            loop {
+                let r = eventloop.poll().await;
+                let end = r.is_err();
+                if ev_tx.send(r).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        let _poller = AbortOnDrop(poller);
+
+        let t = &self.topics;
+        client
+            .subscribe_many(
+                [&t.tx_ack, &t.members, &t.all_members, &t.lookup_response]
+                    .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce)),
+            )
+            .await
+            .map_err(|e| format!("{url}: subscribe: {e}"))?;
+        let mut s = Session {
+            client,
+            requested: VecDeque::new(),
+            by_pkid: HashMap::new(),
+            outstanding: 0,
+            cursor: 0,
+            drained: false,
+        };
+        self.publish(
+            &mut s,
+            &t.status,
+            QoS::AtLeastOnce,
+            true,
+            status_payload("online", self.bus.boot()),
+            None,
+        )
+        .await?;
+        // Lookups asked while offline have been answered "none" already.
+        while cmd_rx.try_recv().is_ok() {}
+        self.status.connects.fetch_add(1, Relaxed);
+        self.status.connected.store(true, Relaxed);
+        self.status.set_last_error(None);
+        tracing::info!(broker = %url, session_present, backlog = self.outbox.backlog_len(), "HQ uplink connected");
+        self.publish_status(true);
+
+        let mut forward = self.forward_subscription();
+        loop {
+            if !s.drained && s.outstanding < WINDOW {
+                self.fill(&mut s).await?;
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    self.goodbye(&mut s, &mut ev_rx).await;
+                    return Ok(());
+                }
+                ev = ev_rx.recv() => {
+                    let mut batch = vec![ev];
+                    while batch.len() < 256 {
+                        match ev_rx.try_recv() {
+                            Ok(ev) => batch.push(Some(ev)),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_events(&mut s, batch).await?;
+                }
+                _ = self.outbox.stored.notified(), if s.drained => s.drained = false,
+                Some(cmd) = cmd_rx.recv() => match cmd {
+                    Cmd::Lookup { corr, phone } => {
+                        let body = serde_json::json!({"corr": corr, "phone": phone}).to_string();
+                        self.publish(&mut s, &t.lookup_request, QoS::AtLeastOnce, false, body, None).await?;
+                    }
+                },
+                p = recv_forward(&mut forward) => match p {
+                    Some(p) => self.forward(&mut s, &p),
+                    None => {
+                        tracing::warn!("event forwarding fell behind the bus; resubscribing (some events were not forwarded)");
+                        forward = self.forward_subscription();
+                    }
+                },
+            }
+        }
+    }
+
+    /// Publishes the next transactions after the cursor, up to the window.
+    async fn fill(&self, s: &mut Session) -> Result<(), String> {
+        let outbox = self.outbox.clone();
+        let (after, room) = (s.cursor, WINDOW - s.outstanding);
+        let rows = tokio::task::spawn_blocking(move || outbox.pending_after(after, room))
+            .await
+            .map_err(|e| format!("outbox read task failed: {e}"))??;
+        if rows.is_empty() {
+            s.drained = true;
+            return Ok(());
+        }
+        let mut seqs = Vec::with_capacity(rows.len());
+        for p in &rows {
+            let payload = tx_payload(&self.store, p);
+            self.publish(
+                s,
+                &self.topics.tx,
+                QoS::AtLeastOnce,
+                false,
+                payload,
+                Some(p.seq),
+            )
+            .await?;
+            s.cursor = p.seq;
+            s.outstanding += 1;
+            seqs.push(p.seq);
+        }
+        self.status.published.fetch_add(seqs.len() as u64, Relaxed);
+        self.outbox.attempted(seqs);
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        s: &mut Session,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: String,
+        tx: Option<i64>,
+    ) -> Result<(), String> {
+        s.client
+            .publish(topic, qos, retain, payload)
+            .await
+            .map_err(|e| format!("{}: publish: {e}", self.cfg.url))?;
+        s.requested.push_back(tx);
+        Ok(())
+    }
+
+    async fn on_events(
+        &self,
+        s: &mut Session,
+        batch: Vec<Option<Result<MqEvent, ConnectionError>>>,
+    ) -> Result<(), String> {
+        let mut acked = Vec::new();
+        let mut failure = None;
+        for ev in batch {
+            match ev {
+                None => {
+                    failure = Some(format!("{}: connection task ended", self.cfg.url));
+                    break;
+                }
+                Some(Err(e)) => {
+                    failure = Some(describe(&self.cfg.url, e));
+                    break;
+                }
+                Some(Ok(MqEvent::Outgoing(Outgoing::Publish(pkid)))) => {
+                    match s.requested.pop_front() {
+                        Some(Some(seq)) => {
+                            s.by_pkid.insert(pkid, seq);
+                        }
+                        Some(None) => {}
+                        None => tracing::warn!(
+                            pkid,
+                            "a publish went out that the relay did not ask for"
+                        ),
+                    }
+                }
+                Some(Ok(MqEvent::Incoming(Packet::PubAck(ack)))) => {
+                    if let Some(seq) = s.by_pkid.remove(&ack.pkid) {
+                        s.outstanding = s.outstanding.saturating_sub(1);
+                        acked.push(seq);
+                    }
+                }
+                Some(Ok(MqEvent::Incoming(Packet::SubAck(ack)))) => {
+                    use rumqttc::SubscribeReasonCode;
+                    if ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                    {
+                        let e = format!(
+                            "{}: the broker refused a subscription (check its ACL for {}/{}/#)",
+                            self.cfg.url, self.cfg.topic_prefix, self.store
+                        );
+                        tracing::warn!("{e}");
+                        self.status.set_last_error(Some(e));
+                    }
+                }
+                Some(Ok(MqEvent::Incoming(Packet::Publish(p)))) => {
+                    self.on_downlink(&p).await;
+                    // Acked after it was applied: a crash before this gets it again.
+                    if let Err(e) = s.client.ack(&p).await {
+                        failure = Some(format!("{}: ack: {e}", self.cfg.url));
+                        break;
+                    }
+                }
+                Some(Ok(MqEvent::Incoming(Packet::Disconnect))) => {
+                    failure = Some(format!("{}: the broker closed the session", self.cfg.url));
+                    break;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        // Marked even when the connection just broke: these did reach the broker.
+        if !acked.is_empty() {
+            let n = acked.len() as u64;
+            self.outbox.mark_sent(acked).await?;
+            self.status.broker_acked.fetch_add(n, Relaxed);
+            s.drained = false;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn on_downlink(&self, p: &Publish) {
+        let t = &self.topics;
+        let bad = |why: String| {
+            self.status.bad_downlink.fetch_add(1, Relaxed);
+            tracing::warn!(topic = %p.topic, "ignored a message from HQ: {why}");
+        };
+        let v: Value = match serde_json::from_slice(&p.payload) {
+            Ok(v) => v,
+            Err(e) => return bad(format!("not JSON: {e}")),
+        };
+        if p.topic == t.tx_ack {
+            let Some(ids) = v.get("ids").and_then(Value::as_array) else {
+                return bad("expected {\"ids\": [...]}".into());
+            };
+            let ids: Vec<String> = ids
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect();
+            match self.outbox.mark_acked(ids).await {
+                Ok(n) => {
+                    self.status.hq_acked.fetch_add(n, Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "could not record HQ's ack"),
+            }
+        } else if p.topic == t.members || p.topic == t.all_members {
+            self.apply_members(v, bad).await;
+        } else if p.topic == t.lookup_response {
+            let Some(corr) = v.get("corr").and_then(Value::as_str) else {
+                return bad("a lookup response needs \"corr\"".into());
+            };
+            let member = v.get("member").filter(|m| m.is_object()).cloned();
+            if let Some(m) = &member {
+                // Cached, so the next call from this number pops at once.
+                let members = self.members.clone();
+                let m = m.clone();
+                let _ = tokio::task::spawn_blocking(move || members.upsert(&[m])).await;
+            }
+            let waiter = self
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(corr);
+            if let Some(w) = waiter {
+                let _ = w.send(member);
+            }
+        } else {
+            bad("unexpected topic".into());
+        }
+    }
+
+    async fn apply_members(&self, v: Value, bad: impl Fn(String)) {
+        let members = self.members.clone();
+        let op = v.get("op").and_then(Value::as_str).unwrap_or("");
+        let result = match op {
+            "upsert" => {
+                let Some(list) = v.get("members").and_then(Value::as_array).cloned() else {
+                    return bad("upsert needs \"members\": [...]".into());
+                };
+                tokio::task::spawn_blocking(move || {
+                    members.upsert(&list).map(|r| (r.stored, r.skipped))
+                })
+                .await
+            }
+            "delete" => {
+                let Some(ids) = v.get("ids").and_then(Value::as_array) else {
+                    return bad("delete needs \"ids\": [...]".into());
+                };
+                let ids: Vec<String> = ids
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect();
+                tokio::task::spawn_blocking(move || members.delete(&ids).map(|n| (n, 0))).await
+            }
+            other => return bad(format!("unknown op {other:?}; expected upsert or delete")),
+        };
+        match result {
+            Ok(Ok((n, skipped))) => {
+                tracing::debug!(op, members = n, "member cache updated");
+                if skipped > 0 {
+                    bad(format!(
+                        "{skipped} member(s) without a string \"id\" were skipped"
+                    ));
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "member cache update failed"),
+            Err(e) => tracing::error!(error = %e, "member cache update failed"),
+        }
+    }
+
+    fn forward_subscription(&self) -> Option<crate::event::Subscription> {
+        if self.cfg.forward_events.is_empty() {
+            return None;
+        }
+        let types = self.cfg.forward_events.join(",");
+        Some(
+            self.bus
+                .subscribe(Filter::from_query(Some(&types), None), &Resume::default()),
+        )
+    }
+
+    /// QoS 0 and never queued: forwarded events are a live feed, not records.
+    fn forward(&self, s: &mut Session, p: &crate::event::Published) {
+        let topic = format!("{}/{}", self.topics.events, p.kind);
+        // The masked copy, as a client without scopes would see it.
+        let payload = p.json_for(false).as_str().to_owned();
+        match s.client.try_publish(topic, QoS::AtMostOnce, false, payload) {
+            Ok(()) => {
+                s.requested.push_back(None);
+                self.status.events_forwarded.fetch_add(1, Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "event not forwarded"),
+        }
+    }
+
+    async fn goodbye(
+        &self,
+        s: &mut Session,
+        ev_rx: &mut mpsc::Receiver<Result<MqEvent, ConnectionError>>,
+    ) {
+        // An orderly "offline" (the will covers crashes), then DISCONNECT;
+        // wait briefly for it to leave.
+        let _ = s.client.try_publish(
+            &self.topics.status,
+            QoS::AtLeastOnce,
+            true,
+            status_payload("offline", self.bus.boot()),
+        );
+        let _ = s.client.try_disconnect();
+        let _ = tokio::time::timeout(GOODBYE, async {
+            while let Some(ev) = ev_rx.recv().await {
+                match ev {
+                    Ok(MqEvent::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Asks HQ for the member with this phone; `None` on no answer within
+    /// `uplink.lookup_timeout_ms`, when offline, or when HQ has none.
+    pub async fn lookup(&self, phone: &str) -> Option<Value> {
+        if !self.status.connected.load(Relaxed) {
+            return None;
+        }
+        let corr = ulid::Ulid::new().to_string();
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if w.len() >= MAX_WAITING_LOOKUPS {
+                return None;
+            }
+            w.insert(corr.clone(), tx);
+        }
+        let forget = || {
+            self.waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&corr);
+        };
+        let cmd = Cmd::Lookup {
+            corr: corr.clone(),
+            phone: phone.to_owned(),
+        };
+        if self.cmds.try_send(cmd).is_err() {
+            forget();
+            return None;
+        }
+        self.status.lookups_hq.fetch_add(1, Relaxed);
+        let timeout = Duration::from_millis(self.cfg.lookup_timeout_ms);
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(member)) => member,
+            Ok(Err(_)) => None,
+            Err(_) => {
+                forget();
+                self.status.lookups_timed_out.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+}
+
+async fn recv_forward(
+    sub: &mut Option<crate::event::Subscription>,
+) -> Option<Arc<crate::event::Published>> {
+    match sub {
+        Some(s) => tokio::select! {
+            p = s.rx.recv() => p,
+            _ = s.overflow.cancelled() => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn describe(url: &str, e: ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            format!("{url}: the broker refused the connection ({code:?}); check uplink.username/password and the broker's ACL")
+        }
+        e => format!("{url}: {e}"),
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new();
+        let first = b.next();
+        assert!(first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN);
+        let mut last = first;
+        for _ in 0..20 {
+            last = b.next();
+            assert!(last <= BACKOFF_MAX);
+        }
+        assert!(last >= BACKOFF_MAX / 2);
+        b.reset();
+        assert!(b.next() <= BACKOFF_MIN);
+    }
+
+    #[test]
+    fn tx_payload_embeds_the_body_verbatim() {
+        let p = Pending {
+            seq: 7,
+            id: "t\"1".into(),
+            body: r#"{"amount":100,"id":"t\"1"}"#.into(),
+            queued_at: "2026-11-24T10:00:00.000Z".into(),
+        };
+        let v: Value = serde_json::from_str(&tx_payload("s-1", &p)).unwrap();
+        assert_eq!(v["id"], "t\"1");
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["store"], "s-1");
+        assert_eq!(v["body"]["amount"], 100);
+    }
+}
