@@ -144,3 +144,38 @@ fn pcsc_block_reads_are_checked_with_their_key() {
         "{p:?}"
     );
 }
+
+#[test]
+fn uplink_keys_are_checked_with_their_names() {
+    let p = problems(
+        "[uplink]\nurl = \"mqtt://hq.example.com:99999\"\ncert = \"/nonexistent/store.pem\"\npassword = \"x\"\nkeep_alive_s = 1\nforward_events = [\"card/#\"]\n",
+    );
+    for want in [
+        "uplink.url: port \"99999\" is not a number from 1 to 65535",
+        "uplink.key: a client certificate needs both cert and key",
+        "uplink.cert: /nonexistent/store.pem: No such file or directory (os error 2)",
+        "uplink.password: a password needs a username",
+        "uplink.keep_alive_s: must be from 5 to 3600",
+        "uplink.forward_events[0]: an event type or glob (card.*), without MQTT wildcards or /",
+    ] {
+        assert!(p.iter().any(|x| x == want), "{want}: {p:?}");
+    }
+    let p = problems("[uplink]\nurl = \"http://hq\"\n");
+    assert_eq!(p, ["uplink.url: must start with mqtt:// or mqtts://"]);
+    assert!(
+        problems("[uplink]\nurl = \"mqtts://[::1]\"\nusername = \"u\"\npassword = \"p\"\n")
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_uplink_password_never_shows_in_debug_output() {
+    let c = Config::parse(
+        "[store]\nid = \"s\"\n[uplink]\nurl = \"mqtt://h\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n",
+        std::iter::empty(),
+        "t",
+    )
+    .expect("valid");
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+}
