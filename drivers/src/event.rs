@@ -2,6 +2,7 @@
 //! exactly as the contract's event table names them; the daemon wraps them in
 //! the envelope (`seq`, `boot`, `id`, `time`, `store`, `device`).
 
+use crate::escpos::Paper;
 use serde::Serialize;
 
 /// One normalized device event.
@@ -59,6 +60,53 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         symbology: Option<String>,
     },
+    /// A call is coming in: one per call, not per ring (caller-ID boxes).
+    #[serde(rename = "call.ringing")]
+    CallRinging {
+        call_id: String,
+        /// Digits as the line delivered them, or `private` / `unavailable` when withheld.
+        number: String,
+        /// E.164 (`+8613812345678`) when it can be derived from `number`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        normalized: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The box's line label, for boxes that serve several lines.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        line: Option<String>,
+        /// Wall-clock RFC 3339 time; the daemon fills it (protocols read no clock).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
+        /// The box's own `MM-DD HH:MM` stamp, when it sent one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        box_time: Option<String>,
+    },
+    /// The call's ringing is over (answered, abandoned, or the rings stopped).
+    #[serde(rename = "call.ended")]
+    CallEnded {
+        call_id: String,
+        /// `true` when the box reported off-hook, `false` when it reported the
+        /// caller gave up first, `null` when the rings just stopped.
+        answered: Option<bool>,
+    },
+    /// The member looked up for a ringing call (built by the daemon).
+    #[serde(rename = "call.popup")]
+    CallPopup {
+        call_id: String,
+        number: String,
+        /// The member record, `null` when none was found.
+        member: Option<serde_json::Value>,
+        /// `cache`, `hq` or `none`.
+        source: String,
+        took_ms: u64,
+    },
+    /// A receipt printer's real-time status changed (ESC/POS `DLE EOT`).
+    #[serde(rename = "printer.status")]
+    PrinterStatus {
+        online: bool,
+        paper: Paper,
+        cover_open: bool,
+    },
     /// The HQ uplink's state changed, or a transaction was refused for a full backlog.
     #[serde(rename = "uplink.status")]
     UplinkStatus {
@@ -103,6 +151,10 @@ impl Event {
             Event::CardRemoved { .. } => "card.removed",
             Event::IdcardRead(_) => "idcard.read",
             Event::CodeScanned { .. } => "code.scanned",
+            Event::CallRinging { .. } => "call.ringing",
+            Event::CallEnded { .. } => "call.ended",
+            Event::CallPopup { .. } => "call.popup",
+            Event::PrinterStatus { .. } => "printer.status",
             Event::UplinkStatus { .. } => "uplink.status",
             Event::DeviceAttached { .. } => "device.attached",
             Event::DeviceDetached { .. } => "device.detached",

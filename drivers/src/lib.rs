@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 pub mod barcode;
+pub mod callerid;
+pub mod escpos;
 pub mod event;
 pub mod hid;
 pub mod idcard;
