@@ -212,6 +212,10 @@ pub struct DeviceConfig {
     pub key: Option<String>,
     /// pcsc: which key `key` is: "A" or "B" (default A).
     pub key_type: Option<String>,
+    /// callerid: silence after the last ring that ends a call.
+    pub ring_timeout_ms: Option<u64>,
+    /// callerid: the country calling code numbers are normalized with (default 86).
+    pub country: Option<String>,
 }
 
 impl DeviceConfig {

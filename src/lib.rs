@@ -4,6 +4,7 @@
 //! Tests and `main` both start the daemon through [`run`].
 
 pub mod api;
+pub mod calls;
 pub mod config;
 pub mod device;
 pub mod event;
@@ -49,6 +50,8 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let uplink = start_uplink(&config, &bus, &tracker, &cancel)?;
+    // Before the devices, so the first call is already watched.
+    let calls = calls::Calls::start(&bus, &uplink, &tracker, &cancel);
     let devices = device::Devices::start(&config.devices, &bus, &metrics, &tracker, &cancel)?;
     tracing::info!(
         listen = %local,
@@ -66,6 +69,7 @@ pub async fn run(
         metrics,
         outbox: uplink.outbox.clone(),
         uplink,
+        calls,
         started: std::time::Instant::now(),
         cancel: cancel.clone(),
         tracker: tracker.clone(),

@@ -34,6 +34,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub outbox: Arc<crate::uplink::outbox::Outbox>,
     pub uplink: Arc<crate::uplink::Uplink>,
+    pub calls: Arc<crate::calls::Calls>,
     pub guard: Guard,
     pub started: std::time::Instant,
     pub cancel: CancellationToken,
@@ -93,10 +94,13 @@ pub fn router(state: AppState) -> Router {
     );
     let members = scoped(
         Scope::Members,
-        Router::new().route("/v1/members/lookup", get(lookup_member)),
+        Router::new()
+            .route("/v1/members/lookup", get(lookup_member))
+            .route("/v1/calls", get(list_calls)),
     );
     Router::new()
         .route("/", get(status_page))
+        .route("/popup", get(popup_page))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/v1/health", get(health))
         .merge(events)
@@ -117,6 +121,14 @@ async fn not_found() -> ApiError {
 }
 
 async fn status_page() -> Response {
+    page(include_str!("status.html"))
+}
+
+async fn popup_page() -> Response {
+    page(include_str!("popup.html"))
+}
+
+fn page(html: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -130,7 +142,7 @@ async fn status_page() -> Response {
             // The page's URL may carry ?token=; never leak it in a Referer.
             (header::REFERRER_POLICY, "no-referrer"),
         ],
-        Html(include_str!("status.html")),
+        Html(html),
     )
         .into_response()
 }
@@ -609,6 +621,20 @@ async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
         "members_cached": st.uplink.members.count(),
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+struct CallsQuery {
+    missed: Option<bool>,
+    limit: Option<usize>,
+}
+
+async fn list_calls(
+    State(st): State<AppState>,
+    Query(q): Query<CallsQuery>,
+) -> Json<Vec<crate::calls::Call>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    Json(st.calls.recent(q.missed.unwrap_or(false), limit))
 }
 
 #[derive(Deserialize)]

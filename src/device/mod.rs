@@ -345,6 +345,10 @@ async fn session(
                             reader.clone_from(&dev.cfg.id);
                         }
                     }
+                    // Protocols read no clock; the wall-clock time of a call is ours.
+                    if let Event::CallRinging { at: at @ None, .. } = &mut ev {
+                        *at = Some(crate::event::rfc3339_ms(OffsetDateTime::now_utc()));
+                    }
                     bus.publish(Some(&dev.cfg.id), &ev);
                     let mut s = dev.status();
                     s.events += 1;

@@ -2,7 +2,7 @@
 //! accepts, which config keys it uses, and how to make its protocol.
 
 use crate::config::DeviceConfig;
-use posbridge_drivers::{barcode, hid, idcard, magstripe, rfid, Protocol};
+use posbridge_drivers::{barcode, callerid, hid, idcard, magstripe, rfid, Protocol};
 
 /// A config problem as (key within the device table, reason).
 pub type KeyError = (&'static str, String);
@@ -58,10 +58,17 @@ pub static DRIVERS: &[DriverSpec] = &[
         default_baud: 115_200,
         make: make_idcard,
     },
+    DriverSpec {
+        name: "callerid",
+        transports: &["serial", "tcp", "sim"],
+        keys: &["format", "ring_timeout_ms", "country"],
+        default_baud: 9600,
+        make: make_callerid,
+    },
 ];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.
-const PLANNED: &[&str] = &["callerid", "dongle", "escpos"];
+const PLANNED: &[&str] = &["dongle", "escpos"];
 
 fn member_pattern(d: &DeviceConfig) -> Result<Option<regex::Regex>, KeyError> {
     d.member_pattern
@@ -130,6 +137,44 @@ fn make_magstripe(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
         opts.lrc = lrc;
     }
     Ok(Box::new(magstripe::Magstripe::new(opts)))
+}
+
+fn make_callerid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
+    let format: callerid::Format = match d.format.as_deref() {
+        None => callerid::Format::Auto,
+        Some(f) => serde_json::from_value(serde_json::Value::from(f)).map_err(|_| {
+            (
+                "format",
+                format!("{f:?} is not one of auto, modem, mdmf, sdmf, etsi, dtmf, ncid"),
+            )
+        })?,
+    };
+    if format == callerid::Format::Hid {
+        return Err((
+            "format",
+            "hid caller-ID boxes need a report layout from the device catalog, which is not in this build yet".into(),
+        ));
+    }
+    let ring_timeout_ms = d.ring_timeout_ms.unwrap_or(8000);
+    if !(1000..=60_000).contains(&ring_timeout_ms) {
+        return Err(("ring_timeout_ms", "must be from 1000 to 60000".into()));
+    }
+    let country = d.country.clone().unwrap_or_else(|| "86".into());
+    if country.is_empty() || country.len() > 3 || !country.bytes().all(|b| b.is_ascii_digit()) {
+        return Err((
+            "country",
+            format!("{country:?} is not a country calling code (86, 852, 1 …)"),
+        ));
+    }
+    Ok(Box::new(callerid::CallerId::new(callerid::Options {
+        format,
+        call_id_prefix: format!("{}-{}-", d.id, ulid::Ulid::new().timestamp_ms()),
+        ring_timeout_ms,
+        country,
+        // An NCID server is not a modem: no AT commands to it.
+        send_init: d.transport_name() != "tcp" && format != callerid::Format::Ncid,
+        ..callerid::Options::default()
+    })))
 }
 
 fn make_rfid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
@@ -239,6 +284,10 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             "path",
             "required for transport \"serial\" (e.g. /dev/ttyUSB0)".into(),
         )),
+        "tcp" if d.address.as_deref().is_none_or(str::is_empty) => out.push((
+            "address",
+            "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)".into(),
+        )),
         "sim" if d.path.is_some() => {
             out.push(("path", "a sim device has no path; remove it".into()))
         }
@@ -274,7 +323,9 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ));
     }
     let used = |k: &str| spec.keys.contains(&k);
-    let set: [(&'static str, bool); 14] = [
+    let set: [(&'static str, bool); 16] = [
+        ("ring_timeout_ms", d.ring_timeout_ms.is_some()),
+        ("country", d.country.is_some()),
         ("match", d.usb_match.is_some() && transport == "sim"),
         ("poll_ms", d.poll_ms.is_some()),
         ("format", d.format.is_some()),

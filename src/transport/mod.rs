@@ -64,6 +64,8 @@ pub enum HidReports {
 /// An open byte stream to one device.
 pub enum Link<'a> {
     Serial(tokio_serial::SerialStream),
+    /// A device server on the network (an NCID server, a serial-over-IP box).
+    Tcp(tokio::net::TcpStream),
     /// Bytes posted to `/v1/devices/{id}/simulate`; writes go nowhere.
     Sim(&'a mut mpsc::Receiver<Vec<u8>>),
     // Boxed: the event stream is large and links live one at a time.
@@ -79,6 +81,10 @@ impl Link<'_> {
     pub async fn read_chunk(&mut self, buf: &mut [u8]) -> io::Result<Option<Chunk>> {
         match self {
             Link::Serial(s) => match s.read(buf).await? {
+                0 => Ok(None),
+                n => Ok(Some(Chunk::Data(buf[..n].to_vec()))),
+            },
+            Link::Tcp(s) => match s.read(buf).await? {
                 0 => Ok(None),
                 n => Ok(Some(Chunk::Data(buf[..n].to_vec()))),
             },
@@ -115,6 +121,7 @@ impl Link<'_> {
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Link::Serial(s) => s.write_all(bytes).await,
+            Link::Tcp(s) => s.write_all(bytes).await,
             Link::Sim(_) => {
                 tracing::trace!(bytes = bytes.len(), "sim device: write discarded");
                 Ok(())
@@ -139,7 +146,7 @@ impl Link<'_> {
 pub const PCSC_REREAD: &[u8] = b"reread";
 
 /// Transports this build can open.
-pub const TRANSPORTS: &[&str] = &["serial", "evdev", "hid", "pcsc", "sim"];
+pub const TRANSPORTS: &[&str] = &["serial", "evdev", "hid", "pcsc", "tcp", "sim"];
 
 /// Opens the transport a device is configured with.
 pub async fn open<'a>(
@@ -158,6 +165,22 @@ pub async fn open<'a>(
             Ok(tokio_serial::SerialStream::open(&builder)
                 .map(Link::Serial)
                 .map_err(|e| serial_error(path, e))?)
+        }
+        ("tcp", _) => {
+            let addr = cfg.address.as_deref().unwrap_or_default();
+            let connect = tokio::net::TcpStream::connect(addr);
+            match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    Ok(Link::Tcp(s))
+                }
+                // Nothing listening (yet): like an unplugged device, retried quietly.
+                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    Err(OpenError::absent(format!("{addr}: nothing listening")))
+                }
+                Ok(Err(e)) => Err(format!("{addr}: {e}").into()),
+                Err(_) => Err(format!("{addr}: no answer within 5 s").into()),
+            }
         }
         ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg)?))),
         ("hid", _) => {

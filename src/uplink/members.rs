@@ -56,18 +56,7 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 /// The keys a phone number is filed and looked up under, so `138 1234 5678`,
 /// `+86 13812345678` and `008613812345678` find the same member.
 pub fn phone_keys(phone: &str) -> Vec<String> {
-    // TODO(callerid): use the drivers' number normalization once it lands.
-    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-    let national = digits
-        .strip_prefix("0086")
-        .or_else(|| digits.strip_prefix("86").filter(|d| d.len() == 11))
-        .unwrap_or(&digits);
-    let national = national.strip_prefix('0').unwrap_or(national);
-    if national.is_empty() {
-        Vec::new()
-    } else {
-        vec![national.to_owned()]
-    }
+    posbridge_drivers::callerid::number::lookup_keys(phone, "86")
 }
 
 impl Members {

@@ -25,7 +25,8 @@ const VERBOSE = !!process.env.BROWSER_TEST_VERBOSE;
 
 const DEVICE = "scan-1";
 const STORE = "browser-test";
-const TESTS = 4; // A, B, C, D
+const PHONE = "phone-1";
+const TESTS = 5; // A, B, C, D, E
 const TEST_TIMEOUT_MS = 20_000;
 const WAIT_MS = 10_000; // one condition inside a test
 
@@ -190,10 +191,22 @@ async function waitHealthy(d, port) {
   }
 }
 
-function configToml({ port, allowedOrigin, stateDir }) {
+function configToml({ port, allowedOrigin, stateDir, brokerPort }) {
   return `# written by tests/browser/run.mjs
 [store]
 id = "${STORE}"
+
+[uplink]
+url = "mqtt://127.0.0.1:${brokerPort}"
+client_id = "browser-test-${process.pid}"
+lookup_timeout_ms = 300
+
+[[device]]
+id = "${PHONE}"
+driver = "callerid"
+transport = "sim"
+format = "modem"
+ring_timeout_ms = 1500
 
 [api]
 listen = "127.0.0.1:${port}"
@@ -229,8 +242,8 @@ async function runTest(name, fn) {
   }
 }
 
-async function simulate(text) {
-  const r = await fetch(`http://127.0.0.1:${ctx.port}/v1/devices/${DEVICE}/simulate`, {
+async function simulate(text, device = DEVICE) {
+  const r = await fetch(`http://127.0.0.1:${ctx.port}/v1/devices/${device}/simulate`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ data: text + "\n" }),
@@ -267,6 +280,13 @@ async function main() {
 
   ctx.tmp = mkdtempSync(path.join(os.tmpdir(), "posbridge-browser-"));
 
+  // HQ's broker: the popup test's member is pushed through it.
+  ctx.brokerPort = await freePort();
+  const brokerConf = path.join(ctx.tmp, "mosquitto.conf");
+  writeFileSync(brokerConf, `listener ${ctx.brokerPort} 127.0.0.1\nallow_anonymous true\n`);
+  ctx.broker = spawn("mosquitto", ["-c", brokerConf], { stdio: "ignore" });
+  ctx.broker.on("error", (e) => log(`mosquitto: ${e.message} (run scripts/install-test-deps.sh)`));
+
   // Test page servers first, so their real ports go into the daemon's config.
   ctx.allowedServer = await startPageServer(() => testPage(ctx.port));
   ctx.foreignServer = await startPageServer(() => testPage(ctx.port));
@@ -279,7 +299,7 @@ async function main() {
     const cfg = path.join(ctx.tmp, "posbridge.toml");
     writeFileSync(
       cfg,
-      configToml({ port: ctx.port, allowedOrigin: ctx.allowedOrigin, stateDir: path.join(ctx.tmp, "state") }),
+      configToml({ port: ctx.port, allowedOrigin: ctx.allowedOrigin, stateDir: path.join(ctx.tmp, "state"), brokerPort: ctx.brokerPort }),
     );
     ctx.daemon = startDaemon(cfg);
     if (await waitHealthy(ctx.daemon, ctx.port)) break;
@@ -453,6 +473,51 @@ async function main() {
       await page.close().catch(() => {});
     }
   });
+
+  await runTest("E: the front-desk popup shows a calling member live", async () => {
+    const base = `http://127.0.0.1:${ctx.port}`;
+    await waitFor(async () => (await (await fetch(`${base}/v1/uplink`)).json()).connected, "the uplink to connect to mosquitto");
+    // HQ pushes a member (mosquitto_pub plays HQ).
+    const member = { id: "m-7", name: "王芳", tier: "金卡", points: 1280, balance_fen: 35000, last_visit: "2026-11-20", phones: ["138 1234 5678"] };
+    const pub = spawn("mosquitto_pub", ["-p", String(ctx.brokerPort), "-q", "1", "-t", `posbridge/${STORE}/members`,
+      "-m", JSON.stringify({ op: "upsert", members: [member] })], { stdio: "ignore" });
+    await new Promise((r) => pub.on("exit", r));
+    await waitFor(async () => (await (await fetch(`${base}/v1/members/lookup?phone=13812345678`)).json()).source === "cache",
+      "the pushed member in the cache");
+
+    const page = await ctx.context.newPage();
+    consoleOf(page, "popup");
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    try {
+      const resp = await page.goto(`${base}/popup`);
+      check(resp && resp.status() === 200, `GET /popup answered ${resp && resp.status()}`);
+      await page.waitForSelector("#conn.up", { timeout: WAIT_MS });
+      const t0 = Date.now();
+      await simulate("RING\r\nDATE = 1124\r\nTIME = 1015\r\nNMBR = 13812345678\r\n\r\n", PHONE);
+      await waitFor(async () => (await page.textContent("#name")) === "王芳",
+        async () => `#name to say 王芳; it says ${JSON.stringify(await page.textContent("#name"))}`);
+      log(`popup on screen ${Date.now() - t0} ms after the box spoke`);
+      check((await page.textContent("#points")) === "1280", `#points: ${await page.textContent("#points")}`);
+      check((await page.textContent("#balance")) === "¥350.00", `#balance: ${await page.textContent("#balance")}`);
+      check((await page.textContent("#tier")) === "金卡", `#tier: ${await page.textContent("#tier")}`);
+      check((await page.textContent("#number")) === "13812345678", `#number: ${await page.textContent("#number")}`);
+      mkdirSync(SHOT_DIR, { recursive: true });
+      const shot = path.join(SHOT_DIR, "popup.png");
+      await page.screenshot({ path: shot, fullPage: true, animations: "disabled" });
+      log(`screenshot: ${path.relative(process.cwd(), shot)}`);
+
+      // The call ends; then a caller nobody knows (HQ does not answer lookups here).
+      await waitFor(async () => (await page.locator("#calls tr").count()) >= 1 && /未接/.test(await page.textContent("#calls")),
+        async () => `the ended call in the recent list; it has ${JSON.stringify(await page.textContent("#calls"))}`);
+      await simulate("RING\r\nNMBR = 02087654321\r\n\r\n", PHONE);
+      await waitFor(async () => /未知来电/.test(await page.textContent("#name")),
+        async () => `#name to say unknown caller; it says ${JSON.stringify(await page.textContent("#name"))}`);
+      check(errors.length === 0, `popup page threw: ${errors.join("; ")}`);
+    } finally {
+      await page.close().catch(() => {});
+    }
+  });
 }
 
 let cleaning = null;
@@ -460,6 +525,7 @@ function cleanup() {
   cleaning ??= (async () => {
     await ctx.browser?.close().catch((e) => log(`closing the browser: ${e.message}`));
     await stopDaemon(ctx.daemon).catch((e) => log(`stopping the daemon: ${e.message}`));
+    ctx.broker?.kill("SIGKILL");
     await closeServer(ctx.allowedServer);
     await closeServer(ctx.foreignServer);
     if (ctx.tmp) rmSync(ctx.tmp, { recursive: true, force: true });

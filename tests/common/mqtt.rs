@@ -138,9 +138,17 @@ impl Hq {
                     }
                     // A broker that lost our session (killed before it saved
                     // it) needs the subscriptions again.
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) if !ack.session_present => {
-                        for t in &subs {
-                            let _ = resub.try_subscribe(t.clone(), QoS::AtLeastOnce);
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        if !ack.session_present {
+                            for t in &subs {
+                                let _ = resub.try_subscribe(t.clone(), QoS::AtLeastOnce);
+                            }
+                        }
+                        // Nothing to subscribe to: connected is ready.
+                        if want == 0 {
+                            if let Some(r) = ready.take() {
+                                let _ = r.send(());
+                            }
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {

@@ -1,0 +1,257 @@
+//! Caller ID end to end: a box played on a real pty (modem text and Bellcore
+//! FSK frames), members pushed by HQ over a real mosquitto, lookups HQ
+//! answers or ignores, the call log, and the popup event.
+
+mod common;
+use common::mqtt::{Broker, Hq};
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const PREFIX: &str = "posbridge/store-test";
+
+fn config(link: &std::path::Path, uplink: Option<&str>, extra: &str) -> String {
+    let uplink = uplink
+        .map(|url| {
+            format!(
+                "[uplink]\nurl = \"{url}\"\nclient_id = \"cid-{}\"\nlookup_timeout_ms = 400\n",
+                ulid::Ulid::new()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "[store]\nid = \"store-test\"\n{uplink}[[device]]\nid = \"phone-1\"\ndriver = \"callerid\"\ntransport = \"serial\"\npath = \"{}\"\nring_timeout_ms = 1500\n{extra}",
+        link.display()
+    )
+}
+
+/// A Bellcore MDMF message: type 0x80, parameters, checksum (sum ≡ 0 mod 256).
+fn mdmf(date: &str, number: &str, name: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (t, v) in [(1u8, date), (2, number), (7, name)] {
+        body.push(t);
+        body.push(v.len() as u8);
+        body.extend_from_slice(v.as_bytes());
+    }
+    let mut m = vec![0x80, body.len() as u8];
+    m.extend(body);
+    let sum = m.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    m.push(0u8.wrapping_sub(sum));
+    m
+}
+
+async fn connected_uplink(d: &Daemon) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while d.get_json("/v1/uplink").await["connected"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uplink never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_modem_box_call_pops_the_member_hq_pushed_and_lands_in_the_call_log() {
+    let broker = Broker::start();
+    let hq = Hq::connect(broker.port, "hq-cid-1", &[]).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("ttyCid");
+    let mut dev = plug(&link);
+    let d = Daemon::start(&config(&link, Some(&broker.url()), "")).await;
+    connected_uplink(&d).await;
+    hq.publish(
+        &format!("{PREFIX}/members"),
+        json!({"op": "upsert", "members": [{"id": "m-7", "name": "王芳", "tier": "金卡", "points": 1280, "balance_fen": 35000, "phones": ["138-1234-5678"]}]}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while d.get_json("/v1/members/lookup?phone=13812345678").await["source"] != "cache" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "member never cached"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ws = d
+        .ws("/v1/events?types=call.*,device.attached&since=0")
+        .await;
+    next_of_type(&mut ws, "device.attached").await;
+
+    // The driver asks the modem for caller ID.
+    let mut init = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&init).contains("AT+VCID=1\r") {
+        let n = dev.master.read(&mut buf).expect("read init");
+        init.extend_from_slice(&buf[..n]);
+    }
+    dev.master.write_all(b"OK\r\n").expect("write");
+
+    // One call: RING, the CID block, two more RINGs — one ringing, one popup.
+    dev.master
+        .write_all(b"RING\r\n\r\nDATE = 1124\r\nTIME = 1015\r\nNMBR = 13812345678\r\nNAME = WANG FANG\r\n\r\n")
+        .expect("write");
+    let ringing = next_of_type(&mut ws, "call.ringing").await;
+    let r = &ringing["data"];
+    assert_eq!(r["number"], "13812345678");
+    assert_eq!(r["normalized"], "+8613812345678");
+    assert_eq!(r["name"], "WANG FANG");
+    assert!(
+        r["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{ringing}"
+    );
+    let popup = next_of_type(&mut ws, "call.popup").await;
+    let p = &popup["data"];
+    assert_eq!(p["call_id"], r["call_id"]);
+    assert_eq!(p["source"], "cache");
+    assert_eq!(p["member"]["name"], "王芳");
+    assert_eq!(p["member"]["points"], 1280);
+    assert!(p["took_ms"].as_u64().is_some());
+    assert_eq!(popup["device"], "phone-1");
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        dev.master.write_all(b"RING\r\n").expect("write");
+    }
+    // Rings stop: the call ends (a modem cannot tell answered from missed).
+    let ended = next_of_type(&mut ws, "call.ended").await;
+    assert_eq!(ended["data"]["call_id"], r["call_id"]);
+    assert!(ended["data"]["answered"].is_null());
+    let again: Vec<Value> = {
+        let mut v = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(
+            Duration::from_millis(300),
+            futures_util::StreamExt::next(&mut ws),
+        )
+        .await
+        {
+            v.push(serde_json::from_str(m.to_text().unwrap_or("{}")).unwrap_or(Value::Null));
+        }
+        v
+    };
+    assert!(
+        again.iter().all(|e| e["type"] != "call.ringing"),
+        "one ringing per call, not per RING: {again:?}"
+    );
+
+    let log = d.get_json("/v1/calls?missed=true").await;
+    assert_eq!(log[0]["call_id"], r["call_id"]);
+    assert_eq!(log[0]["number"], "13812345678");
+    assert_eq!(log[0]["ended"], true);
+    assert_eq!(log[0]["missed"], true);
+    assert_eq!(log[0]["member"]["name"], "王芳");
+    assert_eq!(log[0]["source"], "cache");
+}
+
+#[tokio::test]
+async fn an_fsk_frame_is_looked_up_at_hq_and_an_hq_that_never_answers_gives_none() {
+    let broker = Broker::start();
+    let mut hq = Hq::connect(
+        broker.port,
+        "hq-cid-2",
+        &[&format!("{PREFIX}/lookup/request")],
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("ttyFsk");
+    let mut dev = plug(&link);
+    let d = Daemon::start(&config(&link, Some(&broker.url()), "format = \"mdmf\"\n")).await;
+    connected_uplink(&d).await;
+    let mut ws = d.ws("/v1/events?types=call.*").await;
+
+    // Channel seizure and marks before the message, as demodulating boxes forward them.
+    let mut bytes = vec![0x55; 12];
+    bytes.extend(mdmf("11241015", "13912345678", "LI LEI"));
+    dev.master.write_all(&bytes).expect("write");
+    let ringing = next_of_type(&mut ws, "call.ringing").await;
+    assert_eq!(ringing["data"]["number"], "13912345678");
+    assert_eq!(ringing["data"]["name"], "LI LEI");
+    assert_eq!(ringing["data"]["box_time"], "11-24 10:15");
+
+    let req = hq.next(WAIT).await.expect("lookup request at HQ");
+    let q: Value = serde_json::from_slice(&req.payload).expect("json");
+    assert!(
+        q["phone"] == "+8613912345678" || q["phone"] == "13912345678",
+        "{q}"
+    );
+    hq.publish(
+        &format!("{PREFIX}/lookup/response"),
+        json!({"corr": q["corr"], "member": {"id": "m-9", "name": "李雷", "tier": "银卡"}}),
+    )
+    .await;
+    let popup = next_of_type(&mut ws, "call.popup").await;
+    assert_eq!(popup["data"]["source"], "hq");
+    assert_eq!(popup["data"]["member"]["name"], "李雷");
+    next_of_type(&mut ws, "call.ended").await;
+
+    // A frame with a broken checksum is reported, not announced.
+    let mut bad = mdmf("11241016", "13700000000", "X");
+    if let Some(last) = bad.last_mut() {
+        *last = last.wrapping_add(1);
+    }
+    dev.master.write_all(&bad).expect("write");
+    // Then a caller HQ does not know and never answers for.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dev.master
+        .write_all(&mdmf("11241017", "02012345678", "GUEST"))
+        .expect("write");
+    let ringing = next_of_type(&mut ws, "call.ringing").await;
+    assert_eq!(
+        ringing["data"]["number"], "02012345678",
+        "the bad frame made no call"
+    );
+    assert_eq!(ringing["data"]["normalized"], "+862012345678");
+    let popup = next_of_type(&mut ws, "call.popup").await;
+    assert_eq!(popup["data"]["source"], "none");
+    assert!(popup["data"]["member"].is_null());
+    assert!(popup["data"]["took_ms"].as_u64() >= Some(400), "{popup}");
+    let metrics = d
+        .http
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
+    assert!(
+        metrics.contains("posbridge_member_lookups_timed_out_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("posbridge_malformed_input_total 0"),
+        "the bad frame was counted"
+    );
+}
+
+#[tokio::test]
+async fn withheld_numbers_and_no_hq_pop_at_once_with_no_member() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("ttyPriv");
+    let mut dev = plug(&link);
+    let d = Daemon::start(&config(&link, None, "format = \"modem\"\n")).await;
+    let mut ws = d.ws("/v1/events?types=call.*").await;
+    dev.master
+        .write_all(b"RING\r\nDATE = 1124\r\nTIME = 1020\r\nNMBR = P\r\n\r\n")
+        .expect("write");
+    let ringing = next_of_type(&mut ws, "call.ringing").await;
+    assert_eq!(ringing["data"]["number"], "private");
+    assert!(ringing["data"].get("normalized").is_none());
+    let popup = next_of_type(&mut ws, "call.popup").await;
+    assert_eq!(popup["data"]["source"], "none");
+    assert!(popup["data"]["took_ms"].as_u64() < Some(100));
+    next_of_type(&mut ws, "call.ended").await;
+
+    // No [uplink]: a real number is looked up in the cache only.
+    dev.master
+        .write_all(b"RING\r\nDATE = 1124\r\nTIME = 1021\r\nNMBR = 075512345678\r\n\r\n")
+        .expect("write");
+    let ringing = next_of_type(&mut ws, "call.ringing").await;
+    assert_eq!(ringing["data"]["normalized"], "+8675512345678");
+    let popup = next_of_type(&mut ws, "call.popup").await;
+    assert_eq!(popup["data"]["source"], "none");
+    let calls = d.get_json("/v1/calls").await;
+    assert_eq!(calls.as_array().map(Vec::len), Some(2));
+    assert_eq!(calls[0]["number"], "075512345678", "newest first");
+    assert_eq!(calls[1]["number"], "private");
+}
