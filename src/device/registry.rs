@@ -61,7 +61,7 @@ pub static DRIVERS: &[DriverSpec] = &[
     DriverSpec {
         name: "callerid",
         transports: &["serial", "tcp", "sim"],
-        keys: &["format", "ring_timeout_ms", "country"],
+        keys: &["format", "ring_timeout_ms", "country", "address"],
         default_baud: 9600,
         make: make_callerid,
     },
