@@ -19,6 +19,7 @@ PACKAGES=(
   fonts-noto-cjk    # tests/browser: so Chinese text renders in screenshots
   nodejs            # tests/browser: runs tests/browser/run.mjs
   npm               # tests/browser: installs playwright-core
+  systemd           # tests/systemd.rs: systemd-analyze verify and security, systemd-tmpfiles
   mosquitto         # tests/uplink.rs: a real MQTT broker per test, killed and restarted
   mosquitto-clients # mosquitto_sub/pub, for poking a broker by hand
   ca-certificates   # mqtts:// without uplink.ca trusts the system's CAs
