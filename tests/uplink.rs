@@ -692,3 +692,88 @@ async fn a_store_damaged_mid_file_is_salvaged_and_what_is_intact_still_reaches_h
     assert_eq!(got, want);
     assert!(hq.next(Duration::from_millis(500)).await.is_none());
 }
+
+#[tokio::test]
+async fn malformed_and_oversized_downlink_is_counted_and_harms_nothing() {
+    let broker = Broker::start();
+    let mut hq = Hq::connect(broker.port, "hq-hostile", &[&format!("{PREFIX}/tx")]).await;
+    let d = Daemon::start(&uplink(&broker.url(), "")).await;
+    until("connected", WAIT, || async {
+        d.get_json("/v1/uplink").await["connected"] == true
+    })
+    .await;
+    hq.publish(
+        &format!("{PREFIX}/members"),
+        json!({"op": "upsert", "members": [{"id": "keep", "name": "留下", "phones": ["13800000001"]}]}),
+    )
+    .await;
+    let members = format!("{PREFIX}/members");
+    let raw = |payload: Vec<u8>| {
+        let (client, topic) = (hq.client.clone(), members.clone());
+        async move {
+            client
+                .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+                .await
+                .expect("publish")
+        }
+    };
+    raw(b"{not json".to_vec()).await;
+    raw(br#"{"op": "upsert", "members": "everyone"}"#.to_vec()).await;
+    raw(br#"{"op": "delete", "ids": 42}"#.to_vec()).await;
+    raw(br#"[1, 2, 3]"#.to_vec()).await;
+    raw(
+        br#"{"op": "upsert", "members": [{"id": 7}, {"id": "", "phones": [1, 2]}, null]}"#.to_vec(),
+    )
+    .await;
+    // A big but legal push: 20,000 members in one message.
+    let many: Vec<Value> = (0..20_000)
+        .map(|i| json!({"id": format!("bulk-{i}"), "name": "批量", "phones": [format!("139{i:08}")]}))
+        .collect();
+    hq.publish(&members, json!({"op": "upsert", "members": many}))
+        .await;
+    until(
+        "the bulk push is cached",
+        Duration::from_secs(30),
+        || async { d.get_json("/v1/members/lookup?phone=13900019999").await["source"] == "cache" },
+    )
+    .await;
+    let up = d.get_json("/v1/uplink").await;
+    assert_eq!(up["members_cached"], 20_001, "{up}");
+    let metrics = d
+        .http
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
+    assert!(
+        metrics.contains("posbridge_uplink_bad_downlink_total 5"),
+        "every bad message counted once:\n{metrics}"
+    );
+
+    // Over the 4 MiB limit: the broker would redeliver it for ever on a
+    // persistent session; the relay gets past it with a clean session.
+    raw(vec![b'x'; 5 * 1024 * 1024]).await;
+    until("the oversized message is reported", WAIT, || async {
+        d.get_json("/v1/uplink").await["errors_total"].as_u64() >= Some(1)
+    })
+    .await;
+    until("connected again", WAIT, || async {
+        d.get_json("/v1/uplink").await["connected"] == true
+    })
+    .await;
+    assert_eq!(post(&d.http, &d.url(""), "after-poison").await, 202);
+    let m = hq.next(WAIT).await.expect("the relay still works");
+    assert_eq!(tx_of(&m).0, "after-poison");
+    assert_eq!(
+        d.get_json("/v1/members/lookup?phone=13800000001").await["member"]["name"],
+        "留下",
+        "the cache is unharmed"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let up = d.get_json("/v1/uplink").await;
+    assert_eq!(up["connected"], true, "no reconnect loop: {up}");
+    assert!(up["connects_total"].as_u64() <= Some(3), "{up}");
+}

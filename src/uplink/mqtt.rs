@@ -93,6 +93,9 @@ pub struct Relay {
     cmds: mpsc::Sender<Cmd>,
     cmd_rx: Mutex<Option<mpsc::Receiver<Cmd>>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Option<Value>>>>,
+    /// HQ sent a message too large to take; the broker would redeliver it on
+    /// every reconnect, so the next connection starts a clean session.
+    drop_session: std::sync::atomic::AtomicBool,
 }
 
 /// Builds the TLS client config once, so a bad CA or key stops the start
@@ -247,6 +250,7 @@ impl Relay {
             cmds,
             cmd_rx: Mutex::new(Some(cmd_rx)),
             waiting: Mutex::new(HashMap::new()),
+            drop_session: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -255,7 +259,7 @@ impl Relay {
         o.set_keep_alive(Duration::from_secs(self.cfg.keep_alive_s));
         // A persistent session: HQ's member pushes and acks sent while the
         // store was offline wait at the broker.
-        o.set_clean_session(false);
+        o.set_clean_session(self.drop_session.swap(false, Relaxed));
         // Downlink messages are acked only after they are applied.
         o.set_manual_acks(true);
         o.set_inflight(INFLIGHT);
@@ -509,7 +513,7 @@ impl Relay {
                     break;
                 }
                 Some(Err(e)) => {
-                    failure = Some(describe(&self.cfg.url, e));
+                    failure = Some(self.connection_lost(e));
                     break;
                 }
                 Some(Ok(MqEvent::Outgoing(Outgoing::Publish(pkid)))) => {
@@ -571,6 +575,24 @@ impl Relay {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    fn connection_lost(&self, e: ConnectionError) -> String {
+        use rumqttc::{mqttbytes::Error as Bytes, StateError};
+        if let ConnectionError::MqttState(StateError::Deserialization(
+            Bytes::PayloadSizeLimitExceeded(n),
+        )) = e
+        {
+            self.status.bad_downlink.fetch_add(1, Relaxed);
+            self.drop_session.store(true, Relaxed);
+            let e = format!(
+                "{}: HQ sent a message of {n} bytes, over the {MAX_INCOMING}-byte limit; starting a clean session to get past it (downlink messages queued at the broker for this store are dropped; HQ should push members again)",
+                self.cfg.url
+            );
+            tracing::error!("{e}");
+            return e;
+        }
+        describe(&self.cfg.url, e)
     }
 
     async fn on_downlink(&self, p: &Publish) {

@@ -115,7 +115,7 @@ impl Hq {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_clean_session(false);
         o.set_keep_alive(Duration::from_secs(5));
-        o.set_max_packet_size(4 << 20, 4 << 20);
+        o.set_max_packet_size(16 << 20, 16 << 20);
         let (client, mut el) = AsyncClient::new(o, 1024);
         for t in topics {
             client
