@@ -216,6 +216,12 @@ pub struct DeviceConfig {
     pub ring_timeout_ms: Option<u64>,
     /// callerid: the country calling code numbers are normalized with (default 86).
     pub country: Option<String>,
+    /// escpos: what `{"cut": true}` does: partial | full | none (default partial).
+    pub cut: Option<String>,
+    /// escpos: the drawer connector pin the kick pulses: 2 or 5 (default 2).
+    pub drawer_pin: Option<u8>,
+    /// escpos: ask the printer's real-time status (DLE EOT) before each job (default true).
+    pub status_query: Option<bool>,
 }
 
 impl DeviceConfig {

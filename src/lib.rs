@@ -9,6 +9,7 @@ pub mod config;
 pub mod device;
 pub mod event;
 pub mod metrics;
+pub mod print;
 pub mod transport;
 pub mod uplink;
 
@@ -53,6 +54,9 @@ pub async fn run(
     // Before the devices, so the first call is already watched.
     let calls = calls::Calls::start(&bus, &uplink, &tracker, &cancel);
     let devices = device::Devices::start(&config.devices, &bus, &metrics, &tracker, &cancel)?;
+    // After the devices, whose list holds the printers' /v1/devices entries;
+    // nothing is served before both are up.
+    let printers = print::Printers::start(&config, &devices, &bus, &tracker, &cancel)?;
     tracing::info!(
         listen = %local,
         store = %config.store.id,
@@ -70,6 +74,7 @@ pub async fn run(
         outbox: uplink.outbox.clone(),
         uplink,
         calls,
+        printers,
         started: std::time::Instant::now(),
         cancel: cancel.clone(),
         tracker: tracker.clone(),

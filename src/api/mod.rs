@@ -35,6 +35,7 @@ pub struct Shared {
     pub outbox: Arc<crate::uplink::outbox::Outbox>,
     pub uplink: Arc<crate::uplink::Uplink>,
     pub calls: Arc<crate::calls::Calls>,
+    pub printers: Arc<crate::print::Printers>,
     pub guard: Guard,
     pub started: std::time::Instant,
     pub cancel: CancellationToken,
@@ -59,6 +60,8 @@ const MAX_SIMULATE_BYTES: usize = 1024 * 1024;
 const MAX_TRANSACTION_BYTES: usize = 256 * 1024;
 const MAX_TRANSACTION_ID: usize = 128;
 const MAX_POLL_MS: u64 = 60_000;
+/// A print request: a raw job of `print::MAX_JOB_BYTES` in base64, and room.
+const MAX_PRINT_BODY: usize = 2 * 1024 * 1024;
 const DEFAULT_POLL_MS: u64 = 25_000;
 const MAX_POLL_EVENTS: usize = 1000;
 
@@ -98,6 +101,15 @@ pub fn router(state: AppState) -> Router {
             .route("/v1/members/lookup", get(lookup_member))
             .route("/v1/calls", get(list_calls)),
     );
+    let print = scoped(
+        Scope::Print,
+        Router::new()
+            .route("/v1/print", post(post_print))
+            .route("/v1/print/{job}", get(get_print_job))
+            .route("/v1/drawer/open", post(open_drawer))
+            .route("/v1/printers", get(list_printers))
+            .layer(DefaultBodyLimit::max(MAX_PRINT_BODY)),
+    );
     Router::new()
         .route("/", get(status_page))
         .route("/popup", get(popup_page))
@@ -107,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(transactions)
         .merge(members)
+        .merge(print)
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), guard::guard))
         .layer(from_fn(error::json_errors))
@@ -652,4 +665,120 @@ async fn lookup_member(
         .ok_or_else(|| ApiError::bad_request("?phone= is required (at most 64 characters)"))?;
     let (member, source) = st.uplink.lookup(&phone).await;
     Ok(Json(serde_json::json!({"member": member, "source": source})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrintBody {
+    printer: String,
+    document: Option<serde_json::Value>,
+    raw: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrawerBody {
+    printer: String,
+}
+
+fn print_body_error(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a print request is at most {MAX_PRINT_BODY} bytes"),
+        ),
+        _ => ApiError::bad_request(e.body_text()),
+    }
+}
+
+fn submit_error(e: crate::print::SubmitError) -> ApiError {
+    use crate::print::SubmitError;
+    match e {
+        SubmitError::UnknownPrinter(m) => ApiError::not_found("unknown_printer", m),
+        SubmitError::Bad(m) => ApiError::bad_request(m),
+        SubmitError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+        SubmitError::Storage(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", m),
+    }
+}
+
+fn job_accepted(v: crate::print::queue::JobView) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"job": v.job, "printer": v.printer, "state": v.state})),
+    )
+        .into_response()
+}
+
+/// Renders (or decodes) now, so a bad document fails here; 202 once the job is on disk.
+async fn post_print(
+    State(st): State<AppState>,
+    body: Result<Json<PrintBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    use crate::print::Payload;
+    let Json(body) = body.map_err(print_body_error)?;
+    let payload = match (body.document, body.raw) {
+        (Some(d), None) => Payload::Document(d),
+        (None, Some(r)) => Payload::Raw(r),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of \"document\" or \"raw\" (base64)",
+            ))
+        }
+    };
+    let v = st
+        .printers
+        .print(&body.printer, payload)
+        .await
+        .map_err(submit_error)?;
+    Ok(job_accepted(v))
+}
+
+async fn get_print_job(
+    State(st): State<AppState>,
+    Path(job): Path<String>,
+) -> Result<Response, ApiError> {
+    match st.printers.job(&job).await {
+        Ok(Some(v)) => Ok(Json(v).into_response()),
+        Ok(None) => Err(ApiError::not_found(
+            "unknown_job",
+            format!("no print job {job:?} (finished jobs are kept storage.retain_days)"),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e)),
+    }
+}
+
+/// Queued behind the printer's other jobs, so the drawer opens in order.
+async fn open_drawer(
+    State(st): State<AppState>,
+    body: Result<Json<DrawerBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(print_body_error)?;
+    let v = st
+        .printers
+        .open_drawer(&body.printer)
+        .await
+        .map_err(submit_error)?;
+    Ok(job_accepted(v))
+}
+
+async fn list_printers(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let mut out = Vec::new();
+    for p in st.printers.iter() {
+        let waiting = st
+            .printers
+            .waiting(&p.id)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e))?;
+        let state = st.devices.get(&p.id).map(|d| d.state());
+        out.push(serde_json::json!({
+            "id": p.id,
+            "transport": p.cfg.transport_name(),
+            "state": state,
+            "status": p.status(),
+            "waiting": waiting,
+            "columns": p.opts.profile.columns,
+        }));
+    }
+    Ok(Json(out).into_response())
 }

@@ -92,7 +92,8 @@ impl Device {
             id: self.cfg.id.clone(),
             driver: self.cfg.driver.clone(),
             transport: self.cfg.transport_name().to_owned(),
-            path: self.cfg.path.clone(),
+            // A network device has an address instead.
+            path: self.cfg.path.clone().or_else(|| self.cfg.address.clone()),
             state: s.state,
             last_error: s.last_error,
             last_event_at: s.last_event_at.map(rfc3339_ms),
@@ -115,11 +116,68 @@ impl Device {
             return None;
         }
         let (tx, rx) = oneshot::channel();
-        self.read_tx.try_send(tx).ok()?;
+        match self.read_tx.try_send(tx) {
+            Ok(()) => {}
+            // No session reads these (a receipt printer): nothing to read on demand.
+            Err(mpsc::error::TrySendError::Closed(_)) => return Some(ReadOutcome::NotSupported),
+            Err(_) => return None,
+        }
         tokio::time::timeout(Duration::from_secs(2), rx)
             .await
             .ok()?
             .ok()
+    }
+}
+
+impl Device {
+    /// For devices run outside the supervisor (receipt printers): records the
+    /// state and publishes the lifecycle event the supervisor would —
+    /// `device.attached` on connecting, `device.detached` on losing a
+    /// connection, `device.error` once per distinct failure while not connected.
+    pub fn report(&self, bus: &Bus, state: State, error: Option<String>) {
+        let was = {
+            let mut s = self.status();
+            let same = s.state == state && (state == State::Connected || error == s.last_error);
+            if same {
+                return;
+            }
+            let was = s.state;
+            s.state = state;
+            if error.is_some() {
+                s.last_error.clone_from(&error);
+            }
+            was
+        };
+        match (state, was) {
+            (State::Connected, _) => {
+                lifecycle(self, bus, |driver, transport, path| Event::DeviceAttached {
+                    driver,
+                    transport,
+                    path,
+                })
+            }
+            (_, State::Connected) => {
+                lifecycle(self, bus, |driver, transport, path| Event::DeviceDetached {
+                    driver,
+                    transport,
+                    path,
+                    error,
+                })
+            }
+            _ => lifecycle(self, bus, |driver, transport, path| Event::DeviceError {
+                driver,
+                transport,
+                path,
+                error: error.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Counts an event the device's own module published.
+    pub fn note_event(&self) {
+        let mut s = self.status();
+        s.events += 1;
+        s.last_event_at = Some(OffsetDateTime::now_utc());
     }
 }
 
@@ -164,6 +222,11 @@ impl Devices {
                 sim_tx,
                 read_tx,
             });
+            if registry::SELF_RUN.contains(&cfg.driver.as_str()) {
+                // Listed and reported here; run by its own module (src/print).
+                list.push(dev);
+                continue;
+            }
             let sup = Supervisor {
                 dev: dev.clone(),
                 bus: bus.clone(),
@@ -206,7 +269,7 @@ fn lifecycle(dev: &Device, bus: &Bus, make: impl FnOnce(String, String, Option<S
     let ev = make(
         c.driver.clone(),
         c.transport_name().to_owned(),
-        c.path.clone(),
+        c.path.clone().or_else(|| c.address.clone()),
     );
     bus.publish(Some(&c.id), &ev);
 }

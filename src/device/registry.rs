@@ -65,10 +65,30 @@ pub static DRIVERS: &[DriverSpec] = &[
         default_baud: 9600,
         make: make_callerid,
     },
+    DriverSpec {
+        name: "escpos",
+        transports: &["tcp", "serial", "usb", "file"],
+        keys: &[
+            "address",
+            "encoding",
+            "columns",
+            "cut",
+            "drawer_pin",
+            "poll_ms",
+            "status_query",
+        ],
+        default_baud: 9600,
+        make: make_escpos,
+    },
 ];
 
+/// Drivers whose devices run in their own module rather than under the generic
+/// supervisor: a receipt printer's worker (src/print) owns its link, so status
+/// queries never interleave with a job's bytes.
+pub const SELF_RUN: &[&str] = &["escpos"];
+
 /// Drivers the contract names that later releases add; named so the error is helpful.
-const PLANNED: &[&str] = &["dongle", "escpos"];
+const PLANNED: &[&str] = &["dongle"];
 
 fn member_pattern(d: &DeviceConfig) -> Result<Option<regex::Regex>, KeyError> {
     d.member_pattern
@@ -227,6 +247,24 @@ fn make_pcsc(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
     Ok(Box::new(PcscCommands))
 }
 
+/// Never run: the print worker drives escpos devices (see [`SELF_RUN`]).
+struct Unsupervised;
+
+impl Protocol for Unsupervised {
+    fn handle_bytes(
+        &mut self,
+        _now: posbridge_drivers::Instant,
+        _bytes: &[u8],
+        _out: &mut Vec<posbridge_drivers::Action>,
+    ) {
+    }
+}
+
+fn make_escpos(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
+    crate::print::options(d)?;
+    Ok(Box::new(Unsupervised))
+}
+
 fn make_idcard(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
     let mut opts = idcard::Options::default();
     if let Some(ms) = d.poll_ms {
@@ -288,6 +326,18 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             "address",
             "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)".into(),
         )),
+        "usb" if d.usb_match.is_some() => out.push((
+            "match",
+            "finding printers by USB id is not in this build yet; set path (/dev/usb/lp0)".into(),
+        )),
+        "usb" if d.path.as_deref().is_none_or(str::is_empty) => out.push((
+            "path",
+            "required for transport \"usb\" (e.g. /dev/usb/lp0)".into(),
+        )),
+        "file" if d.path.as_deref().is_none_or(str::is_empty) => out.push((
+            "path",
+            "required for transport \"file\" (the file receipts are appended to)".into(),
+        )),
         "sim" if d.path.is_some() => {
             out.push(("path", "a sim device has no path; remove it".into()))
         }
@@ -323,7 +373,7 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ));
     }
     let used = |k: &str| spec.keys.contains(&k);
-    let set: [(&'static str, bool); 16] = [
+    let set: [(&'static str, bool); 19] = [
         ("ring_timeout_ms", d.ring_timeout_ms.is_some()),
         ("country", d.country.is_some()),
         ("match", d.usb_match.is_some() && transport == "sim"),
@@ -340,6 +390,9 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ("blocks", d.blocks.is_some()),
         ("key", d.key.is_some()),
         ("key_type", d.key_type.is_some()),
+        ("cut", d.cut.is_some()),
+        ("drawer_pin", d.drawer_pin.is_some()),
+        ("status_query", d.status_query.is_some()),
     ];
     for (k, present) in set {
         if present && !used(k) {

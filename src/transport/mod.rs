@@ -146,7 +146,10 @@ impl Link<'_> {
 pub const PCSC_REREAD: &[u8] = b"reread";
 
 /// Transports this build can open.
-pub const TRANSPORTS: &[&str] = &["serial", "evdev", "hid", "pcsc", "tcp", "sim"];
+/// (`usb` and `file` are receipt-printer links, opened by src/print.)
+pub const TRANSPORTS: &[&str] = &[
+    "serial", "evdev", "hid", "pcsc", "tcp", "usb", "file", "sim",
+];
 
 /// Opens the transport a device is configured with.
 pub async fn open<'a>(

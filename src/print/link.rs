@@ -1,0 +1,259 @@
+//! The byte pipes to a printer: TCP (port 9100 "raw" printing), serial,
+//! a USB printer-class node (`/dev/usb/lpN`) and a plain file. OS I/O only;
+//! the status bytes are decoded by the drivers crate's `StatusReader`.
+
+use crate::config::DeviceConfig;
+use crate::transport::OpenError;
+use futures_util::FutureExt;
+use posbridge_drivers::escpos::{status_queries, PrinterStatus, StatusReader};
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long a TCP connect may take before the printer counts as offline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// An open link to one printer.
+pub enum Link {
+    Tcp(tokio::net::TcpStream),
+    Serial(tokio_serial::SerialStream),
+    /// The kernel's usblp node, non-blocking under the runtime's reactor.
+    Usb(AsyncFd<std::fs::File>),
+    /// Bytes are appended to the file; no status (it is always ready).
+    File(PathBuf),
+}
+
+fn path(cfg: &DeviceConfig) -> &str {
+    cfg.path.as_deref().unwrap_or_default()
+}
+
+fn not_found(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    ) || e.raw_os_error() == Some(libc::ENODEV)
+}
+
+impl Link {
+    /// Opens the configured transport. `absent` errors (nothing listening,
+    /// unplugged) show the device as disconnected; the rest as error.
+    pub async fn open(cfg: &DeviceConfig) -> Result<Link, OpenError> {
+        match cfg.transport_name() {
+            "tcp" => {
+                let addr = cfg.address.as_deref().unwrap_or_default();
+                let connect = tokio::net::TcpStream::connect(addr);
+                match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                    Ok(Ok(s)) => {
+                        let _ = s.set_nodelay(true);
+                        Ok(Link::Tcp(s))
+                    }
+                    Ok(Err(e)) if not_found(&e) => {
+                        Err(OpenError::absent(format!("{addr}: nothing listening")))
+                    }
+                    Ok(Err(e)) => Err(OpenError::absent(format!("{addr}: {e}"))),
+                    Err(_) => Err(OpenError::absent(format!(
+                        "{addr}: no answer within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ))),
+                }
+            }
+            "serial" => {
+                let builder = crate::transport::serial_settings(cfg)
+                    .map_err(|(k, why)| OpenError::from(format!("{k}: {why}")))?;
+                tokio_serial::SerialStream::open(&builder)
+                    .map(Link::Serial)
+                    .map_err(|e| {
+                        let p = path(cfg);
+                        match e.kind() {
+                            tokio_serial::ErrorKind::NoDevice
+                            | tokio_serial::ErrorKind::Io(io::ErrorKind::NotFound) => {
+                                OpenError::absent(format!("{p}: no such device"))
+                            }
+                            _ => OpenError::from(format!("{p}: {e}")),
+                        }
+                    })
+            }
+            "usb" => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let p = path(cfg);
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(p)
+                    .map_err(|e| match e {
+                        e if not_found(&e) => {
+                            OpenError::absent(format!("{p}: no such device (unplugged?)"))
+                        }
+                        e if e.kind() == io::ErrorKind::PermissionDenied => OpenError::from(format!(
+                            "{p}: permission denied; add the service user to group lp or install udev/70-posbridge.rules"
+                        )),
+                        e => OpenError::from(format!("{p}: {e}")),
+                    })?;
+                // SAFETY: the File owns its descriptor and lives inside the
+                // AsyncFd until it is dropped; nothing else closes or replaces it.
+                unsafe { AsyncFd::register(file) }
+                    .map(Link::Usb)
+                    .map_err(|e| OpenError::from(format!("{p}: cannot be polled: {e}")))
+            }
+            "file" => {
+                let p = PathBuf::from(path(cfg));
+                // Opened here once so a bad path shows on the device at start.
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p)
+                    .map_err(|e| OpenError::from(format!("{}: {e}", p.display())))?;
+                Ok(Link::File(p))
+            }
+            t => Err(OpenError::from(format!(
+                "transport {t:?} is not a printer transport"
+            ))),
+        }
+    }
+
+    /// Whether the link can carry `DLE EOT` status answers back.
+    pub fn has_status(&self) -> bool {
+        !matches!(self, Link::File(_))
+    }
+
+    /// Whether to keep the link open while the queue is empty. A network
+    /// printer usually takes one connection at a time, so it is released for
+    /// other senders; a tty or usblp node is ours alone anyway.
+    pub fn keep_when_idle(&self) -> bool {
+        matches!(self, Link::Serial(_) | Link::Usb(_))
+    }
+
+    async fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Tcp(s) => s.read(buf).await,
+            Link::Serial(s) => s.read(buf).await,
+            Link::Usb(fd) => loop {
+                let mut guard = fd.readable().await?;
+                match guard.try_io(|f| io::Read::read(&mut f.get_ref(), buf)) {
+                    Ok(r) => return r,
+                    Err(_would_block) => continue,
+                }
+            },
+            Link::File(_) => std::future::pending().await,
+        }
+    }
+
+    async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Link::Tcp(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Link::Serial(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Link::Usb(fd) => {
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let mut guard = fd.writable().await?;
+                    match guard.try_io(|f| io::Write::write(&mut f.get_ref(), rest)) {
+                        Ok(Ok(0)) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::WriteZero,
+                                "the printer took no bytes",
+                            ))
+                        }
+                        Ok(Ok(n)) => rest = rest.get(n..).unwrap_or_default(),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_would_block) => continue,
+                    }
+                }
+                Ok(())
+            }
+            Link::File(p) => {
+                let p = p.clone();
+                let bytes = bytes.to_vec();
+                // One write of the whole job on an O_APPEND file: jobs never interleave.
+                tokio::task::spawn_blocking(move || {
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&p)?;
+                    io::Write::write_all(&mut f, &bytes)?;
+                    f.sync_data()
+                })
+                .await
+                .map_err(io::Error::other)?
+            }
+        }
+    }
+
+    /// Sends every byte, within `limit`.
+    pub async fn write_all(&mut self, bytes: &[u8], limit: Duration) -> io::Result<()> {
+        tokio::time::timeout(limit, self.write_raw(bytes))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the printer took no more bytes for {} s", limit.as_secs()),
+                )
+            })?
+    }
+
+    /// Drops bytes already waiting (a late answer to an earlier query, or
+    /// automatic status the printer sends on its own), so they cannot be
+    /// read as the answer to the next query. `Err` when the link is gone.
+    fn drain(&mut self) -> io::Result<()> {
+        let mut buf = [0u8; 256];
+        for _ in 0..64 {
+            match self.read_some(&mut buf).now_or_never() {
+                None => return Ok(()),
+                Some(Ok(0)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the printer closed the connection",
+                    ))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks `DLE EOT 1`, `2` and `4` and waits up to `wait` for the three
+    /// answers. `Ok(None)`: no (complete) answer in time — the printer is off,
+    /// or does not speak real-time status. Bytes that cannot be status answers
+    /// are skipped.
+    pub async fn status(&mut self, wait: Duration) -> io::Result<Option<PrinterStatus>> {
+        if !self.has_status() {
+            return Ok(None);
+        }
+        self.drain()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        match tokio::time::timeout_at(deadline, self.write_raw(&status_queries())).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(None),
+        }
+        let mut reader = StatusReader::new();
+        let mut buf = [0u8; 64];
+        loop {
+            let n = match tokio::time::timeout_at(deadline, self.read_some(&mut buf)).await {
+                Err(_) => return Ok(None),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(r) => r?,
+            };
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the printer closed the connection",
+                ));
+            }
+            for &b in buf.get(..n).unwrap_or_default() {
+                if let Ok(Some(s)) = reader.push(b) {
+                    return Ok(Some(s));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,574 @@
+//! Receipt printers (`driver = "escpos"`): `POST /v1/print`,
+//! `GET /v1/print/{job}`, `POST /v1/drawer/open` and `printer.status`.
+//!
+//! A document is rendered when it is posted (by the drivers crate's sans-IO
+//! renderer), so a bad one is refused at once with the line it is on; the
+//! bytes are then stored durably ([`queue`]) and the page hears 202.
+//!
+//! One worker task per printer owns its link ([`link`]) — nothing else
+//! writes to it, so status queries never land inside a job. It takes the
+//! oldest unfinished job, asks the printer's real-time status (`DLE EOT 1, 2,
+//! 4`, one second to answer), and prints only when the printer is online with
+//! paper and the cover shut. Otherwise the job is `held` with the reason
+//! (`offline`, `paper_out`, `cover_open`), `printer.status` is published when
+//! the status changes, and the status is asked again every second; the queue
+//! resumes, in order, when the printer is ready. A job whose bytes could not
+//! all be sent is tried again (up to [`MAX_ATTEMPTS`]), then `failed`.
+//!
+//! At least once: a job cut off by a restart mid-print prints again.
+
+pub mod link;
+pub mod queue;
+
+use crate::config::{Config, DeviceConfig};
+use crate::device::registry::KeyError;
+use crate::device::{Device, Devices, State};
+use crate::event::Bus;
+use link::Link;
+use posbridge_drivers::escpos::{
+    drawer_kick, render, CutMode, Document, DrawerPin, Encoding, Paper, PrinterStatus, Profile,
+};
+use posbridge_drivers::Event;
+use queue::{JobStore, JobView, Kind};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a printer has to answer the status queries before it counts as offline.
+const STATUS_WAIT: Duration = Duration::from_secs(1);
+/// How often a held queue asks the printer again.
+const RETRY: Duration = Duration::from_secs(1);
+/// Sends of one job that may fail part-way before it is given up as `failed`
+/// (each may have printed part of the receipt).
+pub const MAX_ATTEMPTS: u64 = 3;
+/// Largest job, raw or rendered.
+pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+/// Write time allowed per job: a base, plus 2 ms a byte (slower than 9600 baud).
+const WRITE_BASE: Duration = Duration::from_secs(30);
+/// How often finished jobs past `storage.retain_days` are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const DEFAULT_POLL_MS: u64 = 5000;
+
+/// A printer's settings, from its `[[device]]` table.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub profile: Profile,
+    /// Status poll while the queue is empty; `None` = only before jobs.
+    pub poll: Option<Duration>,
+    /// Ask `DLE EOT` before each job (off for printers that never answer).
+    pub status_query: bool,
+}
+
+/// Reads and checks an escpos device's keys (config validation calls this too).
+pub fn options(d: &DeviceConfig) -> Result<Options, KeyError> {
+    let transport = d.transport_name();
+    if transport == "tcp" && d.path.is_some() {
+        return Err((
+            "path",
+            "a tcp printer is reached at its address; remove path".into(),
+        ));
+    }
+    if transport != "tcp" && d.address.is_some() {
+        return Err((
+            "address",
+            format!("only applies to transport \"tcp\", not {transport:?}"),
+        ));
+    }
+    let encoding = match d.encoding.as_deref() {
+        None => Encoding::Gb18030,
+        Some(e) => Encoding::parse(e).ok_or((
+            "encoding",
+            format!("{e:?} is not gb18030 (also gbk, gb2312) or ascii"),
+        ))?,
+    };
+    let columns = d.columns.unwrap_or(48);
+    if !(32..=80).contains(&columns) {
+        return Err((
+            "columns",
+            format!("{columns} is not from 32 to 80 (32 on 58 mm paper, 42 or 48 on 80 mm)"),
+        ));
+    }
+    let cut = match d.cut.as_deref().unwrap_or("partial") {
+        "partial" => CutMode::Partial,
+        "full" => CutMode::Full,
+        "none" => CutMode::None,
+        c => {
+            return Err((
+                "cut",
+                format!("{c:?} is not partial, full or none (no cutter)"),
+            ))
+        }
+    };
+    let pin = match d.drawer_pin.unwrap_or(2) {
+        2 => DrawerPin::Pin2,
+        5 => DrawerPin::Pin5,
+        n => return Err(("drawer_pin", format!("{n} is not 2 or 5"))),
+    };
+    let poll_ms = d.poll_ms.unwrap_or(DEFAULT_POLL_MS);
+    if poll_ms != 0 && !(500..=600_000).contains(&poll_ms) {
+        return Err((
+            "poll_ms",
+            "must be 0 (no polling while idle) or from 500 to 600000".into(),
+        ));
+    }
+    if transport == "file" && (d.status_query.is_some() || d.poll_ms.is_some()) {
+        let k = if d.status_query.is_some() {
+            "status_query"
+        } else {
+            "poll_ms"
+        };
+        return Err((k, "a file printer has no status; remove it".into()));
+    }
+    let mut profile = Profile::new(columns, encoding);
+    profile.cut = cut;
+    profile.drawer.pin = pin;
+    Ok(Options {
+        profile,
+        poll: (poll_ms > 0).then(|| Duration::from_millis(poll_ms)),
+        status_query: d.status_query.unwrap_or(true),
+    })
+}
+
+/// Why a status keeps jobs waiting, as the job's `reason`.
+fn not_ready(s: &PrinterStatus) -> Option<&'static str> {
+    if s.cover_open {
+        Some("cover_open")
+    } else if s.paper == Paper::Out {
+        Some("paper_out")
+    } else if !s.online {
+        Some("offline")
+    } else {
+        None
+    }
+}
+
+/// One configured printer.
+pub struct Printer {
+    pub id: String,
+    pub cfg: DeviceConfig,
+    pub opts: Options,
+    wake: Notify,
+    last: Mutex<Option<PrinterStatus>>,
+    /// Its `/v1/devices` entry.
+    device: Option<Arc<Device>>,
+}
+
+impl Printer {
+    /// The last status the printer reported (or that it stopped answering).
+    pub fn status(&self) -> Option<PrinterStatus> {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why a print request was refused.
+#[derive(Debug)]
+pub enum SubmitError {
+    UnknownPrinter(String),
+    Bad(String),
+    TooLarge(String),
+    Storage(String),
+}
+
+/// What `POST /v1/print` asks to print.
+pub enum Payload {
+    /// The `document` value, parsed and rendered here.
+    Document(serde_json::Value),
+    /// The `raw` base64 text.
+    Raw(String),
+}
+
+/// Every configured printer and the job store.
+pub struct Printers {
+    list: Vec<Arc<Printer>>,
+    store: Arc<JobStore>,
+}
+
+impl Printers {
+    /// Opens `storage.dir/print.db` and starts one worker per escpos device.
+    /// `devices` holds their `/v1/devices` entries (no supervisor runs them).
+    pub fn start(
+        config: &Config,
+        devices: &Devices,
+        bus: &Arc<Bus>,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Arc<Printers>> {
+        let (store, interrupted) =
+            JobStore::open(&config.storage.dir).map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?;
+        if interrupted > 0 {
+            tracing::warn!(
+                jobs = interrupted,
+                "print job(s) were cut off mid-print by the last stop; they print again (at least once)"
+            );
+        }
+        let mut list = Vec::new();
+        for cfg in config.devices.iter().filter(|d| d.driver == "escpos") {
+            // Validation already read them; a failure here is a bug, reported not panicked.
+            let opts = options(cfg)
+                .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;
+            list.push(Arc::new(Printer {
+                id: cfg.id.clone(),
+                cfg: cfg.clone(),
+                opts,
+                wake: Notify::new(),
+                last: Mutex::new(None),
+                device: devices.get(&cfg.id).cloned(),
+            }));
+        }
+        for p in &list {
+            let worker = Worker {
+                p: p.clone(),
+                store: store.clone(),
+                bus: bus.clone(),
+                cancel: cancel.clone(),
+                link: None,
+                unsaved_printed: None,
+            };
+            tracker.spawn(worker.run());
+        }
+        let names: Vec<String> = list.iter().map(|p| p.id.clone()).collect();
+        let retain = Duration::from_secs(config.storage.retain_days.saturating_mul(86_400));
+        tracker.spawn(housekeeping(store.clone(), names, retain, cancel.clone()));
+        Ok(Arc::new(Printers { list, store }))
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Printer>> {
+        self.list.iter().find(|p| p.id == id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Printer>> {
+        self.list.iter()
+    }
+
+    /// What the print queue store reported at start, if anything.
+    pub fn start_problem(&self) -> Option<&str> {
+        self.store.start_problem.as_deref()
+    }
+
+    fn printer(&self, id: &str) -> Result<&Arc<Printer>, SubmitError> {
+        self.get(id)
+            .ok_or_else(|| SubmitError::UnknownPrinter(format!("no printer {id:?}")))
+    }
+
+    async fn enqueue(
+        &self,
+        p: &Printer,
+        kind: Kind,
+        bytes: Vec<u8>,
+    ) -> Result<JobView, SubmitError> {
+        let id = ulid::Ulid::new().to_string();
+        let v = self
+            .store
+            .insert(id, p.id.clone(), kind, bytes)
+            .await
+            .map_err(SubmitError::Storage)?;
+        p.wake.notify_one();
+        Ok(v)
+    }
+
+    /// Checks, renders and stores a print job; returns once it is durable.
+    pub async fn print(&self, printer: &str, payload: Payload) -> Result<JobView, SubmitError> {
+        let p = self.printer(printer)?;
+        let (kind, bytes) = match payload {
+            Payload::Raw(b64) => {
+                use base64::Engine;
+                let clean: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                if clean.len() / 4 * 3 > MAX_JOB_BYTES + 3 {
+                    return Err(SubmitError::TooLarge(format!(
+                        "raw: at most {MAX_JOB_BYTES} bytes per job"
+                    )));
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(clean.as_bytes())
+                    .map_err(|e| SubmitError::Bad(format!("raw: not valid base64 ({e})")))?;
+                if bytes.is_empty() {
+                    return Err(SubmitError::Bad("raw: no bytes to print".into()));
+                }
+                (Kind::Raw, bytes)
+            }
+            Payload::Document(v) => {
+                let json = serde_json::to_vec(&v)
+                    .map_err(|e| SubmitError::Bad(format!("document: {e}")))?;
+                let doc = Document::from_json(&json).map_err(|e| SubmitError::Bad(doc_error(e)))?;
+                let bytes =
+                    render(&doc, &p.opts.profile).map_err(|e| SubmitError::Bad(doc_error(e)))?;
+                (Kind::Document, bytes)
+            }
+        };
+        if bytes.len() > MAX_JOB_BYTES {
+            return Err(SubmitError::TooLarge(format!(
+                "the job is {} bytes; at most {MAX_JOB_BYTES}",
+                bytes.len()
+            )));
+        }
+        self.enqueue(p, kind, bytes).await
+    }
+
+    /// Queues the drawer kick behind the printer's other jobs, so the drawer
+    /// opens after the receipt before it, never in the middle of one.
+    pub async fn open_drawer(&self, printer: &str) -> Result<JobView, SubmitError> {
+        let p = self.printer(printer)?;
+        self.enqueue(p, Kind::Drawer, drawer_kick(&p.opts.profile))
+            .await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<JobView>, String> {
+        self.store.get(id.to_owned()).await
+    }
+
+    /// Unfinished jobs of one printer.
+    pub async fn waiting(&self, printer: &str) -> Result<u64, String> {
+        self.store.waiting(printer).await
+    }
+}
+
+/// `document.lines[3]: …` for a line, `document: …` for the whole.
+fn doc_error(e: impl std::fmt::Display) -> String {
+    let m = e.to_string();
+    if m.starts_with("lines[") {
+        format!("document.{m}")
+    } else {
+        format!("document: {m}")
+    }
+}
+
+/// Fails jobs of printers no longer configured, then prunes old finished jobs hourly.
+async fn housekeeping(
+    store: Arc<JobStore>,
+    printers: Vec<String>,
+    retain: Duration,
+    cancel: CancellationToken,
+) {
+    match store.fail_orphans(printers).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            jobs = n,
+            "print job(s) for printers no longer configured were marked failed (printer_removed)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not check for jobs of removed printers"),
+    }
+    loop {
+        match store.prune(retain).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned finished print jobs past retention"),
+            Err(e) => tracing::warn!(error = %e, "could not prune finished print jobs"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
+struct Worker {
+    p: Arc<Printer>,
+    store: Arc<JobStore>,
+    bus: Arc<Bus>,
+    cancel: CancellationToken,
+    link: Option<Link>,
+    /// A job that printed but whose `printed` state could not be stored yet:
+    /// it must not print again when the store recovers.
+    unsaved_printed: Option<String>,
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Worker {
+    fn report(&self, state: State, error: Option<String>) {
+        if let Some(d) = &self.p.device {
+            d.report(&self.bus, state, error);
+        }
+    }
+
+    /// Records a status and publishes `printer.status` when it changed.
+    fn observe(&self, s: PrinterStatus) {
+        {
+            let mut last = self.p.last.lock().unwrap_or_else(|p| p.into_inner());
+            if *last == Some(s) {
+                return;
+            }
+            *last = Some(s);
+        }
+        tracing::info!(printer = %self.p.id, online = s.online, paper = ?s.paper, cover_open = s.cover_open, "printer status");
+        self.bus.publish(Some(&self.p.id), &Event::from(s));
+        if let Some(d) = &self.p.device {
+            d.note_event();
+        }
+    }
+
+    /// The printer cannot be reached: offline, with the paper and cover as last known.
+    fn observe_offline(&self) {
+        let last = self.p.status();
+        self.observe(PrinterStatus {
+            online: false,
+            paper: last.map_or(Paper::Ok, |s| s.paper),
+            cover_open: last.is_some_and(|s| s.cover_open),
+        });
+    }
+
+    /// Opens the link if needed and asks the status. `Err(reason)` when jobs must wait.
+    async fn check(&mut self) -> Result<(), &'static str> {
+        if self.link.is_none() {
+            match Link::open(&self.p.cfg).await {
+                Ok(l) => self.link = Some(l),
+                Err(e) => {
+                    let state = if e.absent {
+                        State::Disconnected
+                    } else {
+                        State::Error
+                    };
+                    self.report(state, Some(e.message));
+                    self.observe_offline();
+                    return Err("offline");
+                }
+            }
+        }
+        let Some(link) = self.link.as_mut() else {
+            return Err("offline");
+        };
+        if !link.has_status() || !self.p.opts.status_query {
+            self.report(State::Connected, None);
+            return Ok(());
+        }
+        let answer = link.status(STATUS_WAIT).await;
+        match answer {
+            Ok(Some(s)) => {
+                self.report(State::Connected, None);
+                self.observe(s);
+                not_ready(&s).map_or(Ok(()), Err)
+            }
+            Ok(None) => {
+                // A late answer must not be taken for the next one: start afresh.
+                self.link = None;
+                self.report(
+                    State::Disconnected,
+                    Some(format!(
+                        "no answer to the status query (DLE EOT) within {} s",
+                        STATUS_WAIT.as_secs()
+                    )),
+                );
+                self.observe_offline();
+                Err("offline")
+            }
+            Err(e) => {
+                self.link = None;
+                self.report(State::Disconnected, Some(format!("link lost: {e}")));
+                self.observe_offline();
+                Err("offline")
+            }
+        }
+    }
+
+    /// Waits `d`; false when the daemon is stopping.
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.cancel.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+
+    async fn run(mut self) {
+        let id = self.p.id.clone();
+        // Learn the printer's state now, not at the first job.
+        let _ = self.check().await;
+        while !self.cancel.is_cancelled() {
+            let job = match self.store.next(&id).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(printer = %id, error = %e, "cannot read the print queue");
+                    if !self.pause(RETRY).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(job) = job else {
+                if !self.link.as_ref().is_some_and(Link::keep_when_idle) {
+                    self.link = None;
+                }
+                let poll = self.p.opts.poll.filter(|_| self.p.opts.status_query);
+                tokio::select! {
+                    _ = self.cancel.cancelled() => break,
+                    _ = self.p.wake.notified() => {}
+                    _ = sleep_opt(poll) => { let _ = self.check().await; }
+                }
+                continue;
+            };
+            if self.unsaved_printed.as_deref() == Some(job.id.as_str()) {
+                match self.store.printed(&job.id).await {
+                    Ok(()) => self.unsaved_printed = None,
+                    Err(e) => {
+                        tracing::error!(printer = %id, job = %job.id, error = %e, "cannot record a printed job");
+                        if !self.pause(RETRY).await {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            if let Err(reason) = self.check().await {
+                if job.state != "held" || job.reason.as_deref() != Some(reason) {
+                    tracing::info!(printer = %id, job = %job.id, reason, "print queue held");
+                    if let Err(e) = self.store.hold(&job.id, reason).await {
+                        tracing::error!(printer = %id, error = %e, "cannot record a held job");
+                    }
+                }
+                if !self.pause(RETRY).await {
+                    break;
+                }
+                continue;
+            }
+            if let Err(e) = self.store.printing(&job.id).await {
+                tracing::error!(printer = %id, error = %e, "cannot record a job as printing");
+                if !self.pause(RETRY).await {
+                    break;
+                }
+                continue;
+            }
+            let Some(link) = self.link.as_mut() else {
+                continue;
+            };
+            let limit = WRITE_BASE + Duration::from_millis(job.bytes.len() as u64 * 2);
+            let sent = tokio::select! {
+                // Stopping mid-job leaves it `printing`: it prints again after the restart.
+                _ = self.cancel.cancelled() => break,
+                r = link.write_all(&job.bytes, limit) => r,
+            };
+            match sent {
+                Ok(()) => {
+                    tracing::info!(printer = %id, job = %job.id, bytes = job.bytes.len(), "printed");
+                    if let Err(e) = self.store.printed(&job.id).await {
+                        tracing::error!(printer = %id, job = %job.id, error = %e, "cannot record a printed job");
+                        self.unsaved_printed = Some(job.id.clone());
+                    }
+                }
+                Err(e) => {
+                    self.link = None;
+                    let why = format!("write failed: {e}");
+                    tracing::warn!(printer = %id, job = %job.id, error = %why, attempt = job.attempts + 1, "print job not sent");
+                    self.report(State::Disconnected, Some(why.clone()));
+                    let r = if job.attempts + 1 >= MAX_ATTEMPTS {
+                        self.store
+                            .failed(&job.id, format!("write_failed: {e}"))
+                            .await
+                    } else {
+                        self.store.hold(&job.id, "offline").await
+                    };
+                    if let Err(e) = r {
+                        tracing::error!(printer = %id, error = %e, "cannot record a failed send");
+                    }
+                    if !self.pause(RETRY).await {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! The durable print queue: every job is in `storage.dir/print.db` (SQLite,
+//! WAL, `synchronous = FULL`) before the page hears 202, with the bytes to
+//! send already rendered, so a restart loses nothing and re-renders nothing.
+//!
+//! States: `queued` → `printing` → `printed` | `failed`, and `held` (with a
+//! reason) while the printer is not ready. On open, `printing` and `held`
+//! jobs go back to `queued`: a job cut off mid-print prints again (at least
+//! once). Finished jobs are kept `storage.retain_days` for `GET /v1/print/{job}`.
+//!
+//! Volume is a few receipts a minute, so one connection behind a mutex,
+//! used from blocking tasks, is enough (the outbox's group commit is not).
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS job (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    printer     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    bytes       BLOB NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'queued',
+    reason      TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL,
+    printed_at  TEXT,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS job_open ON job(printer, seq)
+    WHERE state IN ('queued', 'printing', 'held');
+CREATE INDEX IF NOT EXISTS job_done ON job(finished_at)
+    WHERE state IN ('printed', 'failed');
+";
+
+/// What a job prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A rendered `document`.
+    Document,
+    /// Bytes posted as `raw`, passed through.
+    Raw,
+    /// `POST /v1/drawer/open`: the drawer kick alone.
+    Drawer,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Document => "document",
+            Kind::Raw => "raw",
+            Kind::Drawer => "drawer",
+        }
+    }
+}
+
+/// One job as `GET /v1/print/{job}` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JobView {
+    pub job: String,
+    pub printer: String,
+    pub kind: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub printed_at: Option<String>,
+    pub attempts: u64,
+    pub bytes: u64,
+}
+
+/// A job waiting to print, as the printer's worker takes it.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: String,
+    pub bytes: Vec<u8>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub attempts: u64,
+}
+
+pub struct JobStore {
+    conn: Arc<Mutex<Connection>>,
+    /// What was wrong with the store at start, if anything (also logged).
+    pub start_problem: Option<String>,
+}
+
+fn now_rfc3339() -> String {
+    crate::event::rfc3339_ms(OffsetDateTime::now_utc())
+}
+
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // First, so a passing lock (a backup reading the file) is waited out.
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL + FULL: a commit is on disk when it returns, power cut or not.
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "FULL")?;
+    Ok(c)
+}
+
+enum OpenFailure {
+    Damaged(String),
+    Other(String),
+}
+
+fn open_healthy(path: &Path) -> Result<Connection, OpenFailure> {
+    let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            OpenFailure::Damaged(e.to_string())
+        }
+        _ => OpenFailure::Other(format!("print queue {}: {e}", path.display())),
+    };
+    let c = open_conn(path).map_err(classify)?;
+    let ok: String = c
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(classify)?;
+    if ok != "ok" {
+        return Err(OpenFailure::Damaged(format!("integrity check: {ok}")));
+    }
+    c.execute_batch(SCHEMA).map_err(classify)?;
+    Ok(c)
+}
+
+/// Opens the store the way the outbox does: a file SQLite calls damaged is
+/// set aside with its WAL and what can be read is copied into a fresh one;
+/// any other failure (locked, read-only, disk full) names the file and stops
+/// the start, because setting a healthy store aside would hide jobs.
+fn open_checked(path: &Path) -> Result<(Connection, Option<String>), String> {
+    let why = match open_healthy(path) {
+        Ok(c) => return Ok((c, None)),
+        Err(OpenFailure::Other(e)) => return Err(e),
+        Err(OpenFailure::Damaged(why)) => why,
+    };
+    let now = OffsetDateTime::now_utc();
+    let aside = PathBuf::from(format!(
+        "{}.corrupt-{}-{}",
+        path.display(),
+        now.unix_timestamp(),
+        std::process::id()
+    ));
+    if aside.exists() {
+        return Err(format!(
+            "print queue {} is damaged ({why}) and {} already exists; move one away",
+            path.display(),
+            aside.display()
+        ));
+    }
+    std::fs::rename(path, &aside).map_err(|e| {
+        format!(
+            "print queue {} is damaged ({why}) and cannot be moved aside: {e}",
+            path.display()
+        )
+    })?;
+    for side in ["-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{side}", path.display()));
+        if from.exists() {
+            let _ = std::fs::rename(&from, format!("{}{side}", aside.display()));
+        }
+    }
+    let c = open_conn(path)
+        .and_then(|c| c.execute_batch(SCHEMA).map(|_| c))
+        .map_err(|e| format!("cannot create the print queue at {}: {e}", path.display()))?;
+    let salvaged = salvage(&aside, &c);
+    let problem = format!(
+        "print queue {} was damaged ({why}); moved to {} and started anew; {salvaged} job(s) recovered from it",
+        path.display(),
+        aside.display()
+    );
+    tracing::error!("{problem}");
+    Ok((c, Some(problem)))
+}
+
+/// Copies every readable row of a damaged store into the new one, in order.
+fn salvage(damaged: &Path, into: &Connection) -> usize {
+    // Read-write, so SQLite replays the WAL that was moved beside it.
+    let Ok(old) = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_WRITE) else {
+        return 0;
+    };
+    let Ok(mut stmt) = old.prepare(
+        "SELECT id, printer, kind, bytes, state, reason, attempts, created_at, printed_at, finished_at FROM job ORDER BY seq",
+    ) else {
+        return 0;
+    };
+    type Row = (
+        String,
+        String,
+        String,
+        Vec<u8>,
+        String,
+        Option<String>,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let Ok(rows) = stmt.query_map([], |r| -> rusqlite::Result<Row> {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+        ))
+    }) else {
+        return 0;
+    };
+    let mut n = 0;
+    // A corrupt page ends the scan; everything before it is kept.
+    for (id, printer, kind, bytes, state, reason, attempts, created, printed, finished) in
+        rows.map_while(Result::ok)
+    {
+        if into
+            .execute(
+                "INSERT OR IGNORE INTO job (id, printer, kind, bytes, state, reason, attempts, created_at, printed_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![id, printer, kind, bytes, state, reason, attempts, created, printed, finished],
+            )
+            .is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<JobView>> {
+    c.query_row(
+        "SELECT id, printer, kind, state, reason, created_at, printed_at, attempts, length(bytes) FROM job WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(JobView {
+                job: r.get(0)?,
+                printer: r.get(1)?,
+                kind: r.get(2)?,
+                state: r.get(3)?,
+                reason: r.get(4)?,
+                created_at: r.get(5)?,
+                printed_at: r.get(6)?,
+                attempts: r.get::<_, i64>(7)?.max(0) as u64,
+                bytes: r.get::<_, i64>(8)?.max(0) as u64,
+            })
+        },
+    )
+    .optional()
+}
+
+impl JobStore {
+    /// Opens (or creates) `dir/print.db` and puts every unfinished job back
+    /// in the queue. Returns the store and how many jobs were interrupted
+    /// mid-print (they print again).
+    pub fn open(dir: &Path) -> Result<(Arc<JobStore>, usize), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("storage.dir {}: {e}", dir.display()))?;
+        let path = dir.join("print.db");
+        let (conn, start_problem) = open_checked(&path)?;
+        let interrupted = conn
+            .execute(
+                "UPDATE job SET state = 'queued', reason = NULL WHERE state = 'printing'",
+                [],
+            )
+            .and_then(|n| {
+                conn.execute(
+                    "UPDATE job SET state = 'queued', reason = NULL WHERE state = 'held'",
+                    [],
+                )
+                .map(|_| n)
+            })
+            .map_err(|e| format!("print queue {}: {e}", path.display()))?;
+        Ok((
+            Arc::new(JobStore {
+                conn: Arc::new(Mutex::new(conn)),
+                start_problem,
+            }),
+            interrupted,
+        ))
+    }
+
+    /// Runs `f` on the connection in a blocking task (commits fsync).
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&c).map_err(|e| format!("print queue: {e}"))
+        })
+        .await
+        .map_err(|e| format!("print queue task failed: {e}"))?
+    }
+
+    /// Stores a job; returns once it is durable.
+    pub async fn insert(
+        &self,
+        id: String,
+        printer: String,
+        kind: Kind,
+        bytes: Vec<u8>,
+    ) -> Result<JobView, String> {
+        let created_at = now_rfc3339();
+        let n = bytes.len() as u64;
+        let view = JobView {
+            job: id.clone(),
+            printer: printer.clone(),
+            kind: kind.name().into(),
+            state: "queued".into(),
+            reason: None,
+            created_at: created_at.clone(),
+            printed_at: None,
+            attempts: 0,
+            bytes: n,
+        };
+        // Durable here: WAL + synchronous=FULL syncs the log on commit.
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO job (id, printer, kind, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, printer, kind.name(), bytes, created_at],
+            )
+        })
+        .await?;
+        Ok(view)
+    }
+
+    pub async fn get(&self, id: String) -> Result<Option<JobView>, String> {
+        self.run(move |c| view(c, &id)).await
+    }
+
+    /// The printer's oldest unfinished job.
+    pub async fn next(&self, printer: &str) -> Result<Option<Job>, String> {
+        let printer = printer.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT id, bytes, state, reason, attempts FROM job
+                 WHERE printer = ?1 AND state IN ('queued', 'printing', 'held')
+                 ORDER BY seq LIMIT 1",
+                [printer],
+                |r| {
+                    Ok(Job {
+                        id: r.get(0)?,
+                        bytes: r.get(1)?,
+                        state: r.get(2)?,
+                        reason: r.get(3)?,
+                        attempts: r.get::<_, i64>(4)?.max(0) as u64,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Jobs not finished yet for this printer.
+    pub async fn waiting(&self, printer: &str) -> Result<u64, String> {
+        let printer = printer.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM job WHERE printer = ?1 AND state IN ('queued', 'printing', 'held')",
+                [printer],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .await
+        .map(|n| n.max(0) as u64)
+    }
+
+    async fn set(
+        &self,
+        id: &str,
+        state: &'static str,
+        reason: Option<String>,
+    ) -> Result<(), String> {
+        let id = id.to_owned();
+        let now = now_rfc3339();
+        self.run(move |c| {
+            let finished = matches!(state, "printed" | "failed").then_some(now.clone());
+            let printed = (state == "printed").then_some(now);
+            c.execute(
+                "UPDATE job SET state = ?2, reason = ?3,
+                    attempts = attempts + (?2 = 'printing'),
+                    printed_at = COALESCE(?4, printed_at),
+                    finished_at = COALESCE(?5, finished_at)
+                 WHERE id = ?1",
+                params![id, state, reason, printed, finished],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The printer is not ready: the job waits, and says why.
+    pub async fn hold(&self, id: &str, reason: &str) -> Result<(), String> {
+        self.set(id, "held", Some(reason.to_owned())).await
+    }
+
+    /// Bytes are about to go out; counts an attempt.
+    pub async fn printing(&self, id: &str) -> Result<(), String> {
+        self.set(id, "printing", None).await
+    }
+
+    /// Every byte went to the printer.
+    pub async fn printed(&self, id: &str) -> Result<(), String> {
+        self.set(id, "printed", None).await
+    }
+
+    pub async fn failed(&self, id: &str, reason: String) -> Result<(), String> {
+        self.set(id, "failed", Some(reason)).await
+    }
+
+    /// Fails the unfinished jobs of printers no longer configured (they would
+    /// wait for ever otherwise). Returns how many.
+    pub async fn fail_orphans(&self, printers: Vec<String>) -> Result<usize, String> {
+        let now = now_rfc3339();
+        self.run(move |c| {
+            let list = serde_json::Value::from(printers).to_string();
+            c.execute(
+                "UPDATE job SET state = 'failed', reason = 'printer_removed', finished_at = ?2
+                 WHERE state IN ('queued', 'printing', 'held')
+                   AND printer NOT IN (SELECT value FROM json_each(?1))",
+                params![list, now],
+            )
+        })
+        .await
+    }
+
+    /// Deletes finished jobs older than `retain`; unfinished ones are never touched.
+    pub async fn prune(&self, retain: std::time::Duration) -> Result<usize, String> {
+        let cutoff = crate::event::rfc3339_ms(OffsetDateTime::now_utc() - retain);
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM job WHERE state IN ('printed', 'failed') AND finished_at < ?1",
+                [cutoff],
+            )
+        })
+        .await
+    }
+}

@@ -1,0 +1,664 @@
+//! Receipt printers end to end: a fake network printer on 127.0.0.1 (port
+//! 9100 style: raw bytes in, one status byte out per `DLE EOT n`) captures
+//! what the daemon sends, and answers status queries with chosen bytes.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Answers to `DLE EOT 1`, `2`, `4`.
+const NORMAL: [u8; 3] = [0x12, 0x12, 0x12];
+/// Paper end: `DLE EOT 4` bits 5 and 6, `DLE EOT 2` bit 5 (stopped by paper end).
+const PAPER_OUT: [u8; 3] = [0x12, 0x32, 0x72];
+/// Cover open: `DLE EOT 2` bit 2.
+const COVER_OPEN: [u8; 3] = [0x12, 0x16, 0x12];
+
+const KICK: [u8; 5] = [0x1b, b'p', 0, 25, 250];
+
+fn golden(name: &str) -> (Value, Vec<u8>) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/drivers/tests/golden/");
+    let json = std::fs::read(format!("{dir}{name}.json")).expect("golden json");
+    let bin = std::fs::read(format!("{dir}{name}.bin")).expect("golden bin");
+    (
+        serde_json::from_slice(&json).expect("golden json parses"),
+        bin,
+    )
+}
+
+/// A network printer. Everything but status queries is captured; a status
+/// query (`10 04 n`, which no golden receipt contains) is answered from
+/// `answers` and left out of the capture, wherever a read splits it.
+struct FakePrinter {
+    addr: SocketAddr,
+    data: Arc<Mutex<Vec<u8>>>,
+    answers: Arc<Mutex<[u8; 3]>>,
+    queries: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Capture = Arc<Mutex<Vec<u8>>>;
+type Answers = Arc<Mutex<[u8; 3]>>;
+
+/// Splits what a printer receives into captured bytes and status queries.
+#[derive(Default)]
+struct Parser {
+    state: u8,
+}
+
+impl Parser {
+    /// Captures `bytes` into `data` and returns the answers to the queries in them.
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        data: &Mutex<Vec<u8>>,
+        answers: &Mutex<[u8; 3]>,
+        queries: &std::sync::atomic::AtomicUsize,
+    ) -> Vec<u8> {
+        let mut reply = Vec::new();
+        let mut out = data.lock().expect("lock");
+        for &b in bytes {
+            match (self.state, b) {
+                (0, 0x10) => self.state = 1,
+                (0, _) => out.push(b),
+                (1, 0x04) => self.state = 2,
+                (1, _) => {
+                    out.extend_from_slice(&[0x10, b]);
+                    self.state = 0;
+                }
+                _ => {
+                    let ans = *answers.lock().expect("lock");
+                    let i = match b {
+                        1 => Some(0),
+                        2 => Some(1),
+                        4 => Some(2),
+                        _ => None,
+                    };
+                    if let Some(i) = i {
+                        reply.push(ans[i]);
+                        queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    self.state = 0;
+                }
+            }
+        }
+        reply
+    }
+}
+
+/// Plays a printer on a pty master in a thread: the daemon has the slave as
+/// its serial port, or as a stand-in for /dev/usb/lp0 (both are character
+/// devices it reads and writes). Returns the capture and the answers to set.
+fn pty_printer(master: std::fs::File, answers: [u8; 3]) -> (Capture, Answers) {
+    use std::io::{Read, Write};
+    let data = Arc::new(Mutex::new(Vec::new()));
+    let answers = Arc::new(Mutex::new(answers));
+    let (d, a) = (data.clone(), answers.clone());
+    std::thread::spawn(move || {
+        let q = std::sync::atomic::AtomicUsize::new(0);
+        let mut parser = Parser::default();
+        let mut master = master;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            let reply = parser.feed(&buf[..n], &d, &a, &q);
+            if !reply.is_empty() && master.write_all(&reply).is_err() {
+                return;
+            }
+        }
+    });
+    (data, answers)
+}
+
+impl FakePrinter {
+    async fn start(answers: [u8; 3]) -> FakePrinter {
+        Self::start_at("127.0.0.1:0".parse().expect("addr"), answers).await
+    }
+
+    async fn start_at(addr: SocketAddr, answers: [u8; 3]) -> FakePrinter {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(Mutex::new(answers));
+        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (d, a, q) = (data.clone(), answers.clone(), queries.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (d, a, q) = (d.clone(), a.clone(), q.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut parser = Parser::default();
+                    loop {
+                        let n = match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let reply = parser.feed(&buf[..n], &d, &a, &q);
+                        if !reply.is_empty() && s.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FakePrinter {
+            addr,
+            data,
+            answers,
+            queries,
+            task,
+        }
+    }
+
+    fn set(&self, answers: [u8; 3]) {
+        *self.answers.lock().expect("lock") = answers;
+    }
+
+    fn data(&self) -> Vec<u8> {
+        self.data.lock().expect("lock").clone()
+    }
+
+    fn status_queries(&self) -> usize {
+        self.queries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for FakePrinter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn printer(id: &str, addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "[[device]]\nid = \"{id}\"\ndriver = \"escpos\"\ntransport = \"tcp\"\naddress = \"{addr}\"\n{extra}\n"
+    )
+}
+
+fn config(devices: &str) -> String {
+    format!("[store]\nid = \"store-test\"\n[api]\nallowed_origins = [\"https://pos.example.com\"]\n{devices}")
+}
+
+async fn post(d: &Daemon, path: &str, body: Value) -> (u16, Value) {
+    let r = d
+        .http
+        .post(d.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts a job and returns its id, asserting 202.
+async fn submit(d: &Daemon, body: Value) -> String {
+    let (status, v) = post(d, "/v1/print", body).await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["state"], "queued", "{v}");
+    v["job"].as_str().expect("job id").to_owned()
+}
+
+fn raw(printer: &str, bytes: &[u8]) -> Value {
+    use base64::Engine;
+    json!({"printer": printer, "raw": base64::engine::general_purpose::STANDARD.encode(bytes)})
+}
+
+/// Waits until `GET /v1/print/{job}` shows `state`; returns the job.
+async fn wait_job(get: impl AsyncFn(&str) -> Value, job: &str, state: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = get(&format!("/v1/print/{job}")).await;
+        if v["state"] == state {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {job} never became {state}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_state(d: &Daemon, job: &str, state: &str) -> Value {
+    wait_job(async |p: &str| d.get_json(p).await, job, state).await
+}
+
+/// The next `printer.status` event matching `pred`.
+async fn wait_status(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let ev = next_of_type(ws, "printer.status").await;
+        if pred(&ev["data"]) {
+            return ev;
+        }
+    }
+}
+
+#[tokio::test]
+async fn golden_receipts_arrive_byte_for_byte_in_order() {
+    let wide = FakePrinter::start(NORMAL).await;
+    let narrow = FakePrinter::start(NORMAL).await;
+    let d = Daemon::start(&config(&format!(
+        "{}{}",
+        printer("printer-1", wide.addr, ""),
+        printer("printer-58", narrow.addr, "columns = 32\ncut = \"full\"")
+    )))
+    .await;
+    let (recharge, recharge_bin) = golden("recharge_receipt");
+    let (purchase, purchase_bin) = golden("purchase_with_qr_barcode_cut_drawer");
+    let (narrow_doc, narrow_bin) = golden("narrow_32col");
+    // Posted back to back: they print in posting order, one after the other.
+    let a = submit(&d, json!({"printer": "printer-1", "document": recharge})).await;
+    let b = submit(&d, json!({"printer": "printer-1", "document": purchase})).await;
+    let c = submit(&d, json!({"printer": "printer-58", "document": narrow_doc})).await;
+    for job in [&a, &b, &c] {
+        let v = wait_state(&d, job, "printed").await;
+        assert_eq!(v["attempts"], 1, "{v}");
+        assert_eq!(v["kind"], "document");
+        assert!(
+            v["printed_at"].is_string() && v["created_at"].is_string(),
+            "{v}"
+        );
+    }
+    let want = [recharge_bin, purchase_bin].concat();
+    assert!(
+        wide.data() == want,
+        "printer-1 got {} bytes, the golden receipts are {}",
+        wide.data().len(),
+        want.len()
+    );
+    assert!(
+        narrow.data() == narrow_bin,
+        "printer-58 bytes differ from narrow_32col.bin"
+    );
+    // The purchase ends with the cut and then the drawer kick, last.
+    assert!(wide
+        .data()
+        .ends_with(&[0x1d, b'V', 66, 0, 0x1b, b'p', 0, 25, 250]));
+    assert!(
+        wide.status_queries() >= 6,
+        "status is asked before every job"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn raw_passes_through_and_the_drawer_opens_in_order() {
+    let p = FakePrinter::start(NORMAL).await;
+    let d = Daemon::start(&config(&printer("printer-1", p.addr, ""))).await;
+    let mut jobs = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..5u8 {
+        // Bytes no renderer would make, including NUL and 0xFF.
+        let bytes = [b'j', b'0' + i, 0x00, 0xff, b'\n'];
+        jobs.push(submit(&d, raw("printer-1", &bytes)).await);
+        want.extend_from_slice(&bytes);
+        if i == 2 {
+            let (status, v) = post(&d, "/v1/drawer/open", json!({"printer": "printer-1"})).await;
+            assert_eq!(status, 202, "{v}");
+            jobs.push(v["job"].as_str().expect("job").to_owned());
+            want.extend_from_slice(&KICK);
+        }
+    }
+    for j in &jobs {
+        wait_state(&d, j, "printed").await;
+    }
+    assert_eq!(
+        p.data(),
+        want,
+        "every job, raw and drawer, in posting order"
+    );
+    let v = d.get_json(&format!("/v1/print/{}", jobs[3])).await;
+    assert_eq!(v["kind"], "drawer", "{v}");
+    d.stop().await;
+}
+
+/// The printer reports `answers`: jobs are held with `reason`, a
+/// printer.status event says so; once it is back to normal both print, in order.
+async fn held_then_resumed(answers: [u8; 3], reason: &str, check: impl Fn(&Value) -> bool) {
+    let p = FakePrinter::start(NORMAL).await;
+    let d = Daemon::start(&config(&printer("printer-1", p.addr, ""))).await;
+    let mut ws = d.ws("/v1/events?types=printer.status").await;
+    p.set(answers);
+    let a = submit(&d, raw("printer-1", b"first\n")).await;
+    let b = submit(&d, raw("printer-1", b"second\n")).await;
+    let ev = wait_status(&mut ws, &check).await;
+    assert_eq!(ev["device"], "printer-1", "{ev}");
+    let v = wait_state(&d, &a, "held").await;
+    assert_eq!(v["reason"], reason, "{v}");
+    assert_eq!(v["attempts"], 0, "{v}");
+    assert_eq!(
+        d.get_json(&format!("/v1/print/{b}")).await["state"],
+        "queued"
+    );
+    // Held means held: a few retries later, still nothing printed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(p.data().is_empty(), "nothing prints while held");
+    assert_eq!(d.get_json(&format!("/v1/print/{a}")).await["state"], "held");
+    p.set(NORMAL);
+    wait_status(&mut ws, |s| {
+        s["online"] == true && s["paper"] == "ok" && s["cover_open"] == false
+    })
+    .await;
+    wait_state(&d, &a, "printed").await;
+    let v = wait_state(&d, &b, "printed").await;
+    assert_eq!(v["attempts"], 1);
+    assert_eq!(p.data(), b"first\nsecond\n");
+    close(ws).await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn paper_out_holds_the_queue_until_paper_is_back() {
+    held_then_resumed(PAPER_OUT, "paper_out", |s| {
+        s["paper"] == "out" && s["online"] == true && s["cover_open"] == false
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cover_open_holds_the_queue_until_it_is_shut() {
+    held_then_resumed(COVER_OPEN, "cover_open", |s| {
+        s["cover_open"] == true && s["paper"] == "ok"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_printer_not_listening_is_offline_until_it_starts() {
+    // A free port with nothing on it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let d = Daemon::start(&config(&printer("printer-1", addr, ""))).await;
+    let mut ws = d.ws("/v1/events?types=printer.status,device.*").await;
+    let job = submit(&d, raw("printer-1", b"hello\n")).await;
+    let v = wait_state(&d, &job, "held").await;
+    assert_eq!(v["reason"], "offline", "{v}");
+    let devs = d.get_json("/v1/devices").await;
+    let dev = devs
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == "printer-1"))
+        .expect("printer in /v1/devices");
+    assert_eq!(dev["state"], "disconnected", "{dev}");
+    assert_eq!(dev["driver"], "escpos");
+    assert_eq!(
+        dev["path"],
+        addr.to_string(),
+        "a tcp printer shows its address"
+    );
+    assert!(
+        dev["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nothing listening")),
+        "{dev}"
+    );
+    let p = FakePrinter::start_at(addr, NORMAL).await;
+    wait_state(&d, &job, "printed").await;
+    assert_eq!(p.data(), b"hello\n");
+    wait_status(&mut ws, |s| s["online"] == true).await;
+    let devs = d.get_json("/v1/devices").await;
+    assert_eq!(devs[0]["state"], "connected", "{devs}");
+    close(ws).await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_anything_is_queued() {
+    let p = FakePrinter::start(NORMAL).await;
+    let d = Daemon::start(&config(&printer("printer-1", p.addr, ""))).await;
+    let bad_line = json!({"printer": "printer-1", "document": {"lines": [
+        {"text": "好"}, {"feed": 1}, {"barcode": {"type": "EAN13", "data": "6901234567891"}}
+    ]}});
+    let (status, v) = post(&d, "/v1/print", bad_line).await;
+    assert_eq!(status, 400, "{v}");
+    let msg = v["error"]["message"].as_str().expect("message");
+    assert!(
+        msg.starts_with("document.lines[2]"),
+        "names the line: {msg}"
+    );
+    let cases = [
+        (
+            json!({"printer": "nope", "raw": "aGk="}),
+            404,
+            "unknown_printer",
+        ),
+        (json!({"printer": "printer-1"}), 400, "bad_request"),
+        (
+            json!({"printer": "printer-1", "raw": "aGk=", "document": {"lines": []}}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"printer": "printer-1", "raw": "not base64!"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"printer": "printer-1", "document": {"lines": [{"qr": 5}]}}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"printer": "printer-1", "raw": "A".repeat(1_500_000)}),
+            413,
+            "too_large",
+        ),
+    ];
+    for (body, want, code) in cases {
+        let shown = body.to_string().chars().take(120).collect::<String>();
+        let (status, v) = post(&d, "/v1/print", body).await;
+        assert_eq!(status, want, "{shown}: {v}");
+        assert_eq!(v["error"]["code"], code, "{shown}: {v}");
+    }
+    let (status, _) = post(&d, "/v1/drawer/open", json!({"printer": "nope"})).await;
+    assert_eq!(status, 404);
+    let r = d
+        .http
+        .get(d.url("/v1/print/01JD0000000000000000000000"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(p.data().is_empty(), "nothing refused reached the printer");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn print_needs_the_print_scope_when_tokens_are_set() {
+    let p = FakePrinter::start(NORMAL).await;
+    let d = Daemon::start(&config(&format!(
+        r#"[[api.tokens]]
+name = "till"
+token = "till-token-0123456789"
+scopes = ["print"]
+[[api.tokens]]
+name = "desk"
+token = "desk-token-0123456789"
+scopes = ["events", "members"]
+{}"#,
+        printer("printer-1", p.addr, "")
+    )))
+    .await;
+    let body = raw("printer-1", b"x");
+    let send = |token: Option<&'static str>, path: &'static str, body: Value| {
+        let mut r = d.http.post(d.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.expect("post").status().as_u16() }
+    };
+    assert_eq!(send(None, "/v1/print", body.clone()).await, 401);
+    assert_eq!(
+        send(Some("desk-token-0123456789"), "/v1/print", body.clone()).await,
+        403
+    );
+    let drawer = json!({"printer": "printer-1"});
+    assert_eq!(
+        send(
+            Some("desk-token-0123456789"),
+            "/v1/drawer/open",
+            drawer.clone()
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        send(Some("till-token-0123456789"), "/v1/print", body).await,
+        202
+    );
+    assert_eq!(
+        send(Some("till-token-0123456789"), "/v1/drawer/open", drawer).await,
+        202
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn held_jobs_survive_a_restart_and_print_once() {
+    let p = FakePrinter::start(PAPER_OUT).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let dev = printer("printer-1", p.addr, "");
+    let b = Binary::start(&state, &dev, &[]).await;
+    let http = reqwest::Client::new();
+    let mut jobs = Vec::new();
+    for text in ["one\n", "two\n"] {
+        let r = http
+            .post(format!("{}/v1/print", b.url))
+            .json(&raw("printer-1", text.as_bytes()))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.expect("json");
+        jobs.push(v["job"].as_str().expect("job").to_owned());
+    }
+    let v = wait_job(async |p: &str| b.get_json(p).await, &jobs[0], "held").await;
+    assert_eq!(v["reason"], "paper_out");
+    b.stop_and_log();
+    // Paper back while the daemon was down; the new one finds the jobs on disk.
+    p.set(NORMAL);
+    let b = Binary::start(&state, &dev, &[]).await;
+    for j in &jobs {
+        let v = wait_job(async |p: &str| b.get_json(p).await, j, "printed").await;
+        assert_eq!(v["attempts"], 1, "{v}");
+    }
+    assert_eq!(
+        p.data(),
+        b"one\ntwo\n",
+        "each printed exactly once, in order"
+    );
+    b.stop_and_log();
+}
+
+#[tokio::test]
+async fn a_file_printer_appends_each_job() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("receipts.bin");
+    let d = Daemon::start(&config(&format!(
+        "[[device]]\nid = \"printer-1\"\ndriver = \"escpos\"\ntransport = \"file\"\npath = \"{}\"\ncolumns = 32\n",
+        out.display()
+    )))
+    .await;
+    let a = submit(&d, raw("printer-1", b"AAA")).await;
+    let (doc, _) = golden("recharge_receipt");
+    let b = submit(&d, json!({"printer": "printer-1", "document": doc})).await;
+    wait_state(&d, &a, "printed").await;
+    wait_state(&d, &b, "printed").await;
+    let bytes = std::fs::read(&out).expect("file written");
+    assert!(
+        bytes.starts_with(b"AAA\x1b@\x1c&"),
+        "raw, then the receipt: {:?}",
+        &bytes[..8]
+    );
+    let devs = d.get_json("/v1/devices").await;
+    assert_eq!(devs[0]["state"], "connected", "{devs}");
+    assert_eq!(devs[0]["transport"], "file");
+    d.stop().await;
+}
+
+#[test]
+fn printer_config_errors_name_the_key() {
+    let cases = [
+        ("columns = 10", "device[0].columns"),
+        ("encoding = \"utf8\"", "device[0].encoding"),
+        ("cut = \"half\"", "device[0].cut"),
+        ("drawer_pin = 3", "device[0].drawer_pin"),
+        ("poll_ms = 10", "device[0].poll_ms"),
+        ("path = \"/dev/x\"", "device[0].path"),
+    ];
+    for (extra, key) in cases {
+        let text = config(&printer(
+            "p",
+            "127.0.0.1:9100".parse().expect("addr"),
+            extra,
+        ));
+        let err = posbridge::Config::parse(&text, std::iter::empty(), "t")
+            .expect_err(extra)
+            .to_string();
+        assert!(err.contains(&format!("{key}:")), "{extra}: {err}");
+    }
+    for (transport, key) in [
+        ("usb", "device[0].path"),
+        ("file", "device[0].path"),
+        ("tcp", "device[0].address"),
+    ] {
+        let text = config(&format!(
+            "[[device]]\nid = \"p\"\ndriver = \"escpos\"\ntransport = \"{transport}\"\n"
+        ));
+        let err = posbridge::Config::parse(&text, std::iter::empty(), "t")
+            .expect_err(transport)
+            .to_string();
+        assert!(err.contains(&format!("{key}:")), "{transport}: {err}");
+    }
+    // The contract's example printer is a valid config.
+    let ok = config(
+        "[[device]]\nid = \"printer-1\"\ndriver = \"escpos\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:9100\"\nencoding = \"gb18030\"\ncolumns = 48\n",
+    );
+    posbridge::Config::parse(&ok, std::iter::empty(), "t").expect("contract example loads");
+}
+
+#[tokio::test]
+async fn serial_and_usb_printers_print_and_hold() {
+    // Serial: the daemon opens the pty slave through a symlink and sets it raw.
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("ttyPRINTER");
+    let serial = plug(&link);
+    let (serial_data, serial_answers) =
+        pty_printer(serial.master.try_clone().expect("dup"), NORMAL);
+    // usblp: the daemon opens the node as a plain file, so the test makes the
+    // pty raw itself (a usblp node has no line discipline).
+    let nix::pty::OpenptyResult { master, slave } = nix::pty::openpty(None, None).expect("openpty");
+    let mut t = nix::sys::termios::tcgetattr(&slave).expect("tcgetattr");
+    nix::sys::termios::cfmakeraw(&mut t);
+    nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &t).expect("raw");
+    let usb_path = nix::unistd::ttyname(&slave).expect("ttyname");
+    let (usb_data, _) = pty_printer(std::fs::File::from(master), NORMAL);
+    let d = Daemon::start(&config(&format!(
+        "[[device]]\nid = \"p-serial\"\ndriver = \"escpos\"\ntransport = \"serial\"\npath = \"{}\"\nbaud = 115200\n\
+         [[device]]\nid = \"p-usb\"\ndriver = \"escpos\"\ntransport = \"usb\"\npath = \"{}\"\n",
+        link.display(),
+        usb_path.display()
+    )))
+    .await;
+    serial_answers.lock().expect("lock").clone_from(&PAPER_OUT);
+    let s = submit(&d, raw("p-serial", b"serial receipt\n")).await;
+    let u = submit(&d, raw("p-usb", b"usb receipt\n")).await;
+    wait_state(&d, &u, "printed").await;
+    assert_eq!(*usb_data.lock().expect("lock"), b"usb receipt\n");
+    let v = wait_state(&d, &s, "held").await;
+    assert_eq!(v["reason"], "paper_out");
+    serial_answers.lock().expect("lock").clone_from(&NORMAL);
+    wait_state(&d, &s, "printed").await;
+    assert_eq!(*serial_data.lock().expect("lock"), b"serial receipt\n");
+    d.stop().await;
+    drop(slave);
+}
