@@ -312,6 +312,11 @@ impl Bus {
         (b, inner.next_seq - 1)
     }
 
+    /// The last `seq` published (0 before the first); takes the bus lock.
+    pub fn latest_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
     /// A receiver that changes whenever something is published.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.latest.subscribe()

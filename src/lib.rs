@@ -57,6 +57,8 @@ pub async fn run(
     // After the devices, whose list holds the printers' /v1/devices entries;
     // nothing is served before both are up.
     let printers = print::Printers::start(&config, &devices, &bus, &tracker, &cancel)?;
+    let watched: Vec<Arc<device::Device>> = devices.iter().cloned().collect();
+    let watched_bus = bus.clone();
     tracing::info!(
         listen = %local,
         store = %config.store.id,
@@ -85,6 +87,10 @@ pub async fn run(
         let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER);
     });
     let stop = cancel.clone();
+    // The listener is bound and every device task started: systemd
+    // (Type=notify) may start what depends on us. No-op outside systemd.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    spawn_watchdog(watched_bus, watched, &tracker, &cancel);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -150,4 +156,42 @@ fn start_uplink(
         status,
         relay,
     }))
+}
+
+/// Pings systemd's watchdog (`WatchdogSec=`) at half its period, but only
+/// while the bus answers and every device supervisor is still running: a
+/// wedged daemon is restarted instead of lingering half-alive.
+fn spawn_watchdog(
+    bus: Arc<event::Bus>,
+    devices: Vec<Arc<device::Device>>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let cancel = cancel.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(period / 2);
+        let mut complained = false;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            // Taking the bus lock proves publishing is not stuck.
+            let _ = bus.latest_seq();
+            match devices.iter().find(|d| !d.supervised()) {
+                None => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    complained = false;
+                }
+                Some(d) if !complained => {
+                    tracing::error!(device = %d.cfg.id, "a device task has stopped; no more watchdog pings, systemd will restart the daemon");
+                    complained = true;
+                }
+                Some(_) => {}
+            }
+        }
+    });
 }

@@ -141,8 +141,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("api.listen: cannot listen on {addr}"))?;
-        // Ready once the socket accepts; systemd (Type=notify) waits for this.
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        // run() says READY=1 once the devices are started too.
         posbridge::run(config, listener, shutdown_signal()).await
     });
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

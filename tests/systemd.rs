@@ -1,7 +1,9 @@
 //! The shipped unit, sysusers and tmpfiles files: `systemd-analyze verify`
 //! accepts the unit, and its security exposure stays low.
 
+mod common;
 use std::process::Command;
+use std::time::Duration;
 
 const UNIT: &str = include_str!("../systemd/posbridge.service");
 
@@ -68,7 +70,10 @@ fn the_unit_is_hardened() {
     let text = String::from_utf8_lossy(&out.stdout);
     let score: f64 = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for posbridge.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for posbridge.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure score in:\n{text}"));
@@ -100,4 +105,52 @@ fn sysusers_and_tmpfiles_declare_the_user_and_private_state() {
         .expect("systemd-tmpfiles");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("Failed to parse"), "{err}");
+}
+
+/// What the daemon tells systemd, read from a NOTIFY_SOCKET the test owns.
+#[tokio::test]
+async fn ready_after_start_then_watchdog_pings_then_stopping() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let state = dir.path().join("state");
+    let p = common::Binary::start(
+        &state,
+        "[[device]]\nid = \"scan-1\"\ndriver = \"barcode\"\ntransport = \"sim\"\n",
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().expect("utf-8 path")),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    )
+    .await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    let t0 = std::time::Instant::now();
+    while got
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 4
+    {
+        let n = sock.recv(&mut buf).expect("a notification");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        assert!(t0.elapsed() < Duration::from_secs(10), "{got:?}");
+    }
+    assert!(got[0].contains("READY=1"), "READY first: {got:?}");
+    // 4 pings at half of 200 ms take about 300 ms, not seconds.
+    assert!(t0.elapsed() < Duration::from_secs(3), "{got:?}");
+    let log = p.stop_and_log();
+    let mut rest = Vec::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if rest.last().is_some_and(|m| m.contains("STOPPING=1")) {
+            break;
+        }
+    }
+    assert!(
+        rest.iter().any(|m| m.contains("STOPPING=1")),
+        "{rest:?}\n{log}"
+    );
 }

@@ -78,6 +78,12 @@ pub struct Device {
 }
 
 impl Device {
+    /// Its supervisor task is still running (devices run by their own module,
+    /// like printers, count as supervised).
+    pub fn supervised(&self) -> bool {
+        registry::SELF_RUN.contains(&self.cfg.driver.as_str()) || !self.read_tx.is_closed()
+    }
+
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
