@@ -258,7 +258,9 @@ async fn withheld_numbers_and_no_hq_pop_at_once_with_no_member() {
 
 #[tokio::test]
 async fn an_ncid_server_over_tcp_is_a_caller_id_source_and_its_end_line_ends_the_call() {
-    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = server.local_addr().expect("addr");
     let cfg = format!(
         "[store]\nid = \"store-test\"\n[[device]]\nid = \"ncid-1\"\ndriver = \"callerid\"\ntransport = \"tcp\"\naddress = \"{addr}\"\nformat = \"ncid\"\n"
@@ -273,9 +275,11 @@ async fn an_ncid_server_over_tcp_is_a_caller_id_source_and_its_end_line_ends_the
     sock.write_all(b"200 NCID Server: ncidd (NCID) 1.11\r\n300 End of connection startup\r\n")
         .await
         .expect("write");
-    sock.write_all(b"CID: *DATE*11242026*TIME*1015*LINE*2*NMBR*13812345678*MESG*NONE*NAME*WANG*\r\n")
-        .await
-        .expect("write");
+    sock.write_all(
+        b"CID: *DATE*11242026*TIME*1015*LINE*2*NMBR*13812345678*MESG*NONE*NAME*WANG*\r\n",
+    )
+    .await
+    .expect("write");
     let ringing = next_of_type(&mut ws, "call.ringing").await;
     assert_eq!(ringing["data"]["number"], "13812345678");
     assert_eq!(ringing["data"]["line"], "2");
@@ -291,5 +295,8 @@ async fn an_ncid_server_over_tcp_is_a_caller_id_source_and_its_end_line_ends_the
     // No modem init was sent to the server.
     let mut buf = [0u8; 64];
     let got = tokio::time::timeout(Duration::from_millis(200), sock.read(&mut buf)).await;
-    assert!(!matches!(got, Ok(Ok(n)) if n > 0), "nothing written to an NCID server");
+    assert!(
+        !matches!(got, Ok(Ok(n)) if n > 0),
+        "nothing written to an NCID server"
+    );
 }
