@@ -216,6 +216,8 @@ pub struct DeviceConfig {
     pub ring_timeout_ms: Option<u64>,
     /// callerid: the country calling code numbers are normalized with (default 86).
     pub country: Option<String>,
+    /// callerid `format = "hid"`: where a USB box's report keeps ring, hook and number.
+    pub hid_layout: Option<posbridge_drivers::callerid::hid::HidReportLayout>,
     /// escpos: what `{"cut": true}` does: partial | full | none (default partial).
     pub cut: Option<String>,
     /// escpos: the drawer connector pin the kick pulses: 2 or 5 (default 2).

@@ -300,3 +300,69 @@ async fn an_ncid_server_over_tcp_is_a_caller_id_source_and_its_end_line_ends_the
         "nothing written to an NCID server"
     );
 }
+
+#[tokio::test]
+async fn a_usb_box_is_decoded_with_the_report_layout_from_the_config() {
+    let cfg = "[store]\nid = \"store-test\"\n[[device]]\nid = \"usb-phone\"\ndriver = \"callerid\"\ntransport = \"sim\"\nformat = \"hid\"\n[device.hid_layout]\nmodel = \"test-box\"\nreport_len = 16\nreport_id = 1\nring = { byte = 1, mask = 1 }\noff_hook = { byte = 1, mask = 2 }\nhang_up = { byte = 1, mask = 4 }\nnumber = { offset = 3, length_at = 2, max_digits = 13 }\n";
+    let d = Daemon::start(cfg).await;
+    let mut ws = d.ws("/v1/events?types=call.*").await;
+    let report = |flags: u8, number: &str| {
+        let mut r = vec![1u8, flags, number.len() as u8];
+        r.extend_from_slice(number.as_bytes());
+        r.resize(16, 0);
+        hex::encode(r)
+    };
+    // Captured-style reports replayed as the HID transport would hand them over.
+    for hex in [report(0x01, "13812345678"), report(0x04, "")] {
+        let r = d
+            .http
+            .post(d.url("/v1/devices/usb-phone/simulate"))
+            .json(&json!({ "hex": hex }))
+            .send()
+            .await
+            .expect("simulate");
+        assert_eq!(r.status().as_u16(), 202);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ringing = next_of_type(&mut ws, "call.ringing").await;
+    assert_eq!(ringing["data"]["number"], "13812345678");
+    next_of_type(&mut ws, "call.popup").await;
+    let ended = next_of_type(&mut ws, "call.ended").await;
+    assert_eq!(
+        ended["data"]["answered"], false,
+        "the box reported the caller hung up"
+    );
+}
+
+#[test]
+fn hid_layouts_are_checked_by_key() {
+    let problems = |dev: &str| match posbridge::Config::parse(
+        &format!("[store]\nid = \"s\"\n[[device]]\nid = \"p\"\ndriver = \"callerid\"\n{dev}"),
+        std::iter::empty(),
+        "t",
+    ) {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+    };
+    let p = problems("transport = \"hid\"\npath = \"/dev/hidraw0\"\nformat = \"hid\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0].hid_layout: format \"hid\" needs")),
+        "{p:?}"
+    );
+    let p = problems("transport = \"hid\"\npath = \"/dev/hidraw0\"\nformat = \"hid\"\n[device.hid_layout]\nreport_len = 16\nring = { byte = 1 }\n");
+    assert!(
+        p.iter().any(|x| x.starts_with("device[0].hid_layout.ring")),
+        "{p:?}"
+    );
+    let p = problems("path = \"/dev/ttyACM0\"\n[device.hid_layout]\nreport_len = 8\n");
+    assert!(
+        p.iter()
+            .any(|x| x == "device[0].hid_layout: only used with format = \"hid\""),
+        "{p:?}"
+    );
+}

@@ -60,8 +60,14 @@ pub static DRIVERS: &[DriverSpec] = &[
     },
     DriverSpec {
         name: "callerid",
-        transports: &["serial", "tcp", "sim"],
-        keys: &["format", "ring_timeout_ms", "country", "address"],
+        transports: &["serial", "tcp", "hid", "sim"],
+        keys: &[
+            "format",
+            "ring_timeout_ms",
+            "country",
+            "address",
+            "hid_layout",
+        ],
         default_baud: 9600,
         make: make_callerid,
     },
@@ -169,10 +175,27 @@ fn make_callerid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
             )
         })?,
     };
-    if format == callerid::Format::Hid {
+    // A USB box's report layout is per model (PROTOCOLS.md §2): data, not code.
+    let hid_layout = match (format, &d.hid_layout) {
+        (callerid::Format::Hid, None) => {
+            return Err((
+                "hid_layout",
+                "format \"hid\" needs the box's report layout (see config/posbridge.toml)".into(),
+            ))
+        }
+        (callerid::Format::Hid, Some(l)) => {
+            if l.report_len == 0 || l.report_len > 64 {
+                return Err(("hid_layout", "report_len must be from 1 to 64".into()));
+            }
+            Some(l.clone())
+        }
+        (_, Some(_)) => return Err(("hid_layout", "only used with format = \"hid\"".into())),
+        (_, None) => None,
+    };
+    if format == callerid::Format::Hid && !matches!(d.transport_name(), "hid" | "sim") {
         return Err((
             "format",
-            "hid caller-ID boxes need a report layout from the device catalog, which is not in this build yet".into(),
+            "format \"hid\" needs transport \"hid\" (or \"sim\" to replay captured reports)".into(),
         ));
     }
     let ring_timeout_ms = d.ring_timeout_ms.unwrap_or(8000);
@@ -192,7 +215,9 @@ fn make_callerid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
         ring_timeout_ms,
         country,
         // An NCID server is not a modem: no AT commands to it.
-        send_init: d.transport_name() != "tcp" && format != callerid::Format::Ncid,
+        send_init: d.transport_name() != "tcp"
+            && !matches!(format, callerid::Format::Ncid | callerid::Format::Hid),
+        hid_layout,
         ..callerid::Options::default()
     })))
 }
@@ -373,7 +398,8 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ));
     }
     let used = |k: &str| spec.keys.contains(&k);
-    let set: [(&'static str, bool); 19] = [
+    let set: [(&'static str, bool); 20] = [
+        ("hid_layout", d.hid_layout.is_some()),
         ("ring_timeout_ms", d.ring_timeout_ms.is_some()),
         ("country", d.country.is_some()),
         ("match", d.usb_match.is_some() && transport == "sim"),

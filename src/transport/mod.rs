@@ -188,7 +188,7 @@ pub async fn open<'a>(
         ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg)?))),
         ("hid", _) => {
             let reports = match cfg.driver.as_str() {
-                "barcode" => HidReports::Whole,
+                "barcode" | "callerid" => HidReports::Whole,
                 "magstripe" => HidReports::Magtek,
                 _ => HidReports::Keyboard(HidKeyboard::new()),
             };
