@@ -617,6 +617,11 @@ async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e))?;
     use std::sync::atomic::Ordering::Relaxed;
     let r = &st.uplink.status;
+    // Off the runtime threads: a member push may hold the cache for a while.
+    let members = st.uplink.members.clone();
+    let members_cached = tokio::task::spawn_blocking(move || members.count())
+        .await
+        .unwrap_or(0);
     Ok(Json(serde_json::json!({
         "connected": st.uplink.connected(),
         "configured": st.config.uplink.is_some(),
@@ -631,7 +636,7 @@ async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
         "hq_acked_total": r.hq_acked.load(Relaxed),
         "connects_total": r.connects.load(Relaxed),
         "errors_total": r.errors.load(Relaxed),
-        "members_cached": st.uplink.members.count(),
+        "members_cached": members_cached,
     }))
     .into_response())
 }

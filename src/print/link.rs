@@ -147,10 +147,10 @@ impl Link {
                 s.write_all(bytes).await?;
                 s.flush().await
             }
-            Link::Serial(s) => {
-                s.write_all(bytes).await?;
-                s.flush().await
-            }
+            // No flush: on a tty it is tcdrain(), a blocking syscall that a
+            // printer holding flow control (paper out) would hang a runtime
+            // thread in. The bytes are with the kernel, as they are for TCP.
+            Link::Serial(s) => s.write_all(bytes).await,
             Link::Usb(fd) => {
                 let mut rest = bytes;
                 while !rest.is_empty() {
@@ -219,6 +219,22 @@ impl Link {
             }
         }
         Ok(())
+    }
+
+    /// Lets go of the link after a job. A TCP socket closed with unread input
+    /// (status the printer volunteered) is reset, and a reset throws away
+    /// whatever of the job is still in our send buffer; so: read what is
+    /// there, send FIN after the job, and wait briefly for the printer to
+    /// close its side before dropping the socket.
+    pub async fn release(mut self) {
+        if let Link::Tcp(s) = &mut self {
+            let _ = s.shutdown().await;
+            let mut buf = [0u8; 256];
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        }
     }
 
     /// Asks `DLE EOT 1`, `2` and `4` and waits up to `wait` for the three

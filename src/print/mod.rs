@@ -491,7 +491,9 @@ impl Worker {
             };
             let Some(job) = job else {
                 if !self.link.as_ref().is_some_and(Link::keep_when_idle) {
-                    self.link = None;
+                    if let Some(link) = self.link.take() {
+                        link.release().await;
+                    }
                 }
                 let poll = self.p.opts.poll.filter(|_| self.p.opts.status_query);
                 tokio::select! {

@@ -47,6 +47,10 @@ const MAX_OUTGOING: usize = 1024 * 1024;
 /// Lookups waiting for HQ at once; more are answered "none" at once.
 const MAX_WAITING_LOOKUPS: usize = 256;
 const GOODBYE: Duration = Duration::from_secs(2);
+/// Longest wait for rumqttc to take a request. It stops taking them while its
+/// in-flight window is full (a broker that stopped acking) or while nobody
+/// polls it; past this the connection counts as broken and is rebuilt.
+const REQUEST_WAIT: Duration = Duration::from_secs(10);
 
 struct Topics {
     tx: String,
@@ -354,6 +358,8 @@ impl Relay {
     ) -> Result<(), String> {
         let (client, mut eventloop) = AsyncClient::new(self.options(), CHANNEL);
         eventloop.network_options.set_connection_timeout(10);
+        // Lookups and acks are small writes; Nagle would hold each one ~20 ms.
+        eventloop.network_options.set_tcp_nodelay(true);
         let url = &self.cfg.url;
         let first = tokio::select! {
             r = eventloop.poll() => r,
@@ -491,10 +497,16 @@ impl Relay {
         payload: String,
         tx: Option<i64>,
     ) -> Result<(), String> {
-        s.client
-            .publish(topic, qos, retain, payload)
-            .await
-            .map_err(|e| format!("{}: publish: {e}", self.cfg.url))?;
+        match tokio::time::timeout(REQUEST_WAIT, s.client.publish(topic, qos, retain, payload)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("{}: publish: {e}", self.cfg.url)),
+            Err(_) => {
+                return Err(format!(
+                    "{}: the connection stopped taking publishes for {REQUEST_WAIT:?} (broker not acknowledging); reconnecting",
+                    self.cfg.url
+                ))
+            }
+        }
         s.requested.push_back(tx);
         Ok(())
     }
@@ -550,11 +562,28 @@ impl Relay {
                     }
                 }
                 Some(Ok(MqEvent::Incoming(Packet::Publish(p)))) => {
-                    self.on_downlink(&p).await;
-                    // Acked after it was applied: a crash before this gets it again.
-                    if let Err(e) = s.client.ack(&p).await {
-                        failure = Some(format!("{}: ack: {e}", self.cfg.url));
+                    // Acked only once applied (or found unusable): a crash or a
+                    // storage failure before the ack gets it redelivered.
+                    if let Err(e) = self.on_downlink(&p).await {
+                        failure = Some(format!(
+                            "{}: {e}; reconnecting so the broker delivers it again",
+                            self.cfg.url
+                        ));
                         break;
+                    }
+                    match tokio::time::timeout(REQUEST_WAIT, s.client.ack(&p)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            failure = Some(format!("{}: ack: {e}", self.cfg.url));
+                            break;
+                        }
+                        Err(_) => {
+                            failure = Some(format!(
+                                "{}: the connection stopped taking acks; reconnecting",
+                                self.cfg.url
+                            ));
+                            break;
+                        }
                     }
                 }
                 Some(Ok(MqEvent::Incoming(Packet::Disconnect))) => {
@@ -595,11 +624,15 @@ impl Relay {
         describe(&self.cfg.url, e)
     }
 
-    async fn on_downlink(&self, p: &Publish) {
+    /// Applies one downlink message. `Err` only when it could be used but
+    /// storing it failed (then it must not be acked); a message that can
+    /// never be used is counted, logged and acked.
+    async fn on_downlink(&self, p: &Publish) -> Result<(), String> {
         let t = &self.topics;
         let bad = |why: String| {
             self.status.bad_downlink.fetch_add(1, Relaxed);
             tracing::warn!(topic = %p.topic, "ignored a message from HQ: {why}");
+            Ok(())
         };
         let v: Value = match serde_json::from_slice(&p.payload) {
             Ok(v) => v,
@@ -613,14 +646,15 @@ impl Relay {
                 .iter()
                 .filter_map(|i| i.as_str().map(str::to_owned))
                 .collect();
-            match self.outbox.mark_acked(ids).await {
-                Ok(n) => {
-                    self.status.hq_acked.fetch_add(n, Relaxed);
-                }
-                Err(e) => tracing::error!(error = %e, "could not record HQ's ack"),
-            }
+            let n = self
+                .outbox
+                .mark_acked(ids)
+                .await
+                .map_err(|e| format!("could not record HQ's ack: {e}"))?;
+            self.status.hq_acked.fetch_add(n, Relaxed);
+            Ok(())
         } else if p.topic == t.members || p.topic == t.all_members {
-            self.apply_members(v, bad).await;
+            self.apply_members(v, bad).await
         } else if p.topic == t.lookup_response {
             let Some(corr) = v.get("corr").and_then(Value::as_str) else {
                 return bad("a lookup response needs \"corr\"".into());
@@ -640,12 +674,17 @@ impl Relay {
             if let Some(w) = waiter {
                 let _ = w.send(member);
             }
+            Ok(())
         } else {
-            bad("unexpected topic".into());
+            bad("unexpected topic".into())
         }
     }
 
-    async fn apply_members(&self, v: Value, bad: impl Fn(String)) {
+    async fn apply_members(
+        &self,
+        v: Value,
+        bad: impl Fn(String) -> Result<(), String>,
+    ) -> Result<(), String> {
         let members = self.members.clone();
         let op = v.get("op").and_then(Value::as_str).unwrap_or("");
         let result = match op {
@@ -674,13 +713,14 @@ impl Relay {
             Ok(Ok((n, skipped))) => {
                 tracing::debug!(op, members = n, "member cache updated");
                 if skipped > 0 {
-                    bad(format!(
+                    return bad(format!(
                         "{skipped} member(s) without a string \"id\" were skipped"
                     ));
                 }
+                Ok(())
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "member cache update failed"),
-            Err(e) => tracing::error!(error = %e, "member cache update failed"),
+            Ok(Err(e)) => Err(format!("member cache update failed: {e}")),
+            Err(e) => Err(format!("member cache update failed: {e}")),
         }
     }
 

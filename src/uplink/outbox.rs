@@ -240,7 +240,7 @@ fn salvage(damaged: &Path, into: &Connection) -> usize {
         return 0;
     };
     let Ok(mut stmt) =
-        old.prepare("SELECT id, body, state, attempts, queued_at FROM tx ORDER BY seq")
+        old.prepare("SELECT id, body, state, attempts, queued_at, sent_at FROM tx ORDER BY seq")
     else {
         return 0;
     };
@@ -251,6 +251,7 @@ fn salvage(damaged: &Path, into: &Connection) -> usize {
             r.get::<_, String>(2)?,
             r.get::<_, i64>(3)?,
             r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
         ))
     }) else {
         return 0;
@@ -258,11 +259,11 @@ fn salvage(damaged: &Path, into: &Connection) -> usize {
     let mut n = 0;
     // A corrupt page ends the scan; everything before it is kept.
     for row in rows.map_while(Result::ok) {
-        let (id, body, state, attempts, queued_at) = row;
+        let (id, body, state, attempts, queued_at, sent_at) = row;
         if into
             .execute(
-                "INSERT OR IGNORE INTO tx (id, body, state, attempts, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, body, state, attempts, queued_at],
+                "INSERT OR IGNORE INTO tx (id, body, state, attempts, queued_at, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, body, state, attempts, queued_at, sent_at],
             )
             .is_ok()
         {
