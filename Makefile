@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 10
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/debug/posbridge
 
-.PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke clean
+.PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke bench clean
 
 ## Build and start a demo daemon: simulated devices, no hardware, no HQ.
 run:
@@ -48,6 +48,13 @@ fuzz-smoke:
 
 fuzz:
 	bash scripts/fuzz.sh 600
+
+## Latency, throughput, footprint and durability cost, each beside its baseline (BENCHMARKS.md):
+## JSON lines on stdout and in $(TARGET_DIR)/bench/results.jsonl. Needs mosquitto.
+bench:
+	$(CARGO) build --locked --release
+	mkdir -p $(TARGET_DIR)/bench
+	set -o pipefail; $(CARGO) bench --locked --bench bench | tee $(TARGET_DIR)/bench/results.jsonl
 
 clean:
 	$(CARGO) clean
