@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 10
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/debug/posbridge
 
-.PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke bench clean
+.PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke bench deb clean
 
 ## Build and start a demo daemon: simulated devices, no hardware, no HQ.
 run:
@@ -55,6 +55,11 @@ bench:
 	$(CARGO) build --locked --release
 	mkdir -p $(TARGET_DIR)/bench
 	set -o pipefail; $(CARGO) bench --locked --bench bench | tee $(TARGET_DIR)/bench/results.jsonl
+
+## The Debian package (binary, unit, sysusers/tmpfiles, udev rules, /etc config as a conffile).
+deb:
+	$(CARGO) build --locked --release
+	bash packaging/build-deb.sh $(TARGET_DIR)/release/posbridge $(TARGET_DIR)/deb
 
 clean:
 	$(CARGO) clean
