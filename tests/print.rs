@@ -582,6 +582,20 @@ async fn a_file_printer_appends_each_job() {
     let devs = d.get_json("/v1/devices").await;
     assert_eq!(devs[0]["state"], "connected", "{devs}");
     assert_eq!(devs[0]["transport"], "file");
+    let metrics = d
+        .http
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("posbridge_print_jobs_printed_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("posbridge_print_jobs_waiting{printer=\"printer-1\"} 0"));
     d.stop().await;
 }
 

@@ -319,6 +319,15 @@ impl Printers {
     }
 
     /// Unfinished jobs of one printer.
+    /// Jobs printed and failed since start.
+    pub fn totals(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.store.printed_total.load(Relaxed),
+            self.store.failed_total.load(Relaxed),
+        )
+    }
+
     pub async fn waiting(&self, printer: &str) -> Result<u64, String> {
         self.store.waiting(printer).await
     }

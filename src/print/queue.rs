@@ -86,6 +86,9 @@ pub struct JobStore {
     conn: Arc<Mutex<Connection>>,
     /// What was wrong with the store at start, if anything (also logged).
     pub start_problem: Option<String>,
+    /// Jobs that reached `printed` / `failed` since start (metrics).
+    pub printed_total: std::sync::atomic::AtomicU64,
+    pub failed_total: std::sync::atomic::AtomicU64,
 }
 
 fn now_rfc3339() -> String {
@@ -283,6 +286,8 @@ impl JobStore {
             Arc::new(JobStore {
                 conn: Arc::new(Mutex::new(conn)),
                 start_problem,
+                printed_total: Default::default(),
+                failed_total: Default::default(),
             }),
             interrupted,
         ))
@@ -412,11 +417,17 @@ impl JobStore {
 
     /// Every byte went to the printer.
     pub async fn printed(&self, id: &str) -> Result<(), String> {
-        self.set(id, "printed", None).await
+        self.set(id, "printed", None).await?;
+        self.printed_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     pub async fn failed(&self, id: &str, reason: String) -> Result<(), String> {
-        self.set(id, "failed", Some(reason)).await
+        self.set(id, "failed", Some(reason)).await?;
+        self.failed_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Fails the unfinished jobs of printers no longer configured (they would
