@@ -115,6 +115,23 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         last_error: Option<String>,
     },
+    /// A license dongle was plugged in (and, with a check configured, answered it).
+    #[serde(rename = "dongle.attached")]
+    DongleAttached {
+        vid: String,
+        pid: String,
+        serial: Option<String>,
+        /// The challenge-response result; `null` when no check is configured.
+        licensed: Option<bool>,
+    },
+    /// A license dongle was removed.
+    #[serde(rename = "dongle.detached")]
+    DongleDetached {
+        vid: String,
+        pid: String,
+        serial: Option<String>,
+        licensed: Option<bool>,
+    },
     /// A device's transport opened.
     #[serde(rename = "device.attached")]
     DeviceAttached {
@@ -156,6 +173,8 @@ impl Event {
             Event::CallPopup { .. } => "call.popup",
             Event::PrinterStatus { .. } => "printer.status",
             Event::UplinkStatus { .. } => "uplink.status",
+            Event::DongleAttached { .. } => "dongle.attached",
+            Event::DongleDetached { .. } => "dongle.detached",
             Event::DeviceAttached { .. } => "device.attached",
             Event::DeviceDetached { .. } => "device.detached",
             Event::DeviceError { .. } => "device.error",

@@ -13,9 +13,13 @@
 
 pub mod barcode;
 pub mod callerid;
+pub mod catalog;
+pub mod dongle;
+pub mod downlink;
 pub mod escpos;
 pub mod event;
 pub mod hid;
+pub mod hotplug;
 pub mod idcard;
 pub mod keyboard;
 pub mod line;
@@ -75,4 +79,8 @@ pub trait Protocol: Send {
     fn request_read(&mut self, _now: Instant, _out: &mut Vec<Action>) -> bool {
         false
     }
+
+    /// The link closed (unplugged, EOF, shutdown). Only `Emit` actions are
+    /// honoured: a device that announces itself (a dongle) announces its going.
+    fn handle_close(&mut self, _now: Instant, _out: &mut Vec<Action>) {}
 }

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
         Some((s, rest)) => (usize::from(*s % 31) + 1, rest),
         None => return,
     };
-    let mut p = Barcode::new(Options { idle_flush_ms: Some(50), ..Options::default() });
+    let mut p = Barcode::new(Options {
+        idle_flush_ms: Some(50),
+        ..Options::default()
+    });
     let mut out = Vec::new();
     let mut now = 0u64;
     p.handle_open(Instant(now), &mut out);
