@@ -23,6 +23,7 @@ PACKAGES=(
   mosquitto         # tests/uplink.rs: a real MQTT broker per test, killed and restarted
   mosquitto-clients # mosquitto_sub/pub, for poking a broker by hand
   ca-certificates   # mqtts:// without uplink.ca trusts the system's CAs
+  libnss3-tools     # tests/wss.rs: certutil, for posbridge trust-cert into a temp NSS db
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

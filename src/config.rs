@@ -28,6 +28,42 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     #[serde(default)]
     pub uplink: Option<UplinkConfig>,
+    /// `[devices]`: plug and play (the catalog and USB hotplug).
+    #[serde(default, rename = "devices")]
+    pub plug: PlugConfig,
+}
+
+/// `[devices]`: how USB devices are found.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlugConfig {
+    /// Claim every catalog device marked `auto` (ids `auto-<catalog id>`) that
+    /// no `[[device]]` already matches by VID:PID.
+    pub auto: bool,
+}
+
+/// `check` of a `dongle` device: the challenge-response behind `licensed`.
+/// Either `challenge` + `response` (a recorded exchange) or `hmac_key`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DongleCheck {
+    /// Feature report id used both ways (default 0).
+    #[serde(default)]
+    pub report_id: u8,
+    /// Request reports are zero-padded to this many bytes after the id (default 32).
+    pub report_len: Option<usize>,
+    /// Hex: the challenge sent, with `response` the answer a genuine dongle gave.
+    pub challenge: Option<String>,
+    /// Hex: the expected answer to `challenge`.
+    pub response: Option<String>,
+    /// Hex: a key shared with the dongle; the answer must be HMAC-SHA256(key, challenge).
+    pub hmac_key: Option<String>,
+    /// HMAC mode: random challenge bytes per plug-in (default 16).
+    pub challenge_len: Option<usize>,
+    /// HMAC mode: bytes of the HMAC the dongle returns (default 16, at most 32).
+    pub response_len: Option<usize>,
+    /// No answer within this long is `licensed: false` (default 2000).
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -45,6 +81,22 @@ pub struct ApiConfig {
     /// Extra Host names accepted besides the loopback ones; only with `allow_remote`.
     pub allowed_hosts: Vec<String>,
     pub tokens: Vec<TokenConfig>,
+    /// Open connections at most; the next one gets 503 and is closed.
+    pub max_connections: usize,
+    /// Open WebSocket event streams at most (all clients); the next gets 429.
+    pub max_streams: usize,
+    /// Open event streams per Origin (requests without one share a bucket).
+    pub max_streams_per_origin: usize,
+    /// A request's header must arrive within this (slowloris), and an idle
+    /// keep-alive connection is closed after it.
+    pub header_timeout_ms: u64,
+    /// The largest WebSocket message (and frame) a client may send.
+    pub max_ws_message_bytes: usize,
+    /// Serve https:// and wss:// with a locally generated CA and certificate
+    /// (storage.dir/tls/); `posbridge trust-cert` installs the CA.
+    pub tls: bool,
+    /// Renew the certificate when it expires within this many days.
+    pub tls_renew_days: u64,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +107,13 @@ impl Default for ApiConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             tokens: Vec::new(),
+            max_connections: 512,
+            max_streams: 128,
+            max_streams_per_origin: 16,
+            header_timeout_ms: 10_000,
+            max_ws_message_bytes: 64 * 1024,
+            tls: false,
+            tls_renew_days: 30,
         }
     }
 }
@@ -65,6 +124,20 @@ pub struct TokenConfig {
     pub name: String,
     pub token: String,
     pub scopes: Vec<Scope>,
+    /// RFC 3339 time after which the token is refused (401 `token_expired`).
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+impl TokenConfig {
+    /// The expiry as Unix seconds; `None` for a token that never expires
+    /// (or one whose `expires` is invalid, which validation reports).
+    pub fn expires_unix(&self) -> Option<i64> {
+        let e = self.expires.as_deref()?;
+        time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| t.unix_timestamp())
+    }
 }
 
 // The token itself never reaches a log line.
@@ -74,6 +147,7 @@ impl fmt::Debug for TokenConfig {
             .field("name", &self.name)
             .field("token", &"<redacted>")
             .field("scopes", &self.scopes)
+            .field("expires", &self.expires)
             .finish()
     }
 }
@@ -224,6 +298,8 @@ pub struct DeviceConfig {
     pub drawer_pin: Option<u8>,
     /// escpos: ask the printer's real-time status (DLE EOT) before each job (default true).
     pub status_query: Option<bool>,
+    /// dongle: the challenge-response check behind `licensed`.
+    pub check: Option<DongleCheck>,
 }
 
 impl DeviceConfig {
@@ -462,7 +538,16 @@ impl Config {
             toml::Value::Table(t) => t,
             _ => toml::Table::new(),
         };
-        let (config, device_index) = deserialize_all(table, &mut problems);
+        let (mut config, device_index) = deserialize_all(table, &mut problems);
+        if config.plug.auto {
+            match crate::device::hotplug::auto_devices(&config.devices) {
+                Ok(extra) => config.devices.extend(extra),
+                Err(message) => problems.push(Problem {
+                    key: "devices.auto".into(),
+                    message,
+                }),
+            }
+        }
         config.validate(&device_index, &mut problems);
         if problems.is_empty() {
             Ok(config)
@@ -535,6 +620,40 @@ impl Config {
             }
         }
 
+        let limits: [(&str, u64, u64, u64); 5] = [
+            ("api.max_connections", api.max_connections as u64, 4, 65_536),
+            ("api.max_streams", api.max_streams as u64, 1, 10_000),
+            (
+                "api.max_streams_per_origin",
+                api.max_streams_per_origin as u64,
+                1,
+                10_000,
+            ),
+            ("api.header_timeout_ms", api.header_timeout_ms, 100, 600_000),
+            (
+                "api.max_ws_message_bytes",
+                api.max_ws_message_bytes as u64,
+                1024,
+                16 << 20,
+            ),
+        ];
+        for (key, v, lo, hi) in limits {
+            if !(lo..=hi).contains(&v) {
+                err(key.into(), format!("must be from {lo} to {hi}"));
+            }
+        }
+        if !(1..=300).contains(&api.tls_renew_days) {
+            err("api.tls_renew_days".into(), "must be from 1 to 300".into());
+        }
+        for (i, t) in api.tokens.iter().enumerate() {
+            if t.expires.is_some() && t.expires_unix().is_none() {
+                err(
+                    format!("api.tokens[{i}].expires"),
+                    "must be an RFC 3339 time such as \"2026-12-31T23:59:59Z\"".into(),
+                );
+            }
+        }
+
         if self.storage.max_backlog == 0 {
             err("storage.max_backlog".into(), "must be at least 1".into());
         }
@@ -582,8 +701,12 @@ impl Config {
 
         let mut ids = HashSet::new();
         for (n, d) in self.devices.iter().enumerate() {
-            let i = device_index.get(n).copied().unwrap_or(n);
-            let key = |k: &str| format!("device[{i}].{k}");
+            let i = device_index.get(n).copied();
+            // Devices [devices] auto added come after the configured ones.
+            let key = |k: &str| match i {
+                Some(i) => format!("device[{i}].{k}"),
+                None => format!("devices.auto ({}).{k}", d.id),
+            };
             if !is_id(&d.id) {
                 err(
                     key("id"),
@@ -723,8 +846,8 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
         }
     }
 
-    const SECTIONS: [&str; 7] = [
-        "store", "api", "storage", "events", "log", "device", "uplink",
+    const SECTIONS: [&str; 8] = [
+        "store", "api", "storage", "events", "log", "device", "devices", "uplink",
     ];
     let mut config = Config {
         // Stands in only while other sections are checked; a missing store is reported.
@@ -735,6 +858,7 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
         log: LogConfig::default(),
         devices: Vec::new(),
         uplink: None,
+        plug: PlugConfig::default(),
     };
     let mut device_index = Vec::new();
     let mut have_store = false;
@@ -751,6 +875,7 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
             "events" => config.events = part("events", v, problems).unwrap_or_default(),
             "log" => config.log = part("log", v, problems).unwrap_or_default(),
             "uplink" => config.uplink = part("uplink", v, problems),
+            "devices" => config.plug = part("devices", v, problems).unwrap_or_default(),
             "device" => match v {
                 toml::Value::Array(items) => {
                     for (i, item) in items.into_iter().enumerate() {

@@ -10,6 +10,8 @@ pub mod device;
 pub mod event;
 pub mod metrics;
 pub mod print;
+pub mod sysinfo;
+pub mod tls;
 pub mod transport;
 pub mod uplink;
 
@@ -38,8 +40,6 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-
     let local = listener.local_addr()?;
     let metrics = Arc::new(metrics::Metrics::default());
     let bus = event::Bus::new(
@@ -50,6 +50,8 @@ pub async fn run(
     );
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // First: a certificate problem stops the start before any device is opened.
+    let tls = start_tls(&config, &tracker, &cancel)?;
     let uplink = start_uplink(&config, &bus, &tracker, &cancel)?;
     // Before the devices, so the first call is already watched.
     let calls = calls::Calls::start(&bus, &uplink, &tracker, &cancel);
@@ -58,6 +60,8 @@ pub async fn run(
     // nothing is served before both are up.
     let printers = print::Printers::start(&config, &devices, &bus, &tracker, &cancel)?;
     let watched: Vec<Arc<device::Device>> = devices.iter().cloned().collect();
+    let api_cfg = config.api.clone();
+    let serve_metrics = metrics.clone();
     let watched_bus = bus.clone();
     tracing::info!(
         listen = %local,
@@ -82,22 +86,25 @@ pub async fn run(
         tracker: tracker.clone(),
     });
     let app = api::router(state);
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER);
-    });
     let stop = cancel.clone();
     // The listener is bound and every device task started: systemd
     // (Type=notify) may start what depends on us. No-op outside systemd.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     spawn_watchdog(watched_bus, watched, &tracker, &cancel);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            stop.cancel();
-        })
-        .await;
+    // Limits and TLS: see api/serve.rs.
+    let opts = api::serve::ServeOptions {
+        max_connections: api_cfg.max_connections,
+        header_timeout: Duration::from_millis(api_cfg.header_timeout_ms),
+        send_buffer: SEND_BUFFER,
+        tls,
+        metrics: serve_metrics,
+    };
+    let served = api::serve::serve(listener, app, opts, async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    })
+    .await;
     cancel.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
@@ -112,6 +119,41 @@ pub async fn run(
     served?;
     tracing::info!("posbridge stopped");
     Ok(())
+}
+
+/// With `api.tls`: the certificate (created or renewed now) and a daily
+/// renewal check.
+fn start_tls(
+    config: &Config,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<Arc<tls::TlsState>>> {
+    if !config.api.tls {
+        return Ok(None);
+    }
+    let dir = config.storage.dir.join("tls");
+    let state = tls::TlsState::open(&dir, config.api.tls_renew_days)
+        .map_err(|e| anyhow::anyhow!("api.tls: {e}"))?;
+    let renew = state.clone();
+    let cancel = cancel.clone();
+    tracker.spawn(async move {
+        let day = Duration::from_secs(86_400);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let r = renew.clone();
+            match tokio::task::spawn_blocking(move || r.renew_if_due()).await {
+                Ok(Ok(true)) => tracing::info!("renewed the localhost certificate"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::error!("api.tls: renewing the certificate failed: {e}"),
+                Err(e) => tracing::error!("api.tls: renewal task failed: {e}"),
+            }
+        }
+    });
+    Ok(Some(state))
 }
 
 /// Opens the outbox and member cache and, with `[uplink]`, starts the relay.

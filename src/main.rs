@@ -50,6 +50,57 @@ enum Cmd {
         #[arg(long, env = "POSBRIDGE_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Install the local CA made for api.tls into the system store and the
+    /// NSS databases of Chromium (~/.pki/nssdb) and Firefox, so browsers accept wss://.
+    TrustCert {
+        #[arg(long, env = "POSBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// The CA file (default: storage.dir/tls/ca.pem).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Where update-ca-certificates looks for local CAs.
+        #[arg(long, default_value = "/usr/local/share/ca-certificates")]
+        system_dir: PathBuf,
+        /// Leave the system store alone (e.g. when not root).
+        #[arg(long)]
+        no_system: bool,
+        /// Home whose browser NSS databases get the CA (default: $HOME).
+        #[arg(long)]
+        home: Option<PathBuf>,
+        /// NSS databases to use instead of the ones found under the home (repeatable).
+        #[arg(long = "nss-db")]
+        nss_dbs: Vec<PathBuf>,
+        /// Leave the browsers' NSS databases alone.
+        #[arg(long)]
+        no_nss: bool,
+        /// What rebuilds the system store after the copy (for tests).
+        #[arg(long, default_value = "update-ca-certificates", hide = true)]
+        update_command: String,
+    },
+    /// List the serial, hidraw, input and printer devices and PC/SC readers this
+    /// machine sees, with the catalog entry and driver that would claim each.
+    Devices {
+        /// sysfs root (for tests and chroots).
+        #[arg(long, default_value = "/sys", hide = true)]
+        sysfs: PathBuf,
+        /// /dev root (for tests and chroots).
+        #[arg(long, default_value = "/dev", hide = true)]
+        dev: PathBuf,
+    },
+    /// Check permissions, udev rules, pcscd, the broker and the config; say how to fix each problem.
+    Doctor {
+        #[arg(long, env = "POSBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        #[arg(long, default_value = "/sys", hide = true)]
+        sysfs: PathBuf,
+        #[arg(long, default_value = "/dev", hide = true)]
+        dev: PathBuf,
+        /// Where installed udev rules are looked for (repeatable).
+        #[arg(long = "rules-dir", hide = true)]
+        rules_dirs: Vec<PathBuf>,
+    },
+    /// Print udev rules generated from the device catalog (udev/70-posbridge.rules).
+    UdevRules,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +141,145 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::TrustCert {
+            config,
+            ca,
+            system_dir,
+            no_system,
+            home,
+            nss_dbs,
+            no_nss,
+            update_command,
+        } => {
+            let ca = match ca {
+                Some(ca) => ca,
+                None => match Config::load(&config) {
+                    Ok(c) => posbridge::tls::ca_path(&c.storage.dir.join("tls")),
+                    Err(e) => {
+                        eprint!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            let nss_dbs = match (
+                no_nss,
+                nss_dbs.is_empty(),
+                home.or_else(|| std::env::var_os("HOME").map(PathBuf::from)),
+            ) {
+                (true, _, _) => Vec::new(),
+                (false, false, _) => nss_dbs,
+                (false, true, Some(h)) => posbridge::tls::nss_dbs_in(&h),
+                (false, true, None) => Vec::new(),
+            };
+            let targets = posbridge::tls::TrustTargets {
+                system_dir: (!no_system).then_some(system_dir),
+                update_command: (!no_system).then_some(update_command),
+                nss_dbs,
+            };
+            match posbridge::tls::trust(&ca, &targets) {
+                Ok(done) => {
+                    for d in done {
+                        println!("trusted: {d}");
+                    }
+                    println!("restart the browsers so they see the new CA");
+                    ExitCode::SUCCESS
+                }
+                Err(lines) => {
+                    for l in lines {
+                        eprintln!("posbridge trust-cert: {l}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Devices { sysfs, dev } => devices(&sysfs, &dev),
+        Cmd::Doctor {
+            config,
+            sysfs,
+            dev,
+            rules_dirs,
+        } => doctor(&config, &sysfs, &dev, rules_dirs),
+        Cmd::UdevRules => match posbridge_drivers::catalog::Catalog::builtin() {
+            Ok(c) => {
+                print!("{}", c.udev_rules());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("posbridge udev-rules: the built-in catalog is broken: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn devices(sysfs: &std::path::Path, dev: &std::path::Path) -> ExitCode {
+    let catalog = match posbridge_drivers::catalog::Catalog::builtin() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("posbridge devices: the built-in catalog is broken: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let nodes = posbridge::sysinfo::scan(sysfs, dev);
+    if nodes.is_empty() {
+        println!(
+            "no serial, hidraw, input or printer devices under {}",
+            sysfs.display()
+        );
+    }
+    for line in posbridge::sysinfo::describe(&nodes, catalog) {
+        println!("{line}");
+    }
+    match posbridge::sysinfo::pcsc_readers() {
+        Ok(readers) if readers.is_empty() => println!("pcsc    (pcscd is running; no readers)"),
+        Ok(readers) => {
+            for r in readers {
+                println!("pcsc    {r:<50} → driver pcsc (reader = \"{r}\")");
+            }
+        }
+        Err(e) => println!("pcsc    ({e})"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn doctor(
+    config: &std::path::Path,
+    sysfs: &std::path::Path,
+    dev: &std::path::Path,
+    rules_dirs: Vec<PathBuf>,
+) -> ExitCode {
+    let dirs: Vec<PathBuf> = if rules_dirs.is_empty() {
+        [
+            "/etc/udev/rules.d",
+            "/usr/lib/udev/rules.d",
+            "/lib/udev/rules.d",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect()
+    } else {
+        rules_dirs
+    };
+    let dirs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
+    let findings = posbridge::sysinfo::doctor(config, sysfs, dev, &dirs);
+    let mut problems = 0;
+    for f in &findings {
+        if f.ok {
+            println!("ok    {}", f.what);
+        } else {
+            problems += 1;
+            println!("FAIL  {}\n      fix: {}", f.what, f.fix);
+        }
+    }
+    if problems == 0 {
+        println!("no problems found");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{problems} problem{} found",
+            if problems == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
     }
 }
 

@@ -14,6 +14,7 @@ pub struct Metrics {
     http_requests: AtomicU64,
     http_refused: AtomicU64,
     malformed: AtomicU64,
+    limited: AtomicU64,
 }
 
 impl Metrics {
@@ -35,6 +36,10 @@ impl Metrics {
     }
     pub fn http_refused(&self) {
         self.http_refused.fetch_add(1, Relaxed);
+    }
+    /// A connection or stream refused by an `api.max_*` limit.
+    pub fn limited(&self) {
+        self.limited.fetch_add(1, Relaxed);
     }
     pub fn malformed_input(&self) {
         self.malformed.fetch_add(1, Relaxed);
@@ -60,6 +65,11 @@ impl Metrics {
             "posbridge_http_refused_total",
             "Requests refused by the Host, Origin or token guards.",
             self.http_refused.load(Relaxed),
+        );
+        counter(
+            "posbridge_http_limited_total",
+            "Connections and streams refused by api.max_connections / max_streams limits.",
+            self.limited.load(Relaxed),
         );
         counter(
             "posbridge_malformed_input_total",

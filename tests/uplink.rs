@@ -725,6 +725,12 @@ async fn malformed_and_oversized_downlink_is_counted_and_harms_nothing() {
         br#"{"op": "upsert", "members": [{"id": 7}, {"id": "", "phones": [1, 2]}, null]}"#.to_vec(),
     )
     .await;
+    // Nested far past serde_json's recursion limit (issue #12): refused, no stack overflow.
+    let mut deep = br#"{"op": "upsert", "members": [{"id": "deep", "x": "#.to_vec();
+    deep.extend(std::iter::repeat_n(b'[', 500_000));
+    deep.extend(std::iter::repeat_n(b']', 500_000));
+    deep.extend(b"}]}");
+    raw(deep).await;
     // A big but legal push: 20,000 members in one message.
     let many: Vec<Value> = (0..20_000)
         .map(|i| json!({"id": format!("bulk-{i}"), "name": "批量", "phones": [format!("139{i:08}")]}))
@@ -749,7 +755,7 @@ async fn malformed_and_oversized_downlink_is_counted_and_harms_nothing() {
         .await
         .expect("t");
     assert!(
-        metrics.contains("posbridge_uplink_bad_downlink_total 5"),
+        metrics.contains("posbridge_uplink_bad_downlink_total 6"),
         "every bad message counted once:\n{metrics}"
     );
 

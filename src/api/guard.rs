@@ -8,7 +8,8 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// The scopes a request holds, set by [`guard`] for handlers to read.
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,6 +27,14 @@ impl Grant {
 struct Token {
     secret: Vec<u8>,
     grant: Grant,
+    /// Unix seconds after which the token is refused.
+    expires: Option<i64>,
+}
+
+/// Why a presented token is refused.
+enum BadToken {
+    Unknown,
+    Expired,
 }
 
 /// Guard settings, prepared once from the config and the bound port.
@@ -34,6 +43,62 @@ pub struct Guard {
     hosts: HashSet<String>,
     origins: HashSet<String>,
     tokens: Vec<Token>,
+    pub streams: Arc<Streams>,
+}
+
+/// Open event streams, overall and per Origin (`api.max_streams*`).
+pub struct Streams {
+    max_total: usize,
+    max_per_origin: usize,
+    /// Origin ("" for none) → open streams; the total is their sum.
+    open: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+/// One open stream; its place is given back when dropped.
+pub struct StreamSlot {
+    streams: Arc<Streams>,
+    origin: String,
+}
+
+impl Streams {
+    /// Takes a place for a stream from `origin`, or says which limit is full.
+    pub fn open(self: &Arc<Self>, origin: &str) -> Result<StreamSlot, String> {
+        let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *g;
+        if *total >= self.max_total {
+            return Err(format!(
+                "too many event streams ({} open, api.max_streams); try again later",
+                self.max_total
+            ));
+        }
+        let n = per.entry(origin.to_owned()).or_insert(0);
+        if *n >= self.max_per_origin {
+            return Err(format!(
+                "too many event streams from this origin ({} open, api.max_streams_per_origin); try again later",
+                self.max_per_origin
+            ));
+        }
+        *n += 1;
+        *total += 1;
+        Ok(StreamSlot {
+            streams: self.clone(),
+            origin: origin.to_owned(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut g = self.streams.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *g;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per.get_mut(&self.origin) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.origin);
+            }
+        }
+    }
 }
 
 impl Guard {
@@ -49,8 +114,9 @@ impl Guard {
             .map(|o| o.to_ascii_lowercase())
             .collect();
         // The daemon's own pages are always allowed to call it.
+        let scheme = if api.tls { "https" } else { "http" };
         for h in ["127.0.0.1", "localhost", "[::1]"] {
-            origins.insert(format!("http://{h}:{port}"));
+            origins.insert(format!("{scheme}://{h}:{port}"));
         }
         let tokens = api
             .tokens
@@ -58,6 +124,7 @@ impl Guard {
             .map(|t| Token {
                 secret: t.token.as_bytes().to_vec(),
                 grant: t.scopes.iter().fold(Grant::default(), |g, s| g.with(*s)),
+                expires: t.expires_unix(),
             })
             .collect();
         Guard {
@@ -65,11 +132,21 @@ impl Guard {
             hosts,
             origins,
             tokens,
+            streams: Arc::new(Streams {
+                max_total: api.max_streams,
+                max_per_origin: api.max_streams_per_origin,
+                open: Mutex::new((0, HashMap::new())),
+            }),
         }
     }
 
     fn host_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        // Exactly one Host: with two, proxies and we might disagree on which counts.
+        let mut all = headers.get_all(header::HOST).iter();
+        let (Some(host), None) = (all.next(), all.next()) else {
+            return false;
+        };
+        let Ok(host) = host.to_str() else {
             return false;
         };
         let host = host.to_ascii_lowercase();
@@ -85,8 +162,9 @@ impl Guard {
         self.origins.contains(&origin.to_ascii_lowercase())
     }
 
-    /// The grant for a presented token; `Err` when a token is presented but unknown.
-    fn grant(&self, presented: Option<&str>) -> Result<Grant, ()> {
+    /// The grant for a presented token; `Err` when a token is presented but
+    /// unknown or expired.
+    fn grant(&self, presented: Option<&str>) -> Result<Grant, BadToken> {
         if self.tokens.is_empty() {
             // Without tokens, every scope but `idcard`, which always needs one.
             let all = Scope::ALL
@@ -102,10 +180,18 @@ impl Guard {
         let mut found = None;
         for t in &self.tokens {
             if ct_eq(&t.secret, p.as_bytes()) {
-                found = Some(t.grant);
+                found = Some(t);
             }
         }
-        found.ok_or(())
+        let t = found.ok_or(BadToken::Unknown)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        match t.expires {
+            Some(e) if now >= e => Err(BadToken::Expired),
+            _ => Ok(t.grant),
+        }
     }
 
     pub fn tokens_configured(&self) -> bool {
@@ -251,13 +337,15 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let presented = presented_token(&req);
     let grant = match g.grant(presented.as_deref()) {
         Ok(gr) => gr,
-        Err(()) => {
-            let mut resp = refuse(
-                &state,
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the token is not one of api.tokens".into(),
-            );
+        Err(why) => {
+            let (code, msg) = match why {
+                BadToken::Unknown => ("invalid_token", "the token is not one of api.tokens"),
+                BadToken::Expired => (
+                    "token_expired",
+                    "the token has expired (api.tokens expires); ask for a new one",
+                ),
+            };
+            let mut resp = refuse(&state, StatusCode::UNAUTHORIZED, code, msg.into());
             if let Some(o) = &origin {
                 cors_headers(resp.headers_mut(), o);
             }

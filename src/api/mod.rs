@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod guard;
+pub mod serve;
 pub mod ws;
 
 use crate::config::{Config, Scope};
@@ -363,16 +364,39 @@ async fn events_stream(
     State(st): State<AppState>,
     Extension(grant): Extension<Grant>,
     Query(q): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let resume = q.resume()?;
+    let max = st.config.api.max_ws_message_bytes;
+    let ws = ws.max_message_size(max).max_frame_size(max);
+    let tracker = st.tracker.clone();
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| String::from_utf8_lossy(o.as_bytes()).to_ascii_lowercase())
+        .unwrap_or_default();
+    let slot = match st.guard.streams.open(&origin) {
+        Ok(slot) => slot,
+        Err(reason) => {
+            // Upgrade, then close with 1013 and the reason: a page's
+            // WebSocket sees the code and reason; a failed handshake says nothing.
+            st.metrics.limited();
+            tracing::info!(origin = %origin, "{reason}");
+            return Ok(ws
+                .on_upgrade(move |socket| ws::refuse(socket, reason))
+                .into_response());
+        }
+    };
     // Subscribe before answering, so no event published after the upgrade is missed.
     let sub = st.bus.subscribe(q.filter(), &resume);
     let idcard = grant.has(Scope::Idcard);
-    let tracker = st.tracker.clone();
     Ok(ws
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| tracker.track_future(ws::stream(socket, sub, idcard, st)))
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                ws::stream(socket, sub, idcard, st).await;
+                drop(slot);
+            })
+        })
         .into_response())
 }
 
@@ -449,7 +473,14 @@ async fn simulate(
     Path(id): Path<String>,
     body: Result<Json<SimulateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(body) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {MAX_SIMULATE_BYTES} bytes per call"),
+        ),
+        _ => ApiError::bad_request(e.body_text()),
+    })?;
     let dev = st
         .devices
         .get(&id)

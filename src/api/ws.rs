@@ -11,6 +11,8 @@ use std::time::Duration;
 /// Close code for a client too slow to keep up (contract §4).
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// "Try again later": a stream refused by `api.max_streams*`.
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
 /// How long a close frame may take to get through to a stalled client.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
@@ -83,15 +85,26 @@ pub async fn stream(socket: WebSocket, mut sub: Subscription, idcard: bool, stat
     }
 }
 
+/// A stream over the limits: closed at once with 1013 and why.
+pub async fn refuse(socket: WebSocket, reason: String) {
+    let (sink, _) = socket.split();
+    close_with(sink, CLOSE_TRY_AGAIN, Utf8Bytes::from(reason)).await;
+}
+
 async fn close(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    sink: futures_util::stream::SplitSink<WebSocket, Message>,
     code: u16,
     reason: &'static str,
 ) {
-    let frame = Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }));
+    close_with(sink, code, Utf8Bytes::from_static(reason)).await;
+}
+
+async fn close_with(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    code: u16,
+    reason: Utf8Bytes,
+) {
+    let frame = Message::Close(Some(CloseFrame { code, reason }));
     // A stalled client may never drain; give the close a bounded chance, then drop.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         let _ = sink.send(frame).await;

@@ -2,6 +2,7 @@
 //! driver's sans-IO protocol over it, publishes what it emits, and reopens
 //! with backoff when the device fails or goes away.
 
+pub mod hotplug;
 pub mod registry;
 
 use crate::config::DeviceConfig;
@@ -75,9 +76,16 @@ pub struct Device {
     status: Mutex<Status>,
     sim_tx: Option<mpsc::Sender<Vec<u8>>>,
     read_tx: mpsc::Sender<oneshot::Sender<ReadOutcome>>,
+    /// Hotplug saw its node appear (or go): retry now, not after the backoff.
+    wake: tokio::sync::Notify,
 }
 
 impl Device {
+    /// Makes the supervisor try to open the device now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Its supervisor task is still running (devices run by their own module,
     /// like printers, count as supervised).
     pub fn supervised(&self) -> bool {
@@ -227,6 +235,7 @@ impl Devices {
                 }),
                 sim_tx,
                 read_tx,
+                wake: tokio::sync::Notify::new(),
             });
             if registry::SELF_RUN.contains(&cfg.driver.as_str()) {
                 // Listed and reported here; run by its own module (src/print).
@@ -246,6 +255,7 @@ impl Devices {
             tracker.spawn(sup.run());
             list.push(dev);
         }
+        hotplug::start(&list, tracker, cancel);
         Ok(Devices { list })
     }
 
@@ -358,6 +368,15 @@ impl Supervisor {
                         SessionEnd::Shutdown => None,
                         SessionEnd::Gone(e) => e,
                     };
+                    // Devices that announce themselves announce their going (dongle.detached).
+                    let mut closing = Vec::new();
+                    let now = Instant(self.origin.elapsed().as_millis() as u64);
+                    self.protocol.handle_close(now, &mut closing);
+                    for a in closing {
+                        if let Action::Emit(ev) = a {
+                            self.bus.publish(Some(&id), &ev);
+                        }
+                    }
                     match &error {
                         Some(e) => tracing::warn!(device = %id, error = %e, "device detached"),
                         None => tracing::info!(device = %id, "device detached"),
@@ -381,6 +400,8 @@ impl Supervisor {
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 _ = tokio::time::sleep(backoff) => {}
+                // Hotplug: its node just appeared; retry now and quickly after.
+                _ = self.dev.wake.notified() => backoff = BACKOFF_MIN / 2,
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }

@@ -2,7 +2,7 @@
 //! accepts, which config keys it uses, and how to make its protocol.
 
 use crate::config::DeviceConfig;
-use posbridge_drivers::{barcode, callerid, hid, idcard, magstripe, rfid, Protocol};
+use posbridge_drivers::{barcode, callerid, dongle, hid, idcard, magstripe, rfid, Protocol};
 
 /// A config problem as (key within the device table, reason).
 pub type KeyError = (&'static str, String);
@@ -86,6 +86,15 @@ pub static DRIVERS: &[DriverSpec] = &[
         default_baud: 9600,
         make: make_escpos,
     },
+    DriverSpec {
+        name: "dongle",
+        // hid: presence plus the optional feature-report check; usb: presence
+        // only (vendor-class dongles such as Sentinel HASP); sim: replay.
+        transports: &["hid", "usb", "sim"],
+        keys: &["check", "match"],
+        default_baud: 9600,
+        make: make_dongle,
+    },
 ];
 
 /// Drivers whose devices run in their own module rather than under the generic
@@ -94,7 +103,7 @@ pub static DRIVERS: &[DriverSpec] = &[
 pub const SELF_RUN: &[&str] = &["escpos"];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.
-const PLANNED: &[&str] = &["dongle"];
+const PLANNED: &[&str] = &[];
 
 fn member_pattern(d: &DeviceConfig) -> Result<Option<regex::Regex>, KeyError> {
     d.member_pattern
@@ -301,6 +310,110 @@ fn make_idcard(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
     Ok(Box::new(idcard::IdCardReader::new(opts)))
 }
 
+fn make_dongle(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
+    let Some(m) = &d.usb_match else {
+        return Err((
+            "match",
+            "required for driver dongle: { vid, pid, serial? } name the dongle in its events"
+                .into(),
+        ));
+    };
+    let hex4 = |s: &str| posbridge_drivers::catalog::parse_hex16(s).map(|v| format!("{v:04x}"));
+    let (Some(vid), Some(pid)) = (hex4(&m.vid), hex4(&m.pid)) else {
+        return Err(("match", "vid and pid must be 4 hex digits".into()));
+    };
+    let mut opts = dongle::Options {
+        vid,
+        pid,
+        serial: m.serial.clone(),
+        seed: random_seed(),
+        ..dongle::Options::default()
+    };
+    if let Some(c) = &d.check {
+        if d.transport_name() == "usb" {
+            return Err((
+                "check",
+                "a challenge-response needs transport \"hid\"; transport \"usb\" reports presence only".into(),
+            ));
+        }
+        let bytes = |k: &'static str, s: &str| -> Result<Vec<u8>, KeyError> {
+            let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+            match hex::decode(&s) {
+                Ok(b) if !b.is_empty() => Ok(b),
+                _ => Err(("check", format!("{k} must be hex bytes"))),
+            }
+        };
+        opts.report_id = c.report_id;
+        opts.report_len = c.report_len.unwrap_or(32);
+        if !(1..=dongle::MAX_REPORT).contains(&opts.report_len) {
+            return Err((
+                "check",
+                format!("report_len must be from 1 to {}", dongle::MAX_REPORT),
+            ));
+        }
+        opts.timeout_ms = c.timeout_ms.unwrap_or(2000);
+        if !(100..=60_000).contains(&opts.timeout_ms) {
+            return Err(("check", "timeout_ms must be from 100 to 60000".into()));
+        }
+        let check = match (&c.challenge, &c.response, &c.hmac_key) {
+            (Some(ch), Some(r), None) => {
+                if c.challenge_len.is_some() || c.response_len.is_some() {
+                    return Err((
+                        "check",
+                        "challenge_len/response_len only go with hmac_key".into(),
+                    ));
+                }
+                dongle::Check::Recorded {
+                    challenge: bytes("challenge", ch)?,
+                    response: bytes("response", r)?,
+                }
+            }
+            (None, None, Some(k)) => {
+                let challenge_len = c.challenge_len.unwrap_or(16);
+                let response_len = c.response_len.unwrap_or(16);
+                if challenge_len == 0 || challenge_len > opts.report_len {
+                    return Err(("check", "challenge_len must be from 1 to report_len".into()));
+                }
+                if !(1..=32).contains(&response_len) {
+                    return Err(("check", "response_len must be from 1 to 32".into()));
+                }
+                dongle::Check::Hmac {
+                    key: bytes("hmac_key", k)?,
+                    challenge_len,
+                    response_len,
+                }
+            }
+            _ => {
+                return Err((
+                    "check",
+                    "give either challenge and response (a recorded exchange) or hmac_key".into(),
+                ))
+            }
+        };
+        if let dongle::Check::Recorded { challenge, .. } = &check {
+            if challenge.len() > opts.report_len {
+                return Err(("check", "challenge is longer than report_len".into()));
+            }
+        }
+        opts.check = Some(check);
+    }
+    Ok(Box::new(dongle::Dongle::new(opts)))
+}
+
+/// Fresh bytes for dongle challenges, from the kernel's CSPRNG (a predictable
+/// challenge could be answered in advance by borrowing a genuine dongle).
+fn random_seed() -> [u8; 16] {
+    use std::io::Read;
+    let mut seed = [0u8; 16];
+    let got = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
+    if got.is_err() {
+        // No /dev/urandom (a broken chroot): still unique per start, if guessable.
+        seed[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+        seed[8..].copy_from_slice(&(ulid::Ulid::new().0 as u64).to_le_bytes());
+    }
+    seed
+}
+
 pub fn find(name: &str) -> Option<&'static DriverSpec> {
     DRIVERS.iter().find(|d| d.name == name)
 }
@@ -339,23 +452,19 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ));
     }
     match transport {
-        "serial" if d.usb_match.is_some() => out.push((
-            "match",
-            "finding serial devices by USB id is not in this build yet; set path".into(),
-        )),
-        "serial" if d.path.as_deref().is_none_or(str::is_empty) => out.push((
+        "serial" if d.usb_match.is_none() && d.path.as_deref().is_none_or(str::is_empty) => out.push((
             "path",
-            "required for transport \"serial\" (e.g. /dev/ttyUSB0)".into(),
+            "required for transport \"serial\" (e.g. /dev/serial/by-id/…), or find it by USB id with match = { vid, pid, serial? }".into(),
         )),
         "tcp" if d.address.as_deref().is_none_or(str::is_empty) => out.push((
             "address",
             "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)".into(),
         )),
-        "usb" if d.usb_match.is_some() => out.push((
+        "usb" if d.usb_match.is_some() && d.driver == "escpos" => out.push((
             "match",
             "finding printers by USB id is not in this build yet; set path (/dev/usb/lp0)".into(),
         )),
-        "usb" if d.path.as_deref().is_none_or(str::is_empty) => out.push((
+        "usb" if d.driver == "escpos" && d.path.as_deref().is_none_or(str::is_empty) => out.push((
             "path",
             "required for transport \"usb\" (e.g. /dev/usb/lp0)".into(),
         )),
@@ -398,7 +507,25 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ));
     }
     let used = |k: &str| spec.keys.contains(&k);
-    let set: [(&'static str, bool); 20] = [
+    if let Some(m) = &d.usb_match {
+        let hex = posbridge_drivers::catalog::parse_hex16;
+        if hex(&m.vid).is_none() || hex(&m.pid).is_none() {
+            out.push((
+                "match",
+                format!(
+                    "vid {:?} / pid {:?} must be 4 hex digits (as lsusb shows them)",
+                    m.vid, m.pid
+                ),
+            ));
+        }
+        if !matches!(transport, "serial" | "evdev" | "hid" | "usb" | "sim") {
+            out.push((
+                "match",
+                format!("transport {transport:?} is not found by USB id"),
+            ));
+        }
+    }
+    let set: [(&'static str, bool); 21] = [
         ("hid_layout", d.hid_layout.is_some()),
         ("ring_timeout_ms", d.ring_timeout_ms.is_some()),
         ("country", d.country.is_some()),
@@ -419,6 +546,7 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ("cut", d.cut.is_some()),
         ("drawer_pin", d.drawer_pin.is_some()),
         ("status_query", d.status_query.is_some()),
+        ("check", d.check.is_some()),
     ];
     for (k, present) in set {
         if present && !used(k) {

@@ -17,6 +17,8 @@ const POLL_MS: i32 = 250;
 pub struct HidLink {
     rx: mpsc::Receiver<io::Result<Vec<u8>>>,
     stop: Arc<AtomicBool>,
+    /// Feature-report requests for the reader thread, which owns the device.
+    features: std::sync::mpsc::Sender<Vec<u8>>,
 }
 
 impl Drop for HidLink {
@@ -53,13 +55,25 @@ impl HidLink {
         };
         let dev = dev.map_err(|e| hid_error(&what, e))?;
         let (tx, rx) = mpsc::channel(64);
+        let (features, feature_rx) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         std::thread::Builder::new()
             .name(format!("hid-{}", cfg.id))
-            .spawn(move || read_loop(dev, tx, stop2))
+            .spawn(move || read_loop(dev, tx, stop2, feature_rx))
             .map_err(|e| format!("{what}: cannot start the reader thread: {e}"))?;
-        Ok(HidLink { rx, stop })
+        Ok(HidLink { rx, stop, features })
+    }
+
+    /// Sends `request` (report id first) as a feature report; the reply
+    /// (`get_feature_report` for the same id) arrives as the next report.
+    pub fn feature_exchange(&self, request: &[u8]) -> io::Result<()> {
+        if request.is_empty() {
+            return Err(io::Error::other("a feature report needs its report id"));
+        }
+        self.features
+            .send(request.to_vec())
+            .map_err(|_| io::Error::other("HID reader thread ended (unplugged?)"))
     }
 
     /// The next whole report; `None` when the reader thread ended.
@@ -71,9 +85,30 @@ impl HidLink {
     }
 }
 
-fn read_loop(dev: hidapi::HidDevice, tx: mpsc::Sender<io::Result<Vec<u8>>>, stop: Arc<AtomicBool>) {
+fn read_loop(
+    dev: hidapi::HidDevice,
+    tx: mpsc::Sender<io::Result<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+    features: std::sync::mpsc::Receiver<Vec<u8>>,
+) {
     let mut buf = vec![0u8; MAX_REPORT];
     while !stop.load(Ordering::Relaxed) {
+        // Requests wait at most one read timeout (POLL_MS).
+        while let Ok(req) = features.try_recv() {
+            let reply = dev.send_feature_report(&req).and_then(|()| {
+                let mut r = vec![0u8; MAX_REPORT];
+                r[0] = req[0];
+                dev.get_feature_report(&mut r).map(|n| {
+                    r.truncate(n);
+                    r
+                })
+            });
+            let msg = reply
+                .map_err(|e| io::Error::other(format!("HID feature report exchange failed: {e}")));
+            if tx.blocking_send(msg).is_err() {
+                return;
+            }
+        }
         match dev.read_timeout(&mut buf, POLL_MS) {
             Ok(0) => continue,
             Ok(n) => {

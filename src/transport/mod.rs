@@ -10,6 +10,7 @@ mod sim;
 
 use crate::config::DeviceConfig;
 use posbridge_drivers::hid as hid_reports;
+use posbridge_drivers::hotplug::NodeKind;
 use posbridge_drivers::keyboard::HidKeyboard;
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,6 +60,8 @@ pub enum HidReports {
     Magtek,
     /// Boot-keyboard reports, typed out as text (wedge readers on hidraw).
     Keyboard(HidKeyboard),
+    /// Dongles: a write is a feature-report exchange whose reply is the next chunk.
+    Feature,
 }
 
 /// An open byte stream to one device.
@@ -74,6 +77,8 @@ pub enum Link<'a> {
     /// A simulated ID-card reader answering the driver's requests.
     SimReader(Box<sim::SimReader<'a>>),
     Hid(hid::HidLink, HidReports),
+    /// A USB device that is only watched for presence (vendor-class dongles).
+    Presence(std::path::PathBuf),
 }
 
 impl Link<'_> {
@@ -96,12 +101,20 @@ impl Link<'_> {
                 None => Ok(None),
             },
             Link::Evdev(e) => Ok(e.read_chunk().await?.map(Chunk::Data)),
+            Link::Presence(dir) => {
+                // Nothing to read: the session lasts while the device is there.
+                // Hotplug wakes the supervisor; this check bounds the delay.
+                while dir.join("idVendor").exists() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Ok(None)
+            }
             Link::Hid(h, reports) => {
                 let Some(report) = h.read_report().await? else {
                     return Ok(None);
                 };
                 Ok(Some(match reports {
-                    HidReports::Whole => Chunk::Data(report),
+                    HidReports::Whole | HidReports::Feature => Chunk::Data(report),
                     HidReports::Magtek => match hid_reports::parse_magtek_report(&report) {
                         Ok(swipe) => Chunk::Data(hid_reports::magtek_to_text(&swipe)),
                         Err(why) => Chunk::Garbled(format!("magstripe HID report: {why}")),
@@ -134,10 +147,10 @@ impl Link<'_> {
                 p.reread();
                 Ok(())
             }
-            Link::Evdev(_) | Link::Hid(..) | Link::Pcsc(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "this transport is input-only",
-            )),
+            Link::Hid(h, HidReports::Feature) => h.feature_exchange(bytes),
+            Link::Evdev(_) | Link::Hid(..) | Link::Pcsc(_) | Link::Presence(_) => Err(
+                io::Error::new(io::ErrorKind::Unsupported, "this transport is input-only"),
+            ),
         }
     }
 }
@@ -163,6 +176,18 @@ pub async fn open<'a>(
         }
         ("sim", Some(rx)) => Ok(Link::Sim(rx)),
         ("serial", _) => {
+            // Found by USB id: the tty it has now (it may change across replugs).
+            let resolved;
+            let cfg = match (&cfg.path, &cfg.usb_match) {
+                (None, Some(m)) => {
+                    resolved = DeviceConfig {
+                        path: Some(find_by_usb_id(m, NodeKind::Tty)?),
+                        ..cfg.clone()
+                    };
+                    &resolved
+                }
+                _ => cfg,
+            };
             let path = cfg.path.as_deref().unwrap_or_default();
             let builder = serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
             Ok(tokio_serial::SerialStream::open(&builder)
@@ -186,8 +211,30 @@ pub async fn open<'a>(
             }
         }
         ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg)?))),
+        ("usb", _) if cfg.driver == "dongle" => {
+            let Some(m) = &cfg.usb_match else {
+                return Err(OpenError::from("dongle needs match".to_owned()));
+            };
+            let (vid, pid) = usb_ids(m)?;
+            match crate::sysinfo::find_usb_device(
+                std::path::Path::new(crate::device::hotplug::SYS),
+                vid,
+                pid,
+                m.serial.as_deref(),
+            ) {
+                Some(dir) => Ok(Link::Presence(dir)),
+                None => Err(OpenError::absent(format!(
+                    "no USB device {vid:04x}:{pid:04x}{} (unplugged?)",
+                    m.serial
+                        .as_deref()
+                        .map(|s| format!(" serial {s}"))
+                        .unwrap_or_default()
+                ))),
+            }
+        }
         ("hid", _) => {
             let reports = match cfg.driver.as_str() {
+                "dongle" => HidReports::Feature,
                 "barcode" | "callerid" => HidReports::Whole,
                 "magstripe" => HidReports::Magtek,
                 _ => HidReports::Keyboard(HidKeyboard::new()),
@@ -208,6 +255,41 @@ pub async fn open<'a>(
             Ok(Link::Pcsc(Box::new(link)))
         }
         (t, _) => Err(format!("transport {t:?} is not available in this build").into()),
+    }
+}
+
+fn usb_ids(m: &crate::config::UsbMatch) -> Result<(u16, u16), OpenError> {
+    let hex = posbridge_drivers::catalog::parse_hex16;
+    match (hex(&m.vid), hex(&m.pid)) {
+        (Some(v), Some(p)) => Ok((v, p)),
+        _ => Err(format!(
+            "match: vid {:?} / pid {:?} are not 4-digit hex",
+            m.vid, m.pid
+        )
+        .into()),
+    }
+}
+
+/// The /dev node of this kind that the USB device `match` names has now.
+fn find_by_usb_id(m: &crate::config::UsbMatch, kind: NodeKind) -> Result<String, OpenError> {
+    let (vid, pid) = usb_ids(m)?;
+    let sys = std::path::Path::new(crate::device::hotplug::SYS);
+    match crate::sysinfo::find_node(
+        sys,
+        std::path::Path::new("/dev"),
+        kind,
+        vid,
+        pid,
+        m.serial.as_deref(),
+    ) {
+        Some(n) => Ok(n.dev_path.display().to_string()),
+        None => Err(OpenError::absent(format!(
+            "no serial port on USB device {vid:04x}:{pid:04x}{} (unplugged?)",
+            m.serial
+                .as_deref()
+                .map(|s| format!(" serial {s}"))
+                .unwrap_or_default()
+        ))),
     }
 }
 

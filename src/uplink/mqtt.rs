@@ -628,86 +628,77 @@ impl Relay {
     /// storing it failed (then it must not be acked); a message that can
     /// never be used is counted, logged and acked.
     async fn on_downlink(&self, p: &Publish) -> Result<(), String> {
+        use posbridge_drivers::downlink::{self, Downlink, Topic};
         let t = &self.topics;
         let bad = |why: String| {
             self.status.bad_downlink.fetch_add(1, Relaxed);
             tracing::warn!(topic = %p.topic, "ignored a message from HQ: {why}");
             Ok(())
         };
-        let v: Value = match serde_json::from_slice(&p.payload) {
-            Ok(v) => v,
-            Err(e) => return bad(format!("not JSON: {e}")),
-        };
-        if p.topic == t.tx_ack {
-            let Some(ids) = v.get("ids").and_then(Value::as_array) else {
-                return bad("expected {\"ids\": [...]}".into());
-            };
-            let ids: Vec<String> = ids
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_owned))
-                .collect();
-            let n = self
-                .outbox
-                .mark_acked(ids)
-                .await
-                .map_err(|e| format!("could not record HQ's ack: {e}"))?;
-            self.status.hq_acked.fetch_add(n, Relaxed);
-            Ok(())
+        let topic = if p.topic == t.tx_ack {
+            Topic::TxAck
         } else if p.topic == t.members || p.topic == t.all_members {
-            self.apply_members(v, bad).await
+            Topic::Members
         } else if p.topic == t.lookup_response {
-            let Some(corr) = v.get("corr").and_then(Value::as_str) else {
-                return bad("a lookup response needs \"corr\"".into());
-            };
-            let member = v.get("member").filter(|m| m.is_object()).cloned();
-            if let Some(m) = &member {
-                // Cached, so the next call from this number pops at once.
-                let members = self.members.clone();
-                let m = m.clone();
-                let _ = tokio::task::spawn_blocking(move || members.upsert(&[m])).await;
-            }
-            let waiter = self
-                .waiting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(corr);
-            if let Some(w) = waiter {
-                let _ = w.send(member);
-            }
-            Ok(())
+            Topic::LookupResponse
         } else {
-            bad("unexpected topic".into())
+            return bad("unexpected topic".into());
+        };
+        // Parsing is sans-IO (drivers/src/downlink.rs, fuzzed); only applying is here.
+        let msg = match downlink::parse(topic, &p.payload) {
+            Ok(m) => m,
+            Err(e) => return bad(e.0),
+        };
+        match msg {
+            Downlink::TxAck { ids } => {
+                let n = self
+                    .outbox
+                    .mark_acked(ids)
+                    .await
+                    .map_err(|e| format!("could not record HQ's ack: {e}"))?;
+                self.status.hq_acked.fetch_add(n, Relaxed);
+                Ok(())
+            }
+            Downlink::Upsert { members } => self.apply_members(Ok(members), bad).await,
+            Downlink::Delete { ids } => self.apply_members(Err(ids), bad).await,
+            Downlink::Lookup { corr, member } => {
+                if let Some(m) = &member {
+                    // Cached, so the next call from this number pops at once.
+                    let members = self.members.clone();
+                    let m = m.clone();
+                    let _ = tokio::task::spawn_blocking(move || members.upsert(&[m])).await;
+                }
+                let waiter = self
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&corr);
+                if let Some(w) = waiter {
+                    let _ = w.send(member);
+                }
+                Ok(())
+            }
         }
     }
 
+    /// `Ok(members)` upserts them, `Err(ids)` deletes those ids.
     async fn apply_members(
         &self,
-        v: Value,
+        change: Result<Vec<Value>, Vec<String>>,
         bad: impl Fn(String) -> Result<(), String>,
     ) -> Result<(), String> {
         let members = self.members.clone();
-        let op = v.get("op").and_then(Value::as_str).unwrap_or("");
-        let result = match op {
-            "upsert" => {
-                let Some(list) = v.get("members").and_then(Value::as_array).cloned() else {
-                    return bad("upsert needs \"members\": [...]".into());
-                };
+        let op = if change.is_ok() { "upsert" } else { "delete" };
+        let result = match change {
+            Ok(list) => {
                 tokio::task::spawn_blocking(move || {
                     members.upsert(&list).map(|r| (r.stored, r.skipped))
                 })
                 .await
             }
-            "delete" => {
-                let Some(ids) = v.get("ids").and_then(Value::as_array) else {
-                    return bad("delete needs \"ids\": [...]".into());
-                };
-                let ids: Vec<String> = ids
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
-                    .collect();
+            Err(ids) => {
                 tokio::task::spawn_blocking(move || members.delete(&ids).map(|n| (n, 0))).await
             }
-            other => return bad(format!("unknown op {other:?}; expected upsert or delete")),
         };
         match result {
             Ok(Ok((n, skipped))) => {

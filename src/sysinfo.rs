@@ -1,0 +1,552 @@
+//! What the machine can see: serial ports, hidraw and input nodes, USB
+//! devices, read from sysfs. Used by `posbridge devices` and `doctor`, by
+//! the serial transport to find a tty by USB id, and by hotplug for the
+//! coldplug scan. Every function takes the sysfs and /dev roots, so tests
+//! point them at a fake tree in a temp dir.
+
+use posbridge_drivers::catalog::{Catalog, Entry};
+use posbridge_drivers::hotplug::{NodeKind, UsbId};
+use std::path::{Path, PathBuf};
+
+/// One device node the machine has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub kind: NodeKind,
+    /// Under the /dev root: `ttyUSB0`, `hidraw1`, `input/event3`.
+    pub name: String,
+    pub dev_path: PathBuf,
+    /// The USB device it belongs to, when it is on USB.
+    pub usb: Option<UsbId>,
+    /// Path of that USB device below the sysfs root (`/devices/…/1-2`).
+    pub usb_devpath: Option<String>,
+    pub product: Option<String>,
+    pub access: Access,
+}
+
+/// Whether this process may open a node read-write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Ok,
+    PermissionDenied,
+    /// The sysfs entry exists but /dev has no node (no devtmpfs, or a fake tree).
+    NoNode,
+}
+
+impl Access {
+    pub fn label(self) -> &'static str {
+        match self {
+            Access::Ok => "ok",
+            Access::PermissionDenied => "permission denied",
+            Access::NoNode => "no device node",
+        }
+    }
+}
+
+fn read_attr(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The USB device directory at or above `dir` (the first with idVendor and
+/// idProduct), stopping at the sysfs root.
+pub fn usb_ancestor(sys: &Path, dir: &Path) -> Option<(PathBuf, UsbId)> {
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if !d.starts_with(sys) || d == sys {
+            return None;
+        }
+        if let (Some(v), Some(p)) = (read_attr(d, "idVendor"), read_attr(d, "idProduct")) {
+            let parse = posbridge_drivers::catalog::parse_hex16;
+            if let (Some(vid), Some(pid)) = (parse(&v), parse(&p)) {
+                let id = UsbId {
+                    vid,
+                    pid,
+                    serial: read_attr(d, "serial"),
+                };
+                return Some((d.to_path_buf(), id));
+            }
+        }
+        cur = d.parent();
+    }
+    None
+}
+
+/// A sysfs path as the kernel writes it in uevents (`/devices/…`).
+pub fn devpath(sys: &Path, dir: &Path) -> Option<String> {
+    let rel = dir.strip_prefix(sys).ok()?;
+    Some(format!("/{}", rel.display()))
+}
+
+/// Whether this process may read and write `path` (`access(2)`: checks our
+/// uid and groups without opening it — opening a tty would toggle DTR).
+pub fn access(path: &Path) -> Access {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return Access::NoNode;
+    };
+    if std::fs::symlink_metadata(path).is_err() {
+        return Access::NoNode;
+    }
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let r = unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) };
+    if r == 0 {
+        Access::Ok
+    } else {
+        Access::PermissionDenied
+    }
+}
+
+/// Built-in RS-232 ports are listed only when a real port backs them: the
+/// kernel creates placeholder ttyS0–31 under the `serial8250` platform device.
+fn is_placeholder_serial(dir: &Path) -> bool {
+    let driver = std::fs::read_link(dir.join("device/driver")).ok();
+    let name = driver
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned());
+    match name {
+        None => true,
+        Some(n) => n == "serial8250",
+    }
+}
+
+/// Every serial, hidraw, input-event and usblp node, sorted by kind and name.
+pub fn scan(sys: &Path, dev: &Path) -> Vec<Node> {
+    let mut out = Vec::new();
+    let classes: [(&str, NodeKind, &str); 4] = [
+        ("tty", NodeKind::Tty, ""),
+        ("hidraw", NodeKind::Hidraw, ""),
+        ("input", NodeKind::Input, "input/"),
+        ("usbmisc", NodeKind::Usblp, "usb/"),
+    ];
+    for (class, kind, dev_prefix) in classes {
+        let Ok(entries) = std::fs::read_dir(sys.join("class").join(class)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match kind {
+                NodeKind::Input if !name.starts_with("event") => continue,
+                NodeKind::Usblp if !name.starts_with("lp") => continue,
+                _ => {}
+            }
+            // Class entries are symlinks into /sys/devices; resolve to walk parents.
+            let Ok(real) = std::fs::canonicalize(e.path()) else {
+                continue;
+            };
+            let Ok(sys_real) = std::fs::canonicalize(sys) else {
+                continue;
+            };
+            let usb = usb_ancestor(&sys_real, &real);
+            if kind == NodeKind::Tty && usb.is_none() {
+                // Virtual consoles and ptys have no `device`; placeholders are skipped.
+                if !e.path().join("device").exists() || is_placeholder_serial(&e.path()) {
+                    continue;
+                }
+            }
+            let dev_name = format!("{dev_prefix}{name}");
+            let dev_path = dev.join(&dev_name);
+            let product = usb.as_ref().and_then(|(d, _)| read_attr(d, "product"));
+            out.push(Node {
+                kind,
+                access: access(&dev_path),
+                name: dev_name,
+                dev_path,
+                usb_devpath: usb.as_ref().and_then(|(d, _)| devpath(&sys_real, d)),
+                usb: usb.map(|(_, id)| id),
+                product,
+            });
+        }
+    }
+    out.sort_by(|a, b| (kind_order(a.kind), &a.name).cmp(&(kind_order(b.kind), &b.name)));
+    out
+}
+
+fn kind_order(k: NodeKind) -> u8 {
+    match k {
+        NodeKind::Tty => 0,
+        NodeKind::Hidraw => 1,
+        NodeKind::Input => 2,
+        NodeKind::Usblp => 3,
+        NodeKind::UsbDevice => 4,
+    }
+}
+
+/// USB devices (not interfaces) under /sys/bus/usb/devices, with their
+/// sysfs devpath, for the coldplug scan and presence checks.
+pub fn usb_devices(sys: &Path) -> Vec<(String, UsbId)> {
+    let mut out = Vec::new();
+    let Ok(sys_real) = std::fs::canonicalize(sys) else {
+        return out;
+    };
+    let Ok(entries) = std::fs::read_dir(sys.join("bus/usb/devices")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(real) = std::fs::canonicalize(e.path()) else {
+            continue;
+        };
+        // Interfaces (1-2:1.0) have no idVendor of their own.
+        if read_attr(&real, "idVendor").is_none() {
+            continue;
+        }
+        if let Some((d, id)) = usb_ancestor(&sys_real, &real) {
+            if let Some(p) = devpath(&sys_real, &d) {
+                out.push((p, id));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn id_matches(id: &UsbId, vid: u16, pid: u16, serial: Option<&str>) -> bool {
+    id.vid == vid && id.pid == pid && serial.is_none_or(|s| id.serial.as_deref() == Some(s))
+}
+
+/// The node of this kind that belongs to the USB device `vid:pid[/serial]`
+/// (the first by name when several match).
+pub fn find_node(
+    sys: &Path,
+    dev: &Path,
+    kind: NodeKind,
+    vid: u16,
+    pid: u16,
+    serial: Option<&str>,
+) -> Option<Node> {
+    scan(sys, dev)
+        .into_iter()
+        .filter(|n| n.kind == kind)
+        .find(|n| {
+            n.usb
+                .as_ref()
+                .is_some_and(|id| id_matches(id, vid, pid, serial))
+        })
+}
+
+/// The sysfs directory of the USB device `vid:pid[/serial]`, for presence-only devices.
+pub fn find_usb_device(sys: &Path, vid: u16, pid: u16, serial: Option<&str>) -> Option<PathBuf> {
+    usb_devices(sys)
+        .into_iter()
+        .find(|(_, id)| id_matches(id, vid, pid, serial))
+        .map(|(p, _)| sys.join(p.trim_start_matches('/')))
+}
+
+/// The catalog entry for a node's USB ids.
+pub fn catalog_entry<'c>(catalog: &'c Catalog, node: &Node) -> Option<&'c Entry> {
+    let id = node.usb.as_ref()?;
+    catalog.lookup(id.vid, id.pid)
+}
+
+/// The lines `posbridge devices` prints.
+pub fn describe(nodes: &[Node], catalog: &Catalog) -> Vec<String> {
+    let mut lines = Vec::new();
+    for n in nodes {
+        let kind = match n.kind {
+            NodeKind::Tty => "serial",
+            NodeKind::Hidraw => "hidraw",
+            NodeKind::Input => "input",
+            NodeKind::Usblp => "printer",
+            NodeKind::UsbDevice => "usb",
+        };
+        let ids = match &n.usb {
+            Some(id) => format!(
+                "{:04x}:{:04x}{}",
+                id.vid,
+                id.pid,
+                id.serial
+                    .as_deref()
+                    .map(|s| format!(" serial {s}"))
+                    .unwrap_or_default()
+            ),
+            None => "not USB".into(),
+        };
+        let what = match catalog_entry(catalog, n) {
+            Some(e) => {
+                let claim = match (&e.driver, &e.transport) {
+                    (Some(d), Some(t)) => format!("driver {d} (transport {t})"),
+                    (Some(d), None) => format!("driver {d}"),
+                    (None, _) => "a bridge: set the driver for what is behind it".into(),
+                };
+                format!(
+                    "{} {} [catalog {}{}] → {claim}",
+                    e.vendor,
+                    e.model,
+                    e.id,
+                    if e.verified { "" } else { ", unverified" }
+                )
+            }
+            None => n
+                .product
+                .clone()
+                .map(|p| format!("{p} (not in the catalog)"))
+                .unwrap_or_else(|| "not in the catalog".into()),
+        };
+        lines.push(format!(
+            "{kind:<7} {:<22} {ids:<28} {:<17} {what}",
+            n.dev_path.display(),
+            n.access.label()
+        ));
+    }
+    lines
+}
+
+/// One `doctor` finding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub ok: bool,
+    pub what: String,
+    /// One line saying how to fix it (empty when ok).
+    pub fix: String,
+}
+
+impl Finding {
+    pub fn ok(what: impl Into<String>) -> Finding {
+        Finding {
+            ok: true,
+            what: what.into(),
+            fix: String::new(),
+        }
+    }
+    pub fn problem(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            ok: false,
+            what: what.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Filesystem checks of `doctor`: device permissions and the udev rules.
+/// `rules_dirs` are where installed rules may live (/etc/udev/rules.d,
+/// /usr/lib/udev/rules.d, /lib/udev/rules.d).
+pub fn check_files(
+    sys: &Path,
+    dev: &Path,
+    rules_dirs: &[&Path],
+    catalog: &Catalog,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let expected = catalog.udev_rules();
+    let installed = rules_dirs
+        .iter()
+        .map(|d| d.join("70-posbridge.rules"))
+        .find(|p| p.exists());
+    match installed {
+        None => out.push(Finding::problem(
+            "udev rules are not installed",
+            "posbridge udev-rules | sudo tee /etc/udev/rules.d/70-posbridge.rules && sudo udevadm control --reload && sudo udevadm trigger",
+        )),
+        Some(p) => match std::fs::read_to_string(&p) {
+            Ok(text) if text == expected => {
+                out.push(Finding::ok(format!("udev rules installed ({})", p.display())))
+            }
+            Ok(_) => out.push(Finding::problem(
+                format!("{} differs from this build's catalog", p.display()),
+                format!(
+                    "posbridge udev-rules | sudo tee {} && sudo udevadm control --reload && sudo udevadm trigger",
+                    p.display()
+                ),
+            )),
+            Err(e) => out.push(Finding::problem(
+                format!("{}: cannot read: {e}", p.display()),
+                format!("sudo chmod 644 {}", p.display()),
+            )),
+        },
+    }
+    for n in scan(sys, dev) {
+        let known = catalog_entry(catalog, &n).is_some();
+        match n.access {
+            Access::PermissionDenied => {
+                let group = if n.kind == NodeKind::Tty {
+                    "dialout"
+                } else {
+                    "plugdev"
+                };
+                let fix = if known {
+                    format!("install the udev rules (above), or add the service user to group {group}: sudo usermod -aG {group} posbridge")
+                } else {
+                    format!("add the service user to group {group} (sudo usermod -aG {group} posbridge), or add this device to drivers/catalog.toml")
+                };
+                out.push(Finding::problem(
+                    format!("{}: permission denied", n.dev_path.display()),
+                    fix,
+                ))
+            }
+            Access::Ok if known => out.push(Finding::ok(format!(
+                "{}: readable and writable",
+                n.dev_path.display()
+            ))),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// PC/SC reader names, from pcscd.
+pub fn pcsc_readers() -> Result<Vec<String>, String> {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User)
+        .map_err(|e| format!("cannot reach pcscd: {e}"))?;
+    match ctx.list_readers_owned() {
+        Ok(names) => Ok(names
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect()),
+        Err(pcsc::Error::NoReadersAvailable) => Ok(Vec::new()),
+        Err(e) => Err(format!("pcscd: {e}")),
+    }
+}
+
+/// Everything `posbridge doctor` checks, in order. `config_path` is the file
+/// checked; the roots are parameters so tests can use fake trees.
+pub fn doctor(config_path: &Path, sys: &Path, dev: &Path, rules_dirs: &[&Path]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let catalog = match Catalog::builtin() {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(Finding::problem(
+                format!("the built-in device catalog is broken: {e}"),
+                "reinstall posbridge (this build is damaged)",
+            ));
+            return out;
+        }
+    };
+    let config = match crate::Config::load(config_path) {
+        Ok(c) => {
+            out.push(Finding::ok(format!(
+                "config {} is valid",
+                config_path.display()
+            )));
+            Some(c)
+        }
+        Err(e) => {
+            let first = e
+                .problems
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            out.push(Finding::problem(
+                format!(
+                    "config {}: {} problem(s), first: {first}",
+                    config_path.display(),
+                    e.problems.len()
+                ),
+                format!(
+                    "run posbridge check-config --config {} and fix each key it names",
+                    config_path.display()
+                ),
+            ));
+            None
+        }
+    };
+    if let Some(w) = crate::Config::permission_warning(config_path) {
+        out.push(Finding::problem(
+            w.split("; run: ").next().unwrap_or(&w).to_owned(),
+            format!("chmod go-w {}", config_path.display()),
+        ));
+    }
+    out.extend(check_files(sys, dev, rules_dirs, catalog));
+    let Some(config) = config else {
+        return out;
+    };
+    // The configured devices: is each one there?
+    for (i, d) in config.devices.iter().enumerate() {
+        let t = d.transport_name();
+        let label = format!("device {} ({} over {t})", d.id, d.driver);
+        let found = match (&d.path, &d.usb_match, t) {
+            (_, _, "sim" | "tcp" | "file" | "pcsc") => continue,
+            (Some(p), _, _) => match access(Path::new(p)) {
+                Access::Ok => Ok(p.clone()),
+                Access::PermissionDenied => Err(format!("{p}: permission denied")),
+                Access::NoNode => Err(format!("{p} does not exist")),
+            },
+            (None, Some(m), _) => {
+                let hex = posbridge_drivers::catalog::parse_hex16;
+                let (Some(v), Some(p)) = (hex(&m.vid), hex(&m.pid)) else {
+                    continue;
+                };
+                let kind = NodeKind::for_transport(t);
+                let node = match kind {
+                    Some(NodeKind::UsbDevice) => find_usb_device(sys, v, p, m.serial.as_deref())
+                        .map(|_| format!("USB {v:04x}:{p:04x}")),
+                    Some(k) => find_node(sys, dev, k, v, p, m.serial.as_deref()).map(|n| {
+                        if n.access == Access::PermissionDenied {
+                            format!("{} (permission denied)", n.dev_path.display())
+                        } else {
+                            n.dev_path.display().to_string()
+                        }
+                    }),
+                    None => None,
+                };
+                node.ok_or_else(|| format!("no USB device {v:04x}:{p:04x} is plugged in"))
+            }
+            (None, None, _) => continue,
+        };
+        match found {
+            Ok(n) if n.contains("permission denied") => out.push(Finding::problem(
+                format!("{label}: {n}"),
+                "install the udev rules (see above) or add the service user to group dialout/plugdev",
+            )),
+            Ok(n) => out.push(Finding::ok(format!("{label}: found at {n}"))),
+            Err(why) if d.id.starts_with(crate::device::hotplug::AUTO_PREFIX) => {
+                // Auto devices are all the catalog could claim; absent is normal.
+                let _ = why;
+            }
+            Err(why) => out.push(Finding::problem(
+                format!("{label}: {why}"),
+                format!("plug it in, or correct device[{i}].path / match (posbridge devices lists what is there)"),
+            )),
+        }
+    }
+    let wants_pcsc = config.devices.iter().any(|d| d.transport_name() == "pcsc");
+    if wants_pcsc {
+        match pcsc_readers() {
+            Ok(r) => out.push(Finding::ok(format!(
+                "pcscd is running ({} reader(s))",
+                r.len()
+            ))),
+            Err(e) => out.push(Finding::problem(
+                format!("pcscd is needed by a pcsc device but {e}"),
+                "sudo apt install pcscd && sudo systemctl enable --now pcscd.socket",
+            )),
+        }
+    }
+    if let Some(u) = &config.uplink {
+        match u.broker() {
+            Ok(b) => {
+                let target = format!("{}:{}", b.host, b.port);
+                match broker_reachable(&target) {
+                    Ok(()) => out.push(Finding::ok(format!("MQTT broker {target} is reachable"))),
+                    Err(e) => out.push(Finding::problem(
+                        format!("MQTT broker {target} cannot be reached: {e}"),
+                        "check uplink.url, that the broker runs and that the firewall lets this machine reach that port",
+                    )),
+                }
+            }
+            Err(e) => out.push(Finding::problem(
+                format!("uplink.url: {e}"),
+                "fix uplink.url",
+            )),
+        }
+    }
+    out
+}
+
+/// A TCP connection to the broker within 3 s (name resolution included).
+fn broker_reachable(target: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = target
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
+    let mut last = String::from("no address");
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    Err(last)
+}

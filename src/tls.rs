@@ -1,0 +1,388 @@
+//! wss:// and https:// on localhost (`api.tls = true`), for browsers that
+//! refuse ws:// from an https page.
+//!
+//! A local CA and a leaf certificate for `localhost`, `127.0.0.1` and `::1`
+//! live in `storage.dir/tls/` (keys mode 0600). The CA carries name
+//! constraints (localhost, 127.0.0.0/8, ::1), so even if its key leaked it
+//! could not vouch for any other site once trusted. The leaf is renewed when
+//! it expires within `api.tls_renew_days`, at start and daily; the CA stays,
+//! so a renewal needs no new `posbridge trust-cert`.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use time::{Duration as TimeDelta, OffsetDateTime};
+
+const CA_DAYS: i64 = 3650;
+/// Below the 398 days browsers accept for a server certificate.
+const LEAF_DAYS: i64 = 365;
+/// The name `trust-cert` installs the CA under (NSS nickname, file name).
+pub const CA_NAME: &str = "posbridge local CA";
+pub const CA_FILE_NAME: &str = "posbridge-local-ca.crt";
+
+#[derive(Serialize, Deserialize, Default)]
+struct Meta {
+    /// The CA's common name, unique per install; the leaf's issuer must match it.
+    ca_cn: String,
+    ca_not_after: i64,
+    leaf_not_after: i64,
+}
+
+/// The current server config; swapped in place when the leaf is renewed.
+pub struct TlsState {
+    dir: PathBuf,
+    renew_days: u64,
+    config: RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl TlsState {
+    /// Loads `dir` (storage.dir/tls), creating the CA and leaf when missing
+    /// and renewing what is due.
+    pub fn open(dir: &Path, renew_days: u64) -> Result<Arc<TlsState>, String> {
+        ensure_certs(dir, renew_days, OffsetDateTime::now_utc())?;
+        let config = server_config(dir)?;
+        Ok(Arc::new(TlsState {
+            dir: dir.to_owned(),
+            renew_days,
+            config: RwLock::new(config),
+        }))
+    }
+
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let cfg = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        tokio_rustls::TlsAcceptor::from(cfg)
+    }
+
+    /// Renews the leaf if it is due; new connections use the new one.
+    pub fn renew_if_due(&self) -> Result<bool, String> {
+        let renewed = ensure_certs(&self.dir, self.renew_days, OffsetDateTime::now_utc())?;
+        if renewed {
+            let cfg = server_config(&self.dir)?;
+            *self.config.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        }
+        Ok(renewed)
+    }
+}
+
+pub fn ca_path(dir: &Path) -> PathBuf {
+    dir.join("ca.pem")
+}
+
+fn ca_params(cn: &str, now: OffsetDateTime) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn.push(DnType::OrganizationName, "posbridge");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.name_constraints = Some(NameConstraints {
+        permitted_subtrees: vec![
+            GeneralSubtree::DnsName("localhost".into()),
+            GeneralSubtree::IpAddress(CidrSubnet::V4([127, 0, 0, 0], [255, 0, 0, 0])),
+            GeneralSubtree::IpAddress(CidrSubnet::V6(
+                std::net::Ipv6Addr::LOCALHOST.octets(),
+                [0xff; 16],
+            )),
+        ],
+        excluded_subtrees: vec![],
+    });
+    p.not_before = now - TimeDelta::days(1);
+    p.not_after = now + TimeDelta::days(CA_DAYS);
+    p
+}
+
+fn read(dir: &Path, name: &str) -> Result<String, String> {
+    let path = dir.join(name);
+    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes via a temp file and rename, so a crash never leaves half a key;
+/// `secret` files are 0600 from the start.
+fn write(dir: &Path, name: &str, text: &str, secret: bool) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Creates or renews what is missing or due at `now`; `Ok(true)` when the
+/// leaf changed.
+fn ensure_certs(dir: &Path, renew_days: u64, now: OffsetDateTime) -> Result<bool, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let renew_at = now.unix_timestamp() + renew_days as i64 * 86_400;
+    let meta: Option<Meta> = read(dir, "state.json")
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let ca_key = read(dir, "ca.key")
+        .ok()
+        .and_then(|k| KeyPair::from_pem(&k).ok());
+    let (meta, ca_key) = match (meta, ca_key) {
+        (Some(m), Some(k)) if m.ca_not_after > renew_at && dir.join("ca.pem").exists() => (m, k),
+        _ => {
+            // A new CA: the old one (if any) is no longer trusted by anything
+            // we sign, so `trust-cert` must run again.
+            let key = KeyPair::generate().map_err(|e| format!("generating the CA key: {e}"))?;
+            let cn = format!("{CA_NAME} {}", ulid::Ulid::new());
+            let params = ca_params(&cn, now);
+            let cert = params
+                .self_signed(&key)
+                .map_err(|e| format!("creating the CA: {e}"))?;
+            write(dir, "ca.key", &key.serialize_pem(), true)?;
+            write(dir, "ca.pem", &cert.pem(), false)?;
+            tracing::warn!(
+                path = %dir.join("ca.pem").display(),
+                "created a new local CA for wss://; run `posbridge trust-cert` so browsers accept it"
+            );
+            let meta = Meta {
+                ca_cn: cn,
+                ca_not_after: params.not_after.unix_timestamp(),
+                leaf_not_after: 0,
+            };
+            (meta, key)
+        }
+    };
+    let leaf_ok = meta.leaf_not_after > renew_at
+        && dir.join("cert.pem").exists()
+        && dir.join("key.pem").exists();
+    if leaf_ok {
+        return Ok(false);
+    }
+    let mut leaf = CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])
+    .map_err(|e| format!("certificate names: {e}"))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "posbridge localhost");
+    leaf.distinguished_name = dn;
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.not_before = now - TimeDelta::days(1);
+    // Never past the CA: a chain is only as valid as its shortest link.
+    let leaf_end = (now + TimeDelta::days(LEAF_DAYS)).unix_timestamp();
+    leaf.not_after = OffsetDateTime::from_unix_timestamp(leaf_end.min(meta.ca_not_after))
+        .map_err(|e| format!("certificate expiry: {e}"))?;
+    let issuer = Issuer::new(ca_params(&meta.ca_cn, now), ca_key);
+    let key = KeyPair::generate().map_err(|e| format!("generating the server key: {e}"))?;
+    let cert = leaf
+        .signed_by(&key, &issuer)
+        .map_err(|e| format!("signing the server certificate: {e}"))?;
+    write(dir, "key.pem", &key.serialize_pem(), true)?;
+    write(dir, "cert.pem", &cert.pem(), false)?;
+    let meta = Meta {
+        leaf_not_after: leaf.not_after.unix_timestamp(),
+        ..meta
+    };
+    let text = serde_json::to_string(&meta).map_err(|e| format!("state.json: {e}"))?;
+    write(dir, "state.json", &text, false)?;
+    tracing::info!(
+        expires = %leaf.not_after,
+        "issued the localhost certificate for wss://"
+    );
+    Ok(true)
+}
+
+fn server_config(dir: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    let cert = CertificateDer::from_pem_file(&cert_path)
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    // HTTP/1.1 only: WebSocket upgrades need it, and it is all we serve.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Where `trust-cert` puts the CA.
+pub struct TrustTargets {
+    /// Directory for `update-ca-certificates` (normally
+    /// /usr/local/share/ca-certificates); `None` skips the system store.
+    pub system_dir: Option<PathBuf>,
+    /// The command that rebuilds the system store after the copy.
+    pub update_command: Option<String>,
+    /// NSS databases (Chromium's ~/.pki/nssdb, Firefox profiles).
+    pub nss_dbs: Vec<PathBuf>,
+}
+
+/// The NSS databases of the user whose home is `home`: Chromium's (created
+/// when missing, as Chromium itself would) and every Firefox profile.
+pub fn nss_dbs_in(home: &Path) -> Vec<PathBuf> {
+    let mut dbs = vec![home.join(".pki/nssdb")];
+    for base in [".mozilla/firefox", "snap/firefox/common/.mozilla/firefox"] {
+        if let Ok(rd) = std::fs::read_dir(home.join(base)) {
+            let mut profiles: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("cert9.db").exists())
+                .collect();
+            profiles.sort();
+            dbs.extend(profiles);
+        }
+    }
+    dbs
+}
+
+fn run(cmd: &mut std::process::Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{shown}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Installs the CA at `ca` into every target; one line per target saying
+/// what happened. `Err` when any target failed.
+pub fn trust(ca: &Path, targets: &TrustTargets) -> Result<Vec<String>, Vec<String>> {
+    let pem = std::fs::read_to_string(ca).map_err(|e| {
+        vec![format!(
+            "{}: {e} (start the daemon once with api.tls = true to create it)",
+            ca.display()
+        )]
+    })?;
+    if CertificateDer::from_pem_slice(pem.as_bytes()).is_err() {
+        return Err(vec![format!("{}: not a PEM certificate", ca.display())]);
+    }
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    if let Some(dir) = &targets.system_dir {
+        let dest = dir.join(CA_FILE_NAME);
+        let r = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&dest, &pem))
+            .map_err(|e| format!("{}: {e}", dest.display()))
+            .and_then(|()| match &targets.update_command {
+                Some(c) => run(&mut std::process::Command::new(c)),
+                None => Ok(()),
+            });
+        match r {
+            Ok(()) => done.push(format!("system store: {}", dest.display())),
+            Err(e) => failed.push(format!("system store: {e}")),
+        }
+    }
+    if !targets.nss_dbs.is_empty() {
+        let certutil_ok = std::process::Command::new("certutil")
+            .arg("-H")
+            .output()
+            .is_ok();
+        if !certutil_ok {
+            failed.push(
+                "NSS (Chromium, Firefox): certutil not found; install libnss3-tools and run again"
+                    .into(),
+            );
+        } else {
+            for db in &targets.nss_dbs {
+                match trust_nss(db, ca) {
+                    Ok(()) => done.push(format!("NSS database: {}", db.display())),
+                    Err(e) => failed.push(format!("NSS database {}: {e}", db.display())),
+                }
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(done)
+    } else {
+        failed.extend(done);
+        Err(failed)
+    }
+}
+
+fn trust_nss(db: &Path, ca: &Path) -> Result<(), String> {
+    let spec = format!("sql:{}", db.display());
+    if !db.join("cert9.db").exists() {
+        std::fs::create_dir_all(db).map_err(|e| e.to_string())?;
+        run(std::process::Command::new("certutil").args(["-N", "-d", &spec, "--empty-password"]))?;
+    }
+    // A CA from an earlier install goes first, so the name is unambiguous.
+    while run(std::process::Command::new("certutil").args(["-D", "-d", &spec, "-n", CA_NAME]))
+        .is_ok()
+    {}
+    let mut add = std::process::Command::new("certutil");
+    add.args(["-A", "-d", &spec, "-t", "C,,", "-n", CA_NAME, "-i"])
+        .arg(ca);
+    run(&mut add)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leaf_is_renewed_when_due_and_the_ca_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let now = OffsetDateTime::now_utc();
+        assert!(ensure_certs(dir.path(), 30, now).expect("create"));
+        let ca = std::fs::read_to_string(dir.path().join("ca.pem")).expect("ca");
+        let cert = std::fs::read_to_string(dir.path().join("cert.pem")).expect("cert");
+        assert!(
+            !ensure_certs(dir.path(), 30, now).expect("again"),
+            "not due yet"
+        );
+        // 340 days on, the 365-day leaf is within 30 days of expiry.
+        let later = now + TimeDelta::days(340);
+        assert!(ensure_certs(dir.path(), 30, later).expect("renew"));
+        assert_ne!(
+            std::fs::read_to_string(dir.path().join("cert.pem")).expect("c"),
+            cert
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ca.pem")).expect("c"),
+            ca
+        );
+        use std::os::unix::fs::PermissionsExt;
+        for k in ["ca.key", "key.pem"] {
+            let mode = std::fs::metadata(dir.path().join(k))
+                .expect("m")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{k} is private");
+        }
+        server_config(dir.path()).expect("rustls accepts the pair");
+    }
+}
