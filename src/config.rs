@@ -44,7 +44,7 @@ pub struct PlugConfig {
 
 /// `check` of a `dongle` device: the challenge-response behind `licensed`.
 /// Either `challenge` + `response` (a recorded exchange) or `hmac_key`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DongleCheck {
     /// Feature report id used both ways (default 0).
@@ -247,7 +247,7 @@ impl Default for LogConfig {
 }
 
 /// One `[[device]]` table. Keys that a driver does not use are rejected in validation.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub id: String,
@@ -314,7 +314,7 @@ impl DeviceConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsbMatch {
     pub vid: String,

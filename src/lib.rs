@@ -40,6 +40,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_reloadable(config, listener, shutdown, None).await
+}
+
+/// [`run`], taking new configs (already validated; `main` sends one per
+/// SIGHUP) and applying what can change live.
+pub async fn run_reloadable(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reload: Option<tokio::sync::mpsc::Receiver<Config>>,
+) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let metrics = Arc::new(metrics::Metrics::default());
     let bus = event::Bus::new(
@@ -59,7 +70,15 @@ pub async fn run(
     // After the devices, whose list holds the printers' /v1/devices entries;
     // nothing is served before both are up.
     let printers = print::Printers::start(&config, &devices, &bus, &tracker, &cancel)?;
-    let watched: Vec<Arc<device::Device>> = devices.iter().cloned().collect();
+    let watched = devices.clone();
+    if let Some(rx) = reload {
+        tracker.spawn(apply_reloads(
+            rx,
+            config.clone(),
+            devices.clone(),
+            cancel.clone(),
+        ));
+    }
     let api_cfg = config.api.clone();
     let serve_metrics = metrics.clone();
     let watched_bus = bus.clone();
@@ -205,7 +224,7 @@ fn start_uplink(
 /// wedged daemon is restarted instead of lingering half-alive.
 fn spawn_watchdog(
     bus: Arc<event::Bus>,
-    devices: Vec<Arc<device::Device>>,
+    devices: Arc<device::Devices>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) {
@@ -223,7 +242,7 @@ fn spawn_watchdog(
             }
             // Taking the bus lock proves publishing is not stuck.
             let _ = bus.latest_seq();
-            match devices.iter().find(|d| !d.supervised()) {
+            match devices.list().into_iter().find(|d| !d.supervised()) {
                 None => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                     complained = false;
@@ -236,4 +255,55 @@ fn spawn_watchdog(
             }
         }
     });
+}
+
+/// Applies each reloaded config: the device list live (streams, the outbox
+/// and every unchanged device carry on); for everything else it says what
+/// needs a restart instead of applying half of it.
+async fn apply_reloads(
+    mut rx: tokio::sync::mpsc::Receiver<Config>,
+    mut current: Config,
+    devices: Arc<device::Devices>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let new = tokio::select! {
+            _ = cancel.cancelled() => return,
+            c = rx.recv() => match c { Some(c) => c, None => return },
+        };
+        let mut restart = Vec::new();
+        // Compared by their Debug text: the sections are plain data.
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        for (name, changed) in [
+            ("store", differs(&current.store, &new.store)),
+            ("api", differs(&current.api, &new.api)),
+            ("storage", differs(&current.storage, &new.storage)),
+            ("events", differs(&current.events, &new.events)),
+            ("log", differs(&current.log, &new.log)),
+            ("uplink", differs(&current.uplink, &new.uplink)),
+        ] {
+            if changed {
+                restart.push(name);
+            }
+        }
+        match devices.reload(&new.devices).await {
+            Ok(r) => {
+                tracing::info!(
+                    added = ?r.added,
+                    removed = ?r.removed,
+                    changed = ?r.changed,
+                    "config reloaded (SIGHUP): devices applied"
+                );
+                if !r.kept.is_empty() {
+                    tracing::warn!(printers = ?r.kept, "printer changes need a restart (systemctl restart posbridge); kept as they were");
+                }
+            }
+            Err(e) => tracing::error!("config reload: devices not applied: {e:#}"),
+        }
+        if !restart.is_empty() {
+            tracing::warn!(sections = ?restart, "these sections changed and apply only after a restart (systemctl restart posbridge)");
+        }
+        current = new;
+    }
 }

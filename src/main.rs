@@ -332,7 +332,9 @@ fn run(path: &std::path::Path) -> ExitCode {
             .await
             .with_context(|| format!("api.listen: cannot listen on {addr}"))?;
         // run() says READY=1 once the devices are started too.
-        posbridge::run(config, listener, shutdown_signal()).await
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(reload_on_sighup(path.to_owned(), reload_tx));
+        posbridge::run_reloadable(config, listener, shutdown_signal(), Some(reload_rx)).await
     });
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     match result {
@@ -341,6 +343,39 @@ fn run(path: &std::path::Path) -> ExitCode {
             tracing::error!("{e:#}");
             eprintln!("posbridge: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGHUP: read the config again; a valid one is handed to the daemon, an
+/// invalid one is refused with every problem named and the running config kept.
+async fn reload_on_sighup(path: std::path::PathBuf, tx: tokio::sync::mpsc::Sender<Config>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; config changes need a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+        let loaded = {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || Config::load(&p)).await
+        };
+        match loaded {
+            Ok(Ok(c)) => {
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => {
+                for line in e.to_string().lines().filter(|l| !l.trim().is_empty()) {
+                    tracing::error!(
+                        "config reload refused, the running config is kept: {}",
+                        line.trim()
+                    );
+                }
+            }
+            Err(e) => tracing::error!("config reload failed: {e}"),
         }
     }
 }

@@ -31,7 +31,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub config: Config,
     pub bus: Arc<Bus>,
-    pub devices: Devices,
+    pub devices: Arc<Devices>,
     pub metrics: Arc<Metrics>,
     pub outbox: Arc<crate::uplink::outbox::Outbox>,
     pub uplink: Arc<crate::uplink::Uplink>,
@@ -163,7 +163,7 @@ fn page(html: &'static str) -> Response {
 
 async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
     let (mut connected, mut disconnected, mut errored) = (0, 0, 0);
-    for d in st.devices.iter() {
+    for d in st.devices.list() {
         match d.state() {
             DevState::Connected => connected += 1,
             DevState::Disconnected => disconnected += 1,
@@ -201,12 +201,13 @@ fn oldest_age_s(st: &AppState) -> u64 {
 }
 
 async fn list_devices(State(st): State<AppState>) -> Json<Vec<crate::device::DeviceView>> {
-    Json(st.devices.iter().map(|d| d.view()).collect())
+    Json(st.devices.list().iter().map(|d| d.view()).collect())
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
     let devs: Vec<(String, &'static str, u64)> = st
         .devices
+        .list()
         .iter()
         .map(|d| {
             let v = d.view();

@@ -8,7 +8,7 @@
 //! once instead of waiting out its backoff; the device keeps its id whatever
 //! path the node gets. Removal is noticed by the link itself (EOF/EIO).
 
-use super::Device;
+use super::Devices;
 use crate::config::DeviceConfig;
 use posbridge_drivers::catalog::Catalog;
 use posbridge_drivers::hotplug::{parse_uevent, Decision, Matcher, NodeKind, Target, MAX_UEVENT};
@@ -85,8 +85,10 @@ pub fn auto_devices(configured: &[DeviceConfig]) -> Result<Vec<DeviceConfig>, St
 
 /// Starts the monitor when any device is found by USB id. Failing to open
 /// the socket is logged, not fatal: devices still reattach by their backoff.
-pub fn start(devices: &[Arc<Device>], tracker: &TaskTracker, cancel: &CancellationToken) {
-    let configs: Vec<DeviceConfig> = devices.iter().map(|d| d.cfg.clone()).collect();
+/// Targets are the devices configured at start; devices a reload adds that
+/// are found by `match` retry by backoff (at most every 5 s) instead.
+pub fn start(devices: &Arc<Devices>, tracker: &TaskTracker, cancel: &CancellationToken) {
+    let configs: Vec<DeviceConfig> = devices.list().iter().map(|d| d.cfg.clone()).collect();
     let targets = targets(&configs);
     if targets.is_empty() {
         return;
@@ -109,7 +111,7 @@ pub fn start(devices: &[Arc<Device>], tracker: &TaskTracker, cancel: &Cancellati
     for (path, id) in crate::sysinfo::usb_devices(Path::new(SYS)) {
         matcher.add_usb(&path, id);
     }
-    let devices: Vec<Arc<Device>> = devices.to_vec();
+    let devices = devices.clone();
     let cancel = cancel.clone();
     tracker.spawn(async move {
         let mut buf = vec![0u8; MAX_UEVENT];
@@ -123,7 +125,7 @@ pub fn start(devices: &[Arc<Device>], tracker: &TaskTracker, cancel: &Cancellati
                         // A burst overflowed the socket: some events are lost.
                         // Wake every matched device so none waits out its backoff.
                         tracing::warn!("USB hotplug: uevents were lost (burst); rechecking every device");
-                        for d in &devices {
+                        for d in devices.list() {
                             if d.cfg.usb_match.is_some() {
                                 d.wake();
                             }
@@ -182,17 +184,17 @@ pub fn feed_prerequisites(
     None
 }
 
-fn act(d: &Decision, devices: &[Arc<Device>], told: &mut HashSet<(u16, u16)>) {
+fn act(d: &Decision, devices: &Devices, told: &mut HashSet<(u16, u16)>) {
     match d {
         Decision::Attach { device, node } => {
             tracing::info!(device = %device, node = %format!("/dev/{node}"), "USB hotplug: device plugged in");
-            if let Some(dev) = devices.iter().find(|x| &x.cfg.id == device) {
+            if let Some(dev) = devices.get(device) {
                 dev.wake();
             }
         }
         Decision::Detach { device, node } => {
             tracing::info!(device = %device, node = %format!("/dev/{node}"), "USB hotplug: device unplugged");
-            if let Some(dev) = devices.iter().find(|x| &x.cfg.id == device) {
+            if let Some(dev) = devices.get(device) {
                 // A presence-only link notices at its next check; wake it now.
                 dev.wake();
             }

@@ -78,6 +78,9 @@ pub struct Device {
     read_tx: mpsc::Sender<oneshot::Sender<ReadOutcome>>,
     /// Hotplug saw its node appear (or go): retry now, not after the backoff.
     wake: tokio::sync::Notify,
+    /// Ends this device's supervisor alone (config reload); a child of the daemon's.
+    stop: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Device {
@@ -195,10 +198,29 @@ impl Device {
     }
 }
 
-/// All configured devices.
+/// All configured devices. The list changes on a config reload (SIGHUP);
+/// handlers take a snapshot or look one device up, never hold the lock.
 pub struct Devices {
-    list: Vec<Arc<Device>>,
+    list: std::sync::RwLock<Vec<Arc<Device>>>,
+    bus: Arc<Bus>,
+    metrics: Arc<Metrics>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    origin: tokio::time::Instant,
 }
+
+/// What a reload changed, by device id.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// Changes that need a restart (printers run their own queue).
+    pub kept: Vec<String>,
+}
+
+/// How long a reload waits for a replaced device to let go of its port.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 impl Devices {
     /// Creates every device and spawns its supervisor on `tracker`.
@@ -208,63 +230,152 @@ impl Devices {
         metrics: &Arc<Metrics>,
         tracker: &TaskTracker,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<Devices> {
-        let origin = tokio::time::Instant::now();
+    ) -> anyhow::Result<Arc<Devices>> {
+        let devices = Arc::new(Devices {
+            list: std::sync::RwLock::new(Vec::new()),
+            bus: bus.clone(),
+            metrics: metrics.clone(),
+            tracker: tracker.clone(),
+            cancel: cancel.clone(),
+            origin: tokio::time::Instant::now(),
+        });
         let mut list = Vec::new();
         for cfg in configs {
-            let spec = registry::find(&cfg.driver).ok_or_else(|| {
-                anyhow::anyhow!("device {}: unknown driver {}", cfg.id, cfg.driver)
-            })?;
-            // Validation already built one; a failure here is a bug, reported not panicked.
-            let protocol = (spec.make)(cfg)
-                .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;
-            let (sim_tx, sim_rx) = if cfg.transport_name() == "sim" {
-                let (tx, rx) = mpsc::channel(64);
-                (Some(tx), Some(rx))
-            } else {
-                (None, None)
-            };
-            let (read_tx, read_rx) = mpsc::channel(4);
-            let dev = Arc::new(Device {
-                cfg: cfg.clone(),
-                status: Mutex::new(Status {
-                    state: State::Disconnected,
-                    last_error: None,
-                    last_event_at: None,
-                    events: 0,
-                }),
-                sim_tx,
-                read_tx,
-                wake: tokio::sync::Notify::new(),
-            });
-            if registry::SELF_RUN.contains(&cfg.driver.as_str()) {
-                // Listed and reported here; run by its own module (src/print).
-                list.push(dev);
-                continue;
-            }
-            let sup = Supervisor {
-                dev: dev.clone(),
-                bus: bus.clone(),
-                metrics: metrics.clone(),
-                protocol,
-                sim_rx,
-                read_rx,
-                origin,
-                cancel: cancel.clone(),
-            };
-            tracker.spawn(sup.run());
-            list.push(dev);
+            list.push(devices.spawn(cfg)?);
         }
-        hotplug::start(&list, tracker, cancel);
-        Ok(Devices { list })
+        *devices.write() = list;
+        hotplug::start(&devices, tracker, cancel);
+        Ok(devices)
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<Device>> {
-        self.list.iter().find(|d| d.cfg.id == id)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Device>>> {
+        self.list.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Device>> {
-        self.list.iter()
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Device>>> {
+        self.list.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Builds one device and starts its supervisor (printers are listed only).
+    fn spawn(&self, cfg: &DeviceConfig) -> anyhow::Result<Arc<Device>> {
+        let spec = registry::find(&cfg.driver)
+            .ok_or_else(|| anyhow::anyhow!("device {}: unknown driver {}", cfg.id, cfg.driver))?;
+        // Validation already built one; a failure here is a bug, reported not panicked.
+        let protocol = (spec.make)(cfg)
+            .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;
+        let (sim_tx, sim_rx) = if cfg.transport_name() == "sim" {
+            let (tx, rx) = mpsc::channel(64);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let (read_tx, read_rx) = mpsc::channel(4);
+        let stop = self.cancel.child_token();
+        let dev = Arc::new(Device {
+            cfg: cfg.clone(),
+            status: Mutex::new(Status {
+                state: State::Disconnected,
+                last_error: None,
+                last_event_at: None,
+                events: 0,
+            }),
+            sim_tx,
+            read_tx,
+            wake: tokio::sync::Notify::new(),
+            stop: stop.clone(),
+            task: Mutex::new(None),
+        });
+        if registry::SELF_RUN.contains(&cfg.driver.as_str()) {
+            // Listed and reported here; run by its own module (src/print).
+            return Ok(dev);
+        }
+        let sup = Supervisor {
+            dev: dev.clone(),
+            bus: self.bus.clone(),
+            metrics: self.metrics.clone(),
+            protocol,
+            sim_rx,
+            read_rx,
+            origin: self.origin,
+            cancel: stop,
+        };
+        let handle = self.tracker.spawn(sup.run());
+        *dev.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(dev)
+    }
+
+    /// Applies a new device list: removed devices stop, new ones start,
+    /// changed ones restart with their new settings; the rest, and every
+    /// stream client, carry on untouched. Configs were validated before.
+    pub async fn reload(&self, configs: &[DeviceConfig]) -> anyhow::Result<Reloaded> {
+        let mut r = Reloaded::default();
+        let old = self.list();
+        let mut next = Vec::with_capacity(configs.len());
+        let mut retire = Vec::new();
+        for cfg in configs {
+            match old.iter().find(|d| d.cfg.id == cfg.id) {
+                Some(d) if d.cfg == *cfg => next.push(d.clone()),
+                Some(d)
+                    if registry::SELF_RUN.contains(&d.cfg.driver.as_str())
+                        || registry::SELF_RUN.contains(&cfg.driver.as_str()) =>
+                {
+                    r.kept.push(cfg.id.clone());
+                    next.push(d.clone());
+                }
+                Some(d) => {
+                    r.changed.push(cfg.id.clone());
+                    retire.push(d.clone());
+                }
+                None if registry::SELF_RUN.contains(&cfg.driver.as_str()) => {
+                    r.kept.push(cfg.id.clone());
+                }
+                None => r.added.push(cfg.id.clone()),
+            }
+        }
+        for d in &old {
+            if !configs.iter().any(|c| c.id == d.cfg.id) {
+                if registry::SELF_RUN.contains(&d.cfg.driver.as_str()) {
+                    r.kept.push(d.cfg.id.clone());
+                    next.push(d.clone());
+                } else {
+                    r.removed.push(d.cfg.id.clone());
+                    retire.push(d.clone());
+                }
+            }
+        }
+        // Stop first, so a changed device's port is free before it reopens.
+        for d in &retire {
+            d.stop.cancel();
+            let handle = d.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(h) = handle {
+                if tokio::time::timeout(RELEASE_WAIT, h).await.is_err() {
+                    tracing::warn!(device = %d.cfg.id, "the old device task did not stop in time");
+                }
+            }
+        }
+        for cfg in configs {
+            if r.added.contains(&cfg.id) || r.changed.contains(&cfg.id) {
+                next.push(self.spawn(cfg)?);
+            }
+        }
+        // Keep the configured order for listings.
+        next.sort_by_key(|d| {
+            configs
+                .iter()
+                .position(|c| c.id == d.cfg.id)
+                .unwrap_or(usize::MAX)
+        });
+        *self.write() = next;
+        Ok(r)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Device>> {
+        self.read().iter().find(|d| d.cfg.id == id).cloned()
+    }
+
+    /// A snapshot of every device, in configured order.
+    pub fn list(&self) -> Vec<Arc<Device>> {
+        self.read().clone()
     }
 }
 

@@ -214,7 +214,7 @@ impl Printers {
                 opts,
                 wake: Notify::new(),
                 last: Mutex::new(None),
-                device: devices.get(&cfg.id).cloned(),
+                device: devices.get(&cfg.id),
             }));
         }
         for p in &list {

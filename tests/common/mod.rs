@@ -267,6 +267,18 @@ impl Binary {
         r.json().await.expect("json")
     }
 
+    /// Sends a signal (SIGHUP: reload the config).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+        }
+    }
+
+    /// What it has logged so far.
+    pub fn log_so_far(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// SIGTERM, wait for the exit, and return everything it logged.
     pub fn stop_and_log(mut self) -> String {
         if let Some(mut c) = self.child.take() {
