@@ -172,7 +172,9 @@ impl Pb {
         std::fs::write(
             &cfg,
             format!(
-                "[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndir = \"{}\"\n{extra}\n",
+                // 100 native clients (no Origin) share one per-origin bucket: raise the
+                // stream caps (defaults 128 / 16) so the figures measure delivery, not refusal.
+                "[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nmax_streams = 512\nmax_streams_per_origin = 512\n[storage]\ndir = \"{}\"\n{extra}\n",
                 state.display()
             ),
         )
