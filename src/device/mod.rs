@@ -45,6 +45,8 @@ impl State {
 
 #[derive(Clone, Debug)]
 struct Status {
+    /// The node a device found by USB id was opened at (it can change per plug-in).
+    node: Option<String>,
     state: State,
     last_error: Option<String>,
     last_event_at: Option<OffsetDateTime>,
@@ -103,14 +105,22 @@ impl Device {
         self.status().state
     }
 
+    fn path_or(&self, node: Option<String>) -> Option<String> {
+        self.cfg
+            .path
+            .clone()
+            .or_else(|| self.cfg.address.clone())
+            .or(node)
+    }
+
     pub fn view(&self) -> DeviceView {
         let s = self.status().clone();
         DeviceView {
             id: self.cfg.id.clone(),
             driver: self.cfg.driver.clone(),
             transport: self.cfg.transport_name().to_owned(),
-            // A network device has an address instead.
-            path: self.cfg.path.clone().or_else(|| self.cfg.address.clone()),
+            // A network device has an address instead; one found by USB id, its node.
+            path: self.path_or(s.node.clone()),
             state: s.state,
             last_error: s.last_error,
             last_event_at: s.last_event_at.map(rfc3339_ms),
@@ -274,6 +284,7 @@ impl Devices {
         let dev = Arc::new(Device {
             cfg: cfg.clone(),
             status: Mutex::new(Status {
+                node: None,
                 state: State::Disconnected,
                 last_error: None,
                 last_event_at: None,
@@ -393,10 +404,11 @@ struct Supervisor {
 /// Publishes a lifecycle event built from the device's driver, transport and path.
 fn lifecycle(dev: &Device, bus: &Bus, make: impl FnOnce(String, String, Option<String>) -> Event) {
     let c = &dev.cfg;
+    let node = dev.status().node.clone();
     let ev = make(
         c.driver.clone(),
         c.transport_name().to_owned(),
-        c.path.clone().or_else(|| c.address.clone()),
+        dev.path_or(node),
     );
     bus.publish(Some(&c.id), &ev);
 }
@@ -447,6 +459,9 @@ impl Supervisor {
                 }
                 Ok(link) => {
                     last_open_error = None;
+                    if self.dev.cfg.usb_match.is_some() {
+                        self.dev.status().node = link.node();
+                    }
                     tracing::info!(device = %id, driver = %self.dev.cfg.driver, "device attached");
                     set_state(&self.dev, State::Connected, None);
                     lifecycle(&self.dev, &self.bus, |driver, transport, path| {

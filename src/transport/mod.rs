@@ -82,6 +82,15 @@ pub enum Link<'a> {
 }
 
 impl Link<'_> {
+    /// The device node this link opened, where the OS names one (serial).
+    pub fn node(&self) -> Option<String> {
+        use tokio_serial::SerialPort;
+        match self {
+            Link::Serial(s) => s.name(),
+            _ => None,
+        }
+    }
+
     /// Reads the next chunk; `None` at end of stream (the device went away).
     pub async fn read_chunk(&mut self, buf: &mut [u8]) -> io::Result<Option<Chunk>> {
         match self {
