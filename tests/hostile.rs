@@ -545,3 +545,47 @@ async fn path_traversal_reaches_no_file() {
     close(ws).await;
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_frees_its_slot_and_cannot_hold_up_shutdown() {
+    let d = Daemon::start(&sim_config("max_connections = 4\nheader_timeout_ms = 500")).await;
+    let mut ws = d.ws("/v1/events").await;
+    let port = d.addr.port();
+    // Every slot taken by a POST whose body stops after a few bytes.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(d.addr).await.expect("connect");
+        s.write_all(
+            format!("POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{{\"id\":").as_bytes(),
+        )
+        .await
+        .expect("w");
+        stalled.push(s);
+    }
+    // Within the stall timeout (and slack) the slots are free again.
+    let t = Instant::now();
+    loop {
+        let r = d.http.get(d.url("/v1/health")).send().await;
+        if matches!(&r, Ok(r) if r.status() == 200) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "slots never freed: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    still_serving(&d, &mut ws, "BODY-OK").await;
+    // A fresh stalled body, then a stop: the daemon does not wait for it.
+    let mut s = TcpStream::connect(d.addr).await.expect("connect");
+    s.write_all(
+        format!("POST /v1/transactions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-length: 100000\r\n\r\n{{").as_bytes(),
+    )
+    .await
+    .expect("w");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    close(ws).await;
+    let took = d.stop().await;
+    assert!(took < Duration::from_secs(8), "stopped in {took:?}");
+    drop(stalled);
+}

@@ -67,6 +67,7 @@ const DEFAULT_POLL_MS: u64 = 25_000;
 const MAX_POLL_EVENTS: usize = 1000;
 
 pub fn router(state: AppState) -> Router {
+    let body_stall = Duration::from_millis(state.config.api.header_timeout_ms);
     let scoped = |scope: Scope, r: Router<AppState>| {
         let st = state.clone();
         r.route_layer(from_fn(move |req, next: Next| {
@@ -123,8 +124,35 @@ pub fn router(state: AppState) -> Router {
         .merge(print)
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), guard::guard))
+        .layer(from_fn(request_deadline))
+        // A body that stops arriving frees its connection (slow-body attack);
+        // the same patience as for headers (api.header_timeout_ms).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_stall,
+        ))
         .layer(from_fn(error::json_errors))
         .with_state(state)
+}
+
+/// Longest any request may take, except the event stream (long-poll waits
+/// at most 60 s, a member lookup at most `lookup_timeout_ms` ≤ 60 s).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(75);
+
+/// Bounds every request (a body dribbled just fast enough included)
+/// so no client holds a connection slot for ever.
+async fn request_deadline(req: axum::extract::Request, next: Next) -> Response {
+    if req.uri().path() == "/v1/events" {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request took longer than {REQUEST_DEADLINE:?}"),
+        )
+        .into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

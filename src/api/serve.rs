@@ -95,7 +95,14 @@ pub async fn serve(
     }
     stop.cancel();
     conns.close();
-    conns.wait().await;
+    // Graceful, but bounded: a request that never finishes must not keep the
+    // daemon from stopping (systemd would SIGKILL it, skipping the clean exit).
+    if tokio::time::timeout(Duration::from_secs(5), conns.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within 5 s; closing them");
+    }
     Ok(())
 }
 
