@@ -27,7 +27,7 @@ const LEAF_DAYS: i64 = 365;
 pub const CA_NAME: &str = "posbridge local CA";
 pub const CA_FILE_NAME: &str = "posbridge-local-ca.crt";
 
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Clone, Serialize, Deserialize, Default)]
 struct Meta {
     /// The CA's common name, unique per install; the leaf's issuer must match it.
     ca_cn: String,
@@ -202,6 +202,15 @@ fn ensure_certs(dir: &Path, renew_days: u64, now: OffsetDateTime) -> Result<bool
     let cert = leaf
         .signed_by(&key, &issuer)
         .map_err(|e| format!("signing the server certificate: {e}"))?;
+    // Key and certificate are two files: mark the leaf invalid first, so a
+    // crash between the two writes means "issue again" at the next start,
+    // never a key that does not match its certificate.
+    let invalid = Meta {
+        leaf_not_after: 0,
+        ..meta.clone()
+    };
+    let text = serde_json::to_string(&invalid).map_err(|e| format!("state.json: {e}"))?;
+    write(dir, "state.json", &text, false)?;
     write(dir, "key.pem", &key.serialize_pem(), true)?;
     write(dir, "cert.pem", &cert.pem(), false)?;
     let meta = Meta {

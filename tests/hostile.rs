@@ -589,3 +589,30 @@ async fn a_body_that_never_arrives_frees_its_slot_and_cannot_hold_up_shutdown() 
     assert!(took < Duration::from_secs(8), "stopped in {took:?}");
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_stream_is_closed_when_its_token_expires() {
+    // A token valid for two more seconds opens a stream; the stream ends with it.
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let d = Daemon::start(&sim_config(&format!(
+        "[[api.tokens]]\nname = \"shift\"\ntoken = \"shift-token-0123456789ab\"\nscopes = [\"events\", \"idcard\"]\nexpires = \"{soon}\"\n"
+    )))
+    .await;
+    let mut ws = d.ws("/v1/events?token=shift-token-0123456789ab").await;
+    let t = Instant::now();
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(6), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => break Some(f),
+            Ok(Some(Ok(_))) => continue,
+            _ => break None,
+        }
+    };
+    let f = code.expect("a close frame when the token expired");
+    assert_eq!(u16::from(f.code), 4001, "{f:?}");
+    assert!(f.reason.contains("token_expired"));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    d.stop().await;
+}

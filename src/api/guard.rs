@@ -15,6 +15,10 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Grant(u8);
 
+/// The presented token's expiry (Unix seconds), for streams that outlive a request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokenExpiry(pub Option<i64>);
+
 impl Grant {
     fn with(self, s: Scope) -> Grant {
         Grant(self.0 | 1 << s as u8)
@@ -160,6 +164,15 @@ impl Guard {
 
     fn origin_ok(&self, origin: &str) -> bool {
         self.origins.contains(&origin.to_ascii_lowercase())
+    }
+
+    /// When the presented token stops being valid (Unix seconds), if it does.
+    fn expiry(&self, presented: Option<&str>) -> Option<i64> {
+        let p = presented?;
+        self.tokens
+            .iter()
+            .find(|t| ct_eq(&t.secret, p.as_bytes()))
+            .and_then(|t| t.expires)
     }
 
     /// The grant for a presented token; `Err` when a token is presented but
@@ -353,6 +366,9 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         }
     };
     req.extensions_mut().insert(grant);
+    // A stream outliving its token is closed when the token expires (ws.rs).
+    req.extensions_mut()
+        .insert(TokenExpiry(g.expiry(presented.as_deref())));
     let mut resp = next.run(req).await;
     if let Some(o) = &origin {
         cors_headers(resp.headers_mut(), o);

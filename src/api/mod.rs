@@ -392,6 +392,7 @@ impl StreamQuery {
 async fn events_stream(
     State(st): State<AppState>,
     Extension(grant): Extension<Grant>,
+    expiry: Option<Extension<guard::TokenExpiry>>,
     Query(q): Query<StreamQuery>,
     headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
@@ -427,7 +428,8 @@ async fn events_stream(
     Ok(ws
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
-                ws::stream(socket, sub, idcard, st).await;
+                let until = expiry.and_then(|Extension(e)| e.0);
+                ws::stream(socket, sub, idcard, until, st).await;
                 drop(slot);
             })
         })

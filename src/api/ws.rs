@@ -16,7 +16,24 @@ pub const CLOSE_TRY_AGAIN: u16 = 1013;
 /// How long a close frame may take to get through to a stalled client.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn stream(socket: WebSocket, mut sub: Subscription, idcard: bool, state: AppState) {
+/// Close code for a stream whose token expired while it was open.
+const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
+/// Streams events to one client until it goes, falls behind, the daemon
+/// stops, or its token expires (`expires`: Unix seconds).
+pub async fn stream(
+    socket: WebSocket,
+    mut sub: Subscription,
+    idcard: bool,
+    expires: Option<i64>,
+    state: AppState,
+) {
+    // The token's expiry as a deadline on the monotonic clock.
+    let expiry = expires.map(|e| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let left = u64::try_from(e.saturating_sub(now)).unwrap_or(0);
+        tokio::time::Instant::now() + Duration::from_secs(left)
+    });
     let stall = Duration::from_millis(state.config.events.stall_timeout_ms);
     let ping_every = Duration::from_secs(state.config.events.ping_interval_s);
     let cancel = state.cancel.clone();
@@ -53,6 +70,14 @@ pub async fn stream(socket: WebSocket, mut sub: Subscription, idcard: bool, stat
             _ = sub.overflow.cancelled() => {
                 tracing::info!("stream client fell behind; closing with 4008");
                 return close(sink, CLOSE_TOO_SLOW, "client too slow; reconnect with since").await;
+            }
+            _ = async {
+                match expiry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                return close(sink, CLOSE_TOKEN_EXPIRED, "token_expired: the token has expired; reconnect with a new one").await;
             }
             next = sub.rx.recv() => {
                 let Some(p) = next else { return };

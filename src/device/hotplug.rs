@@ -163,7 +163,9 @@ pub fn feed_prerequisites(
     sys: &Path,
 ) -> Option<String> {
     let dir: PathBuf = sys.join(ev.devpath.trim_start_matches('/'));
-    if ev.action != "add" && ev.action != "bind" {
+    // `change` too: udevadm trigger re-announces devices, and the matcher
+    // would otherwise forget their serial numbers.
+    if !matches!(ev.action.as_str(), "add" | "bind" | "change") {
         return None;
     }
     if NodeKind::of(ev) == Some(NodeKind::UsbDevice) {

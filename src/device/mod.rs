@@ -94,7 +94,10 @@ impl Device {
     /// Its supervisor task is still running (devices run by their own module,
     /// like printers, count as supervised).
     pub fn supervised(&self) -> bool {
-        registry::SELF_RUN.contains(&self.cfg.driver.as_str()) || !self.read_tx.is_closed()
+        // A device being retired by a reload is not a dead task.
+        registry::SELF_RUN.contains(&self.cfg.driver.as_str())
+            || self.stop.is_cancelled()
+            || !self.read_tx.is_closed()
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -366,7 +369,12 @@ impl Devices {
         }
         for cfg in configs {
             if r.added.contains(&cfg.id) || r.changed.contains(&cfg.id) {
-                next.push(self.spawn(cfg)?);
+                // Validated before, so this does not fail; if it does, the rest
+                // of the reload still applies and the list stays consistent.
+                match self.spawn(cfg) {
+                    Ok(d) => next.push(d),
+                    Err(e) => tracing::error!("config reload: {e:#}"),
+                }
             }
         }
         // Keep the configured order for listings.

@@ -189,8 +189,14 @@ pub async fn open<'a>(
             let resolved;
             let cfg = match (&cfg.path, &cfg.usb_match) {
                 (None, Some(m)) => {
+                    // A sysfs walk: off the async workers.
+                    let m = m.clone();
+                    let found =
+                        tokio::task::spawn_blocking(move || find_by_usb_id(&m, NodeKind::Tty))
+                            .await
+                            .map_err(|e| format!("device lookup task failed: {e}"))??;
                     resolved = DeviceConfig {
-                        path: Some(find_by_usb_id(m, NodeKind::Tty)?),
+                        path: Some(found),
                         ..cfg.clone()
                     };
                     &resolved
