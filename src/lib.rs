@@ -10,6 +10,7 @@ pub mod device;
 pub mod event;
 pub mod metrics;
 pub mod print;
+pub mod storage;
 pub mod sysinfo;
 pub mod tls;
 pub mod transport;

@@ -10,8 +10,8 @@
 //! Volume is a few receipts a minute, so one connection behind a mutex,
 //! used from blocking tasks, is enough (the outbox's group commit is not).
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use std::path::{Path, PathBuf};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
@@ -95,150 +95,25 @@ fn now_rfc3339() -> String {
     crate::event::rfc3339_ms(OffsetDateTime::now_utc())
 }
 
-fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    // First, so a passing lock (a backup reading the file) is waited out.
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
-    // WAL + FULL: a commit is on disk when it returns, power cut or not.
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "FULL")?;
-    Ok(c)
-}
-
-enum OpenFailure {
-    Damaged(String),
-    Other(String),
-}
-
-fn open_healthy(path: &Path) -> Result<Connection, OpenFailure> {
-    let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            OpenFailure::Damaged(e.to_string())
-        }
-        _ => OpenFailure::Other(format!("print queue {}: {e}", path.display())),
-    };
-    let c = open_conn(path).map_err(classify)?;
-    let ok: String = c
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(classify)?;
-    if ok != "ok" {
-        return Err(OpenFailure::Damaged(format!("integrity check: {ok}")));
-    }
-    c.execute_batch(SCHEMA).map_err(classify)?;
-    Ok(c)
-}
-
-/// Opens the store the way the outbox does: a file SQLite calls damaged is
-/// set aside with its WAL and what can be read is copied into a fresh one;
-/// any other failure (locked, read-only, disk full) names the file and stops
-/// the start, because setting a healthy store aside would hide jobs.
-fn open_checked(path: &Path) -> Result<(Connection, Option<String>), String> {
-    let why = match open_healthy(path) {
-        Ok(c) => return Ok((c, None)),
-        Err(OpenFailure::Other(e)) => return Err(e),
-        Err(OpenFailure::Damaged(why)) => why,
-    };
-    let now = OffsetDateTime::now_utc();
-    let aside = PathBuf::from(format!(
-        "{}.corrupt-{}-{}",
-        path.display(),
-        now.unix_timestamp(),
-        std::process::id()
-    ));
-    if aside.exists() {
-        return Err(format!(
-            "print queue {} is damaged ({why}) and {} already exists; move one away",
-            path.display(),
-            aside.display()
-        ));
-    }
-    std::fs::rename(path, &aside).map_err(|e| {
-        format!(
-            "print queue {} is damaged ({why}) and cannot be moved aside: {e}",
-            path.display()
-        )
-    })?;
-    for side in ["-wal", "-shm"] {
-        let from = PathBuf::from(format!("{}{side}", path.display()));
-        if from.exists() {
-            let _ = std::fs::rename(&from, format!("{}{side}", aside.display()));
-        }
-    }
-    let c = open_conn(path)
-        .and_then(|c| c.execute_batch(SCHEMA).map(|_| c))
-        .map_err(|e| format!("cannot create the print queue at {}: {e}", path.display()))?;
-    let salvaged = salvage(&aside, &c);
-    let problem = format!(
-        "print queue {} was damaged ({why}); moved to {} and started anew; {salvaged} job(s) recovered from it",
-        path.display(),
-        aside.display()
-    );
-    tracing::error!("{problem}");
-    Ok((c, Some(problem)))
-}
-
-/// Copies every readable row of a damaged store into the new one, in order.
-fn salvage(damaged: &Path, into: &Connection) -> usize {
-    // Read-write, so SQLite replays the WAL that was moved beside it.
-    let Ok(old) = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_WRITE) else {
-        return 0;
-    };
-    let Ok(mut stmt) = old.prepare(
-        "SELECT id, printer, kind, bytes, state, reason, attempts, created_at, printed_at, finished_at FROM job ORDER BY seq",
-    ) else {
-        return 0;
-    };
-    type Row = (
-        String,
-        String,
-        String,
-        Vec<u8>,
-        String,
-        Option<String>,
-        i64,
-        String,
-        Option<String>,
-        Option<String>,
-    );
-    let Ok(rows) = stmt.query_map([], |r| -> rusqlite::Result<Row> {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-            r.get(8)?,
-            r.get(9)?,
-        ))
-    }) else {
-        return 0;
-    };
-    let mut n = 0;
-    // A corrupt page ends the scan; everything before it is kept.
-    for (id, printer, kind, bytes, state, reason, attempts, created, printed, finished) in
-        rows.map_while(Result::ok)
-    {
-        if into
-            .execute(
-                "INSERT OR IGNORE INTO job (id, printer, kind, bytes, state, reason, attempts, created_at, printed_at, finished_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![id, printer, kind, bytes, state, reason, attempts, created, printed, finished],
-            )
-            .is_ok()
-        {
-            n += 1;
-        }
-    }
-    n
-}
+/// How the print queue opens, and what is salvaged from a damaged file.
+const STORE: crate::storage::Store<'static> = crate::storage::Store {
+    what: "print queue",
+    rows: "job(s)",
+    schema: SCHEMA,
+    table: "job",
+    columns: &[
+        "id",
+        "printer",
+        "kind",
+        "bytes",
+        "state",
+        "reason",
+        "attempts",
+        "created_at",
+        "printed_at",
+        "finished_at",
+    ],
+};
 
 fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<JobView>> {
     c.query_row(
@@ -268,7 +143,7 @@ impl JobStore {
     pub fn open(dir: &Path) -> Result<(Arc<JobStore>, usize), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("storage.dir {}: {e}", dir.display()))?;
         let path = dir.join("print.db");
-        let (conn, start_problem) = open_checked(&path)?;
+        let (conn, start_problem) = STORE.open_checked(&path)?;
         let interrupted = conn
             .execute(
                 "UPDATE job SET state = 'queued', reason = NULL WHERE state = 'printing'",

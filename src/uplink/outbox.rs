@@ -6,8 +6,8 @@
 //! group — so concurrent posts do not each pay for a sync (group commit).
 //! Reads use their own connection, which WAL lets run beside the writer.
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use std::path::{Path, PathBuf};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
@@ -134,144 +134,14 @@ fn now_rfc3339() -> String {
     crate::event::rfc3339_ms(OffsetDateTime::now_utc())
 }
 
-fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    // First, so a passing lock (a backup reading the file) is waited out.
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
-    // WAL + FULL: a commit is on disk when it returns, power cut or not.
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "FULL")?;
-    Ok(c)
-}
-
-/// Whether SQLite says the file itself is damaged (as opposed to busy,
-/// read-only, missing permissions or a full disk, which IT must fix).
-fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-    )
-}
-
-enum OpenFailure {
-    Damaged(String),
-    Other(String),
-}
-
-fn open_healthy(path: &Path) -> Result<Connection, OpenFailure> {
-    let classify = |e: rusqlite::Error| {
-        if is_corruption(&e) {
-            OpenFailure::Damaged(e.to_string())
-        } else {
-            OpenFailure::Other(format!("outbox {}: {e}", path.display()))
-        }
-    };
-    let c = open_conn(path).map_err(classify)?;
-    let ok: String = c
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(classify)?;
-    if ok != "ok" {
-        return Err(OpenFailure::Damaged(format!("integrity check: {ok}")));
-    }
-    c.execute_batch(SCHEMA).map_err(classify)?;
-    Ok(c)
-}
-
-/// Opens the store. A store SQLite reports as damaged is set aside (with its
-/// WAL, under names SQLite still pairs up), what can be read from it is
-/// copied into a fresh one, and the problem is reported — the daemon never
-/// crash-loops on its own files. Any other failure (locked, read-only, disk
-/// full) is an error that names the file: setting a healthy store aside over a
-/// passing lock would hide transactions.
-fn open_checked(path: &Path) -> Result<(Connection, Option<String>), String> {
-    let why = match open_healthy(path) {
-        Ok(c) => return Ok((c, None)),
-        Err(OpenFailure::Other(e)) => return Err(e),
-        Err(OpenFailure::Damaged(why)) => why,
-    };
-    let now = OffsetDateTime::now_utc();
-    let aside = PathBuf::from(format!(
-        "{}.corrupt-{}-{}",
-        path.display(),
-        now.unix_timestamp(),
-        std::process::id()
-    ));
-    if aside.exists() {
-        return Err(format!(
-            "outbox {} is damaged ({why}) and {} already exists; move one away",
-            path.display(),
-            aside.display()
-        ));
-    }
-    std::fs::rename(path, &aside).map_err(|e| {
-        format!(
-            "outbox {} is damaged ({why}) and cannot be moved aside: {e}",
-            path.display()
-        )
-    })?;
-    for side in ["-wal", "-shm"] {
-        let from = PathBuf::from(format!("{}{side}", path.display()));
-        if from.exists() {
-            let _ = std::fs::rename(&from, format!("{}{side}", aside.display()));
-        }
-    }
-    let c = open_conn(path)
-        .and_then(|c| c.execute_batch(SCHEMA).map(|_| c))
-        .map_err(|e| format!("cannot create the outbox at {}: {e}", path.display()))?;
-    let salvaged = salvage(&aside, &c);
-    let problem = format!(
-        "outbox {} was damaged ({why}); moved to {} and started anew; {salvaged} transaction(s) recovered from it",
-        path.display(),
-        aside.display()
-    );
-    tracing::error!("{problem}");
-    Ok((c, Some(problem)))
-}
-
-/// Copies every readable pending row of a damaged store into the new one.
-fn salvage(damaged: &Path, into: &Connection) -> usize {
-    // Read-write, so SQLite replays the WAL that was moved beside it.
-    let Ok(old) = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_WRITE) else {
-        return 0;
-    };
-    let Ok(mut stmt) =
-        old.prepare("SELECT id, body, state, attempts, queued_at, sent_at FROM tx ORDER BY seq")
-    else {
-        return 0;
-    };
-    let Ok(rows) = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-        ))
-    }) else {
-        return 0;
-    };
-    let mut n = 0;
-    // A corrupt page ends the scan; everything before it is kept.
-    for row in rows.map_while(Result::ok) {
-        let (id, body, state, attempts, queued_at, sent_at) = row;
-        if into
-            .execute(
-                "INSERT OR IGNORE INTO tx (id, body, state, attempts, queued_at, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, body, state, attempts, queued_at, sent_at],
-            )
-            .is_ok()
-        {
-            n += 1;
-        }
-    }
-    n
-}
+/// How the outbox opens, and what is salvaged from a damaged file.
+const STORE: crate::storage::Store<'static> = crate::storage::Store {
+    what: "outbox",
+    rows: "transaction(s)",
+    schema: SCHEMA,
+    table: "tx",
+    columns: &["id", "body", "state", "attempts", "queued_at", "sent_at"],
+};
 
 impl Outbox {
     /// Opens (or creates) `dir/outbox.db` and starts the writer thread.
@@ -284,8 +154,9 @@ impl Outbox {
     ) -> Result<Arc<Outbox>, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("storage.dir {}: {e}", dir.display()))?;
         let path = dir.join("outbox.db");
-        let (conn, start_problem) = open_checked(&path)?;
-        let reader = open_conn(&path).map_err(|e| format!("outbox {}: {e}", path.display()))?;
+        let (conn, start_problem) = STORE.open_checked(&path)?;
+        let reader = crate::storage::open_conn(&path)
+            .map_err(|e| format!("outbox {}: {e}", path.display()))?;
         let stats = Arc::new(Stats::default());
         let pending: i64 = conn
             .query_row(
