@@ -205,15 +205,7 @@ async fn an_fsk_frame_is_looked_up_at_hq_and_an_hq_that_never_answers_gives_none
     assert_eq!(popup["data"]["source"], "none");
     assert!(popup["data"]["member"].is_null());
     assert!(popup["data"]["took_ms"].as_u64() >= Some(400), "{popup}");
-    let metrics = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("posbridge_member_lookups_timed_out_total 1"),
         "{metrics}"

@@ -316,15 +316,7 @@ async fn a_stream_flood_is_bounded_per_origin_and_overall_with_a_clear_close() {
     // 6 open: the overall cap.
     let why = refused(d.ws("/v1/events").await).await;
     assert!(why.contains("max_streams"), "{why}");
-    let metrics = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("posbridge_http_limited_total 2"),
         "{metrics}"

@@ -582,15 +582,7 @@ async fn a_file_printer_appends_each_job() {
     let devs = d.get_json("/v1/devices").await;
     assert_eq!(devs[0]["state"], "connected", "{devs}");
     assert_eq!(devs[0]["transport"], "file");
-    let metrics = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("posbridge_print_jobs_printed_total 2"),
         "{metrics}"

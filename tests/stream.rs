@@ -192,15 +192,7 @@ async fn a_stalled_client_is_closed_with_4008_while_a_healthy_one_gets_everythin
         seen < total,
         "the stalled client was cut off, not fed everything"
     );
-    let metrics = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("posbridge_ws_clients_cut_off_total"),
         "{metrics}"
@@ -277,15 +269,7 @@ async fn devices_health_and_metrics_describe_the_daemon() {
     assert_eq!(h["status"], "ok");
     assert_eq!(h["devices"]["connected"].as_u64(), Some(2));
     assert_eq!(h["uplink"]["connected"], false);
-    let m = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let m = d.metrics().await;
     assert!(
         m.contains("posbridge_events_total{type=\"code.scanned\"} 1"),
         "{m}"

@@ -123,8 +123,7 @@ async fn relays_in_seq_order_marks_sent_and_says_online_then_offline() {
     assert_eq!(up["broker_acked_total"], n as u64);
     let health = d.get_json("/v1/health").await;
     assert_eq!(health["uplink"]["connected"], true);
-    let metrics = d.http.get(d.url("/metrics")).send().await.expect("metrics");
-    let text = metrics.text().await.expect("text");
+    let text = d.metrics().await;
     assert!(text.contains("posbridge_uplink_connected 1"), "{text}");
     assert!(text.contains(&format!("posbridge_uplink_broker_acked_total {n}")));
 
@@ -606,15 +605,7 @@ async fn members_pushed_by_hq_are_cached_and_lookups_go_to_hq_with_a_timeout() {
     hq.publish(&format!("{PREFIX}/members"), json!({"op": "explode"}))
         .await;
     until("bad downlink counted", WAIT, || async {
-        let m = d
-            .http
-            .get(d.url("/metrics"))
-            .send()
-            .await
-            .expect("m")
-            .text()
-            .await
-            .expect("t");
+        let m = d.metrics().await;
         m.contains("posbridge_uplink_bad_downlink_total 1")
     })
     .await;
@@ -758,15 +749,7 @@ async fn malformed_and_oversized_downlink_is_counted_and_harms_nothing() {
     .await;
     let up = d.get_json("/v1/uplink").await;
     assert_eq!(up["members_cached"], 20_001, "{up}");
-    let metrics = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("posbridge_uplink_bad_downlink_total 6"),
         "every bad message counted once:\n{metrics}"

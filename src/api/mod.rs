@@ -247,6 +247,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let backlog = st.outbox.backlog_len();
     use std::sync::atomic::Ordering::Relaxed;
     let r = &st.uplink.status;
+    let (printed, failed) = st.printers.totals();
     let series = [
         (
             "posbridge_outbox_backlog",
@@ -332,16 +333,27 @@ async fn metrics(State(st): State<AppState>) -> Response {
             "Member lookups HQ did not answer in time.",
             r.lookups_timed_out.load(Relaxed),
         ),
+        (
+            "posbridge_print_jobs_printed_total",
+            "counter",
+            "Print jobs sent in full to their printer.",
+            printed,
+        ),
+        (
+            "posbridge_print_jobs_failed_total",
+            "counter",
+            "Print jobs given up on.",
+            failed,
+        ),
     ];
     for (name, kind, help, v) in series {
         text.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
         ));
     }
-    let (printed, failed) = st.printers.totals();
-    text.push_str(&format!(
-        "# HELP posbridge_print_jobs_printed_total Print jobs sent in full to their printer.\n# TYPE posbridge_print_jobs_printed_total counter\nposbridge_print_jobs_printed_total {printed}\n# HELP posbridge_print_jobs_failed_total Print jobs given up on.\n# TYPE posbridge_print_jobs_failed_total counter\nposbridge_print_jobs_failed_total {failed}\n# HELP posbridge_print_jobs_waiting Jobs queued or held, per printer.\n# TYPE posbridge_print_jobs_waiting gauge\n"
-    ));
+    text.push_str(
+        "# HELP posbridge_print_jobs_waiting Jobs queued or held, per printer.\n# TYPE posbridge_print_jobs_waiting gauge\n",
+    );
     for p in st.printers.iter() {
         let n = st.printers.waiting(&p.id).await.unwrap_or(0);
         text.push_str(&format!(

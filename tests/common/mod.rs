@@ -80,6 +80,18 @@ impl Daemon {
         );
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))
