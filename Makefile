@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 10
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/debug/posbridge
 
-.PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke bench deb clean
+.PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke prune-debug bench deb clean
 
 ## Build and start a demo daemon: simulated devices, no hardware, no HQ.
 run:
@@ -25,7 +25,8 @@ release:
 	$(CARGO) build --locked --release
 
 ## Install what the tests need (apt packages as root or via sudo; npm modules), then run every test.
-test: deps lint unit test-browser fuzz-smoke
+## On CI (CI set) each stage's build is deleted once it has run: CI machines have little disk.
+test: deps lint unit test-browser $(if $(CI),prune-debug) fuzz-smoke
 
 deps:
 	bash scripts/install-test-deps.sh
@@ -44,7 +45,10 @@ test-browser:
 
 ## Each fuzz target for a short run over its corpus of real frames (CI); `make fuzz` runs longer.
 fuzz-smoke:
-	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_PRUNE=$(if $(CI),1) bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+prune-debug:
+	rm -rf $(TARGET_DIR)/debug
 
 fuzz:
 	bash scripts/fuzz.sh 600

@@ -2,9 +2,8 @@
 //! FSK frames), members pushed by HQ over a real mosquitto, lookups HQ
 //! answers or ignores, the call log, and the popup event.
 
-mod common;
-use common::mqtt::{Broker, Hq};
-use common::*;
+use crate::common::mqtt::{Broker, Hq};
+use crate::common::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::Duration;

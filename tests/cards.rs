@@ -2,8 +2,7 @@
 //! pty pairs to a real WebSocket client, and the payment-card guard checked
 //! on the wire, in the event buffer and in the daemon's logs.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! The always-on guards: Host, Origin (HTTP and WebSocket), CORS and PNA
 //! preflight, token scopes — against the real daemon.
 
-mod common;
-use common::*;
+use crate::common::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 

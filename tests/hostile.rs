@@ -5,8 +5,7 @@
 //! (Plain forged Hosts, foreign Origins and missing/wrong tokens are in
 //! tests/guards.rs; this file covers what they do not.)
 
-mod common;
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

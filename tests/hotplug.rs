@@ -6,8 +6,6 @@
 //! kernel; `[devices] auto`, serial `match` and dongle config; and a dongle's
 //! recorded challenge-response through a running daemon.
 
-mod common;
-
 use posbridge::device::hotplug::{auto_devices, feed_prerequisites, targets};
 use posbridge_drivers::hotplug::{parse_uevent, Decision, Matcher};
 use std::path::Path;
@@ -307,7 +305,7 @@ check = { hmac_key = "000102030405060708090a0b0c0d0e0f", response_len = 8 }
 
 #[tokio::test]
 async fn a_dongle_answers_its_recorded_challenge_through_the_daemon() {
-    let d = common::Daemon::start(
+    let d = crate::common::Daemon::start(
         r#"
 [store]
 id = "s1"
@@ -330,12 +328,12 @@ check = { report_id = 2, report_len = 16, challenge = "a1b2c3d4", response = "5a
         .await
         .expect("simulate");
     assert_eq!(r.status(), 202);
-    let ev = common::next_of_type(&mut ws, "dongle.attached").await;
+    let ev = crate::common::next_of_type(&mut ws, "dongle.attached").await;
     assert_eq!(
         ev["data"],
         serde_json::json!({"vid": "1bc0", "pid": "8101", "serial": "SS0001", "licensed": true})
     );
     assert_eq!(ev["device"], "lic");
-    common::close(ws).await;
+    crate::common::close(ws).await;
     d.stop().await;
 }

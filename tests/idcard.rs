@@ -2,8 +2,7 @@
 //! the far side of a pty (the drivers crate's `ReaderSim` answering the SAM
 //! frames like hardware), and real WebSocket and HTTP clients read the result.
 
-mod common;
-use common::*;
+use crate::common::*;
 use posbridge_drivers::idcard::{decode_text, encode_text, ReaderSim, TextLayout, PHOTO_LEN};
 use posbridge_drivers::{IdCard, IdCardType};
 use std::io::{Read, Write};

@@ -3,8 +3,7 @@
 //! (TESTING.md). One pcscd serves the machine, so the scenarios run in order
 //! inside one test.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

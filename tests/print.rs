@@ -2,8 +2,7 @@
 //! 9100 style: raw bytes in, one status byte out per `DLE EOT n`) captures
 //! what the daemon sends, and answers status queries with chosen bytes.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

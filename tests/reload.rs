@@ -1,8 +1,7 @@
 //! SIGHUP: devices added, removed and changed live, without dropping stream
 //! clients or the outbox; a broken config is refused and the old one kept.
 
-mod common;
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};

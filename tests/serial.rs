@@ -3,8 +3,7 @@
 //! /dev/serial/by-id name. Unplug = close the master; replug = a new pty
 //! behind the same symlink.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::Write;
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! The event stream end to end: real daemon, real WebSocket clients.
 
-mod common;
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;

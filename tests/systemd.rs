@@ -1,7 +1,6 @@
 //! The shipped unit, sysusers and tmpfiles files: `systemd-analyze verify`
 //! accepts the unit, and its security exposure stays low.
 
-mod common;
 use std::process::Command;
 use std::time::Duration;
 
@@ -116,7 +115,7 @@ async fn ready_after_start_then_watchdog_pings_then_stopping() {
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let state = dir.path().join("state");
-    let p = common::Binary::start(
+    let p = crate::common::Binary::start(
         &state,
         "[[device]]\nid = \"scan-1\"\ndriver = \"barcode\"\ntransport = \"sim\"\n",
         &[

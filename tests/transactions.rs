@@ -1,8 +1,7 @@
 //! The durable outbox: 202 only once a transaction is on disk, idempotency by
 //! id, the 400/409/413/507 cases, group commit, SIGKILL, and a damaged store.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::Duration;

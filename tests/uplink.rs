@@ -3,9 +3,8 @@
 //! member sync and lookups, forwarded events. Every test counts ids:
 //! accepted by the daemon = received by HQ.
 
-mod common;
-use common::mqtt::{make_pki, Broker, Hq};
-use common::*;
+use crate::common::mqtt::{make_pki, Broker, Hq};
+use crate::common::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

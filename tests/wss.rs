@@ -2,8 +2,7 @@
 //! TLS WebSocket client that trusts only the daemon's generated CA, the
 //! guard's https origins, and `posbridge trust-cert` into a real NSS db.
 
-mod common;
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
