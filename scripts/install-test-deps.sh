@@ -67,6 +67,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The downloaded .debs (Chromium's alone is over 100 MB) are not needed again.
+  "${SUDO[@]}" apt-get clean
 fi
 
 # Node packages for the browser test (playwright-core only; it never downloads
