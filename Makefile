@@ -3,6 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DEMO_CONFIG ?= config/demo.toml
 FUZZ_SECONDS ?= 10
+# CI builds once: incremental-compilation caches would only take disk (~300 MB).
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
 # Where cargo puts binaries (honours CARGO_TARGET_DIR).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/debug/posbridge
