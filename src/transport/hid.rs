@@ -14,8 +14,17 @@ const MAX_REPORT: usize = 1024;
 /// How often the reader thread checks whether it should stop.
 const POLL_MS: i32 = 250;
 
+/// One report from the device, told apart by how it came.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Report {
+    /// An input report the device sent on its own (interrupt endpoint).
+    Input(Vec<u8>),
+    /// The reply to a feature-report exchange this link asked for.
+    Feature(Vec<u8>),
+}
+
 pub struct HidLink {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    rx: mpsc::Receiver<io::Result<Report>>,
     stop: Arc<AtomicBool>,
     /// Feature-report requests for the reader thread, which owns the device.
     features: std::sync::mpsc::Sender<Vec<u8>>,
@@ -66,7 +75,7 @@ impl HidLink {
     }
 
     /// Sends `request` (report id first) as a feature report; the reply
-    /// (`get_feature_report` for the same id) arrives as the next report.
+    /// (`get_feature_report` for the same id) arrives as a [`Report::Feature`].
     pub fn feature_exchange(&self, request: &[u8]) -> io::Result<()> {
         if request.is_empty() {
             return Err(io::Error::other("a feature report needs its report id"));
@@ -77,7 +86,7 @@ impl HidLink {
     }
 
     /// The next whole report; `None` when the reader thread ended.
-    pub async fn read_report(&mut self) -> io::Result<Option<Vec<u8>>> {
+    pub async fn read_report(&mut self) -> io::Result<Option<Report>> {
         match self.rx.recv().await {
             Some(r) => r.map(Some),
             None => Ok(None),
@@ -87,7 +96,7 @@ impl HidLink {
 
 fn read_loop(
     dev: hidapi::HidDevice,
-    tx: mpsc::Sender<io::Result<Vec<u8>>>,
+    tx: mpsc::Sender<io::Result<Report>>,
     stop: Arc<AtomicBool>,
     features: std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
@@ -100,7 +109,7 @@ fn read_loop(
                 r[0] = req[0];
                 dev.get_feature_report(&mut r).map(|n| {
                     r.truncate(n);
-                    r
+                    Report::Feature(r)
                 })
             });
             let msg = reply
@@ -112,7 +121,10 @@ fn read_loop(
         match dev.read_timeout(&mut buf, POLL_MS) {
             Ok(0) => continue,
             Ok(n) => {
-                if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {
+                if tx
+                    .blocking_send(Ok(Report::Input(buf[..n].to_vec())))
+                    .is_err()
+                {
                     return;
                 }
             }

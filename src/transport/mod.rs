@@ -64,6 +64,18 @@ pub enum HidReports {
     Feature,
 }
 
+impl HidReports {
+    /// The bytes this mode's protocol should see from `report`, if any.
+    fn take(&self, report: hid::Report) -> Option<Vec<u8>> {
+        match (self, report) {
+            // A dongle's own input reports (some send them unasked) would
+            // otherwise be taken for the challenge's answer: licensed false.
+            (HidReports::Feature, hid::Report::Input(_)) => None,
+            (_, hid::Report::Input(r) | hid::Report::Feature(r)) => Some(r),
+        }
+    }
+}
+
 /// An open byte stream to one device.
 pub enum Link<'a> {
     Serial(tokio_serial::SerialStream),
@@ -118,11 +130,14 @@ impl Link<'_> {
                 }
                 Ok(None)
             }
-            Link::Hid(h, reports) => {
+            Link::Hid(h, reports) => loop {
                 let Some(report) = h.read_report().await? else {
                     return Ok(None);
                 };
-                Ok(Some(match reports {
+                let Some(report) = reports.take(report) else {
+                    continue;
+                };
+                return Ok(Some(match reports {
                     HidReports::Whole | HidReports::Feature => Chunk::Data(report),
                     HidReports::Magtek => match hid_reports::parse_magtek_report(&report) {
                         Ok(swipe) => Chunk::Data(hid_reports::magtek_to_text(&swipe)),
@@ -135,8 +150,8 @@ impl Link<'_> {
                             Err(why) => Chunk::Garbled(format!("keyboard HID report: {why}")),
                         }
                     }
-                }))
-            }
+                }));
+            },
         }
     }
 
@@ -366,4 +381,21 @@ pub fn serial_settings(
     .parity(parity)
     .stop_bits(stop_bits)
     .flow_control(flow))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dongle_hears_only_feature_replies_and_readers_hear_everything() {
+        let input = || hid::Report::Input(vec![0, 0xAA]);
+        let reply = || hid::Report::Feature(vec![7, 1, 2]);
+        // An input report arriving mid-check is not the answer.
+        assert_eq!(HidReports::Feature.take(input()), None);
+        assert_eq!(HidReports::Feature.take(reply()), Some(vec![7, 1, 2]));
+        // Scanners and card readers speak in input reports.
+        assert_eq!(HidReports::Whole.take(input()), Some(vec![0, 0xAA]));
+        assert_eq!(HidReports::Magtek.take(input()), Some(vec![0, 0xAA]));
+    }
 }
