@@ -6,7 +6,7 @@
 //! kernel; `[devices] auto`, serial `match` and dongle config; and a dongle's
 //! recorded challenge-response through a running daemon.
 
-use posbridge::device::hotplug::{auto_devices, feed_prerequisites, targets};
+use posbridge::device::hotplug::{auto_devices, feed_prerequisites, resync, targets};
 use posbridge_drivers::hotplug::{parse_uevent, Decision, Matcher};
 use std::path::Path;
 
@@ -137,6 +137,61 @@ fn recorded_session_attaches_detaches_and_keeps_ids_across_ports() {
     for ((title, events), want) in steps.iter().zip(expected) {
         assert_eq!(run(events), want, "step {title:?}");
     }
+}
+
+#[test]
+fn an_unplug_lost_in_an_overflow_is_found_by_the_resync() {
+    let config = posbridge::Config::parse(CONFIG, std::iter::empty(), "test").expect("config");
+    let sys = fake_sys();
+    let feed = |m: &mut Matcher, events: &[Vec<u8>]| -> Vec<Decision> {
+        let mut out = Vec::new();
+        for raw in events {
+            let ev = parse_uevent(raw).unwrap_or_else(|e| panic!("recorded event: {e}"));
+            let serial = feed_prerequisites(m, &ev, sys.path());
+            out.extend(m.handle(&ev, serial.as_deref()));
+        }
+        out
+    };
+    let steps = steps();
+    let (plug, replug) = (&steps[0].1, &steps[2].1);
+    // While plugged in, sysfs has every node the plug-in announced.
+    for raw in plug {
+        let ev = parse_uevent(raw).expect("parses");
+        std::fs::create_dir_all(sys.path().join(ev.devpath.trim_start_matches('/')))
+            .expect("mkdir");
+    }
+    let mut resynced = Matcher::new(targets(&config.devices), Vec::new());
+    let mut stale = Matcher::new(targets(&config.devices), Vec::new());
+    let attached = vec![Decision::Attach {
+        device: "scanner-1".into(),
+        node: "ttyUSB0".into(),
+    }];
+    assert_eq!(feed(&mut resynced, plug), attached);
+    assert_eq!(feed(&mut stale, plug), attached);
+    assert!(
+        resync(&mut resynced, sys.path()).is_empty(),
+        "nothing went away yet"
+    );
+    // Unplugged while the socket overflowed: no remove event ever arrives.
+    std::fs::remove_dir_all(
+        sys.path()
+            .join(format!("{}/1-2", P.trim_start_matches('/'))),
+    )
+    .expect("unplug");
+    assert_eq!(
+        resync(&mut resynced, sys.path()),
+        vec![Decision::Detach {
+            device: "scanner-1".into(),
+            node: "ttyUSB0".into()
+        }]
+    );
+    let reattached = vec![Decision::Attach {
+        device: "scanner-1".into(),
+        node: "ttyUSB1".into(),
+    }];
+    assert_eq!(feed(&mut resynced, replug), reattached);
+    // Without the resync the scanner still looks busy and its replug is missed.
+    assert!(feed(&mut stale, replug).is_empty());
 }
 
 #[test]

@@ -237,6 +237,24 @@ impl Matcher {
         }
     }
 
+    /// After lost events (a netlink overflow): forgets the USB devices and
+    /// claimed nodes whose sysfs path is gone, and returns the detaches that
+    /// were missed. Without this a device unplugged unseen stays claimed, and
+    /// its next plug-in is ignored until its own retry notices.
+    pub fn retain_present(&mut self, present: impl Fn(&str) -> bool) -> Vec<Decision> {
+        self.usb.retain(|p, _| present(p));
+        let gone: Vec<String> = self
+            .claimed
+            .keys()
+            .filter(|k| !present(k))
+            .cloned()
+            .collect();
+        gone.into_iter()
+            .filter_map(|k| self.claimed.remove(&k))
+            .map(|(device, node)| Decision::Detach { device, node })
+            .collect()
+    }
+
     /// Handles one uevent. `serial` is the USB serial number the shell read
     /// from sysfs for a `usb_device` add (`None` when it has none or for other
     /// events).

@@ -123,8 +123,12 @@ pub fn start(devices: &Arc<Devices>, tracker: &TaskTracker, cancel: &Cancellatio
                     Ok(n) => n,
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                         // A burst overflowed the socket: some events are lost.
-                        // Wake every matched device so none waits out its backoff.
+                        // Re-read sysfs for what went away unseen, and wake every
+                        // matched device so none waits out its backoff.
                         tracing::warn!("USB hotplug: uevents were lost (burst); rechecking every device");
+                        for d in resync(&mut matcher, Path::new(SYS)) {
+                            act(&d, &devices, &mut told);
+                        }
                         for d in devices.list() {
                             if d.cfg.usb_match.is_some() {
                                 d.wake();
@@ -152,6 +156,16 @@ pub fn start(devices: &Arc<Devices>, tracker: &TaskTracker, cancel: &Cancellatio
             }
         }
     });
+}
+
+/// After lost uevents: forgets what sysfs no longer has (returning the
+/// detaches that were missed) and remembers USB devices plugged in unseen.
+pub fn resync(matcher: &mut Matcher, sys: &Path) -> Vec<Decision> {
+    let gone = matcher.retain_present(|p| sys.join(p.trim_start_matches('/')).exists());
+    for (path, id) in crate::sysinfo::usb_devices(sys) {
+        matcher.add_usb(&path, id);
+    }
+    gone
 }
 
 /// What the matcher needs besides the event: the serial number of a new USB
