@@ -335,6 +335,10 @@ pub struct UplinkConfig {
     pub ack: String,
     #[serde(default = "default_lookup_timeout")]
     pub lookup_timeout_ms: u64,
+    /// With `ack = "hq"`: a transaction HQ has not acknowledged this long
+    /// after it was published goes again on the same connection.
+    #[serde(default = "default_resend_after")]
+    pub resend_after_ms: u64,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -419,6 +423,10 @@ impl UplinkConfig {
 fn default_topic_prefix() -> String {
     "posbridge".into()
 }
+fn default_resend_after() -> u64 {
+    60_000
+}
+
 fn default_ack() -> String {
     "broker".into()
 }
@@ -758,6 +766,12 @@ impl Config {
                 err(
                     "uplink.lookup_timeout_ms".into(),
                     "must be from 100 to 60000".into(),
+                );
+            }
+            if !(100..=86_400_000).contains(&u.resend_after_ms) {
+                err(
+                    "uplink.resend_after_ms".into(),
+                    "must be from 100 to 86400000 (a day)".into(),
                 );
             }
             let id = u.client_id_for(&self.store.id);

@@ -366,6 +366,58 @@ async fn with_hq_acks_only_hq_ends_a_transaction_and_reconnects_resend_the_rest(
 }
 
 #[tokio::test]
+async fn with_hq_acks_what_hq_lost_goes_again_without_a_reconnect() {
+    let broker = Broker::start();
+    let mut hq = Hq::connect(broker.port, "hq-lossy", &[&format!("{PREFIX}/tx")]).await;
+    let d = Daemon::start(&uplink(
+        &broker.url(),
+        "ack = \"hq\"\nresend_after_ms = 300",
+    ))
+    .await;
+    for id in ["r-1", "r-2", "r-3"] {
+        assert_eq!(post(&d.http, &d.url(""), id).await, 202);
+    }
+    // HQ acks what it gets, except that it loses r-2 the first time.
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    while seen.get("r-2").copied().unwrap_or(0) < 2 {
+        let m = hq
+            .next(Duration::from_secs(10))
+            .await
+            .expect("relayed, or sent again after resend_after_ms");
+        let id = tx_of(&m).0;
+        let n = seen.entry(id.clone()).or_default();
+        *n += 1;
+        if id != "r-2" || *n >= 2 {
+            hq.publish(&format!("{PREFIX}/tx/ack"), json!({"ids": [id]}))
+                .await;
+        }
+    }
+    until("acked by HQ", WAIT, || async {
+        d.get_json("/v1/uplink").await["backlog"] == 0
+    })
+    .await;
+    let u = d.get_json("/v1/uplink").await;
+    assert_eq!(
+        u["connects_total"], 1,
+        "sent again on the same connection: {u}"
+    );
+    let resent = u["resent_total"].as_u64().expect("resent_total");
+    assert!(resent >= 1, "{u}");
+    let t = d.get_json("/v1/transactions/r-2").await;
+    assert_eq!(t["state"], "acked");
+    assert!(t["attempts"].as_u64() >= Some(2), "{t}");
+    // Once HQ has everything, nothing goes again.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(d.get_json("/v1/uplink").await["resent_total"], resent);
+    assert!(
+        d.metrics()
+            .await
+            .contains(&format!("posbridge_uplink_resent_total {resent}")),
+        "metric"
+    );
+}
+
+#[tokio::test]
 async fn tls_with_a_test_ca_and_client_certificate() {
     let pki_dir = tempfile::tempdir().expect("tmp");
     let pki = make_pki(pki_dir.path());

@@ -298,6 +298,12 @@ async fn metrics(State(st): State<AppState>) -> Response {
             r.hq_acked.load(Relaxed),
         ),
         (
+            "posbridge_uplink_resent_total",
+            "counter",
+            "Transactions published again because HQ had not acknowledged them (ack = hq).",
+            r.resent.load(Relaxed),
+        ),
+        (
             "posbridge_uplink_errors_total",
             "counter",
             "Failed connection attempts and broken connections.",
@@ -724,6 +730,7 @@ async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
         "published_total": r.published.load(Relaxed),
         "broker_acked_total": r.broker_acked.load(Relaxed),
         "hq_acked_total": r.hq_acked.load(Relaxed),
+        "resent_total": r.resent.load(Relaxed),
         "connects_total": r.connects.load(Relaxed),
         "errors_total": r.errors.load(Relaxed),
         "members_cached": members_cached,

@@ -21,6 +21,8 @@ pub struct RelayStatus {
     pub broker_acked: AtomicU64,
     /// Transactions HQ acknowledged (`tx/ack`).
     pub hq_acked: AtomicU64,
+    /// Re-sends on a live connection because HQ had not acknowledged (`ack = "hq"`).
+    pub resent: AtomicU64,
     /// Connection attempts that failed or connections that broke.
     pub errors: AtomicU64,
     pub connects: AtomicU64,

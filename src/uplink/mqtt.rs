@@ -12,7 +12,7 @@
 //! possible (at least once); HQ dedupes by `id`.
 
 use super::members::Members;
-use super::outbox::{Outbox, Pending};
+use super::outbox::{AckMode, Outbox, Pending};
 use super::RelayStatus;
 use crate::config::{BrokerAddr, UplinkConfig};
 use crate::event::{Bus, Filter, Resume};
@@ -100,6 +100,14 @@ pub struct Relay {
     /// HQ sent a message too large to take; the broker would redeliver it on
     /// every reconnect, so the next connection starts a clean session.
     drop_session: std::sync::atomic::AtomicBool,
+}
+
+/// Sleeps until `at`, or for ever when there is no deadline.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Builds the TLS client config once, so a bad CA or key stops the start
@@ -204,6 +212,47 @@ impl Backoff {
         let wait = Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2));
         self.step = (self.step * 2).min(BACKOFF_MAX);
         wait
+    }
+}
+
+/// Longest wait between re-sends while HQ acknowledges nothing.
+const RESEND_MAX: Duration = Duration::from_secs(3600);
+
+/// `ack = "hq"`: what HQ has not acknowledged for a while is published again
+/// on the same connection, since HQ's consumer may have lost it and a stable
+/// link may not reconnect for days. Only the oldest window goes again, and
+/// the wait doubles while the oldest stays unacknowledged, so an HQ that is
+/// down does not fill the broker's queue with copies.
+struct Resend {
+    base: Duration,
+    wait: Duration,
+    due: tokio::time::Instant,
+    /// The oldest unacknowledged `seq` at the last check.
+    oldest: Option<i64>,
+}
+
+impl Resend {
+    fn new(base: Duration) -> Self {
+        Resend {
+            base,
+            wait: base,
+            due: tokio::time::Instant::now() + base,
+            oldest: None,
+        }
+    }
+
+    /// At a due time, given the oldest unacknowledged `seq`: whether it has
+    /// been stuck since the last check (then it goes again). Sets the next check.
+    fn stuck(&mut self, oldest: Option<i64>) -> bool {
+        let stuck = oldest.is_some() && oldest == self.oldest;
+        self.wait = if stuck {
+            (self.wait * 2).min(RESEND_MAX.max(self.base))
+        } else {
+            self.base
+        };
+        self.oldest = oldest;
+        self.due = tokio::time::Instant::now() + self.wait;
+        stuck
     }
 }
 
@@ -418,6 +467,8 @@ impl Relay {
         self.publish_status(true);
 
         let mut forward = self.forward_subscription();
+        let mut resend = (self.outbox.mode() == AckMode::Hq)
+            .then(|| Resend::new(Duration::from_millis(self.cfg.resend_after_ms)));
         loop {
             if !s.drained && s.outstanding < WINDOW {
                 self.fill(&mut s).await?;
@@ -439,6 +490,11 @@ impl Relay {
                     self.on_events(&mut s, batch).await?;
                 }
                 _ = self.outbox.stored.notified(), if s.drained => s.drained = false,
+                _ = sleep_until(resend.as_ref().map(|r| r.due)), if resend.is_some() => {
+                    if let Some(r) = resend.as_mut() {
+                        self.resend_stuck(&mut s, r).await?;
+                    }
+                }
                 Some(cmd) = cmd_rx.recv() => match cmd {
                     Cmd::Lookup { corr, phone } => {
                         let body = serde_json::json!({"corr": corr, "phone": phone}).to_string();
@@ -484,6 +540,52 @@ impl Relay {
             seqs.push(p.seq);
         }
         self.status.published.fetch_add(seqs.len() as u64, Relaxed);
+        self.outbox.attempted(seqs);
+        Ok(())
+    }
+
+    /// Publishes the oldest unacknowledged window again if HQ has not
+    /// acknowledged its first since the last check (`ack = "hq"`).
+    async fn resend_stuck(&self, s: &mut Session, r: &mut Resend) -> Result<(), String> {
+        let outbox = self.outbox.clone();
+        let rows = tokio::task::spawn_blocking(move || outbox.pending_after(0, WINDOW))
+            .await
+            .map_err(|e| format!("outbox read task failed: {e}"))??;
+        if !r.stuck(rows.first().map(|p| p.seq)) {
+            return Ok(());
+        }
+        // Only what this connection already published; the rest is still to come.
+        let room = WINDOW.saturating_sub(s.outstanding);
+        let again: Vec<&Pending> = rows
+            .iter()
+            .filter(|p| p.seq <= s.cursor)
+            .take(room)
+            .collect();
+        if again.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            count = again.len(),
+            oldest = again[0].seq,
+            "HQ has not acknowledged these; publishing them again"
+        );
+        let mut seqs = Vec::with_capacity(again.len());
+        for p in again {
+            let payload = tx_payload(&self.store, p);
+            self.publish(
+                s,
+                &self.topics.tx,
+                QoS::AtLeastOnce,
+                false,
+                payload,
+                Some(p.seq),
+            )
+            .await?;
+            s.outstanding += 1;
+            seqs.push(p.seq);
+        }
+        self.status.published.fetch_add(seqs.len() as u64, Relaxed);
+        self.status.resent.fetch_add(seqs.len() as u64, Relaxed);
         self.outbox.attempted(seqs);
         Ok(())
     }
@@ -854,6 +956,27 @@ mod tests {
         assert!(last >= BACKOFF_MAX / 2);
         b.reset();
         assert!(b.next() <= BACKOFF_MIN);
+    }
+
+    #[test]
+    fn resends_back_off_while_hq_is_stuck_and_reset_on_progress() {
+        let base = Duration::from_millis(300);
+        let mut r = Resend::new(base);
+        assert!(!r.stuck(Some(5)), "first sight of the oldest");
+        assert_eq!(r.wait, base);
+        assert!(r.stuck(Some(5)));
+        assert_eq!(r.wait, base * 2);
+        assert!(r.stuck(Some(5)));
+        assert_eq!(r.wait, base * 4);
+        for _ in 0..40 {
+            r.stuck(Some(5));
+        }
+        assert_eq!(r.wait, RESEND_MAX, "capped");
+        // HQ acknowledged the oldest: back to the base wait, nothing sent.
+        assert!(!r.stuck(Some(6)));
+        assert_eq!(r.wait, base);
+        assert!(!r.stuck(None), "nothing unacknowledged");
+        assert!(!r.stuck(None));
     }
 
     #[test]
