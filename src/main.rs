@@ -98,6 +98,10 @@ enum Cmd {
         /// Where installed udev rules are looked for (repeatable).
         #[arg(long = "rules-dir", hide = true)]
         rules_dirs: Vec<PathBuf>,
+        /// Judge device access for this user, with the unit's supplementary
+        /// groups [default: posbridge when run as root, else yourself]
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Print udev rules generated from the device catalog (udev/70-posbridge.rules).
     UdevRules,
@@ -198,7 +202,8 @@ fn main() -> ExitCode {
             sysfs,
             dev,
             rules_dirs,
-        } => doctor(&config, &sysfs, &dev, rules_dirs),
+            user,
+        } => doctor(&config, &sysfs, &dev, rules_dirs, user),
         Cmd::UdevRules => match posbridge_drivers::catalog::Catalog::builtin() {
             Ok(c) => {
                 print!("{}", c.udev_rules());
@@ -247,7 +252,35 @@ fn doctor(
     sysfs: &std::path::Path,
     dev: &std::path::Path,
     rules_dirs: Vec<PathBuf>,
+    user: Option<String>,
 ) -> ExitCode {
+    use posbridge::sysinfo::{Finding, Who, SERVICE_USER};
+    // Root passes every access check; what matters is the service's user.
+    let mut first = Vec::new();
+    let who = match user {
+        Some(u) => match Who::service(&u) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("posbridge doctor: --user: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        // SAFETY: geteuid cannot fail and touches no memory.
+        None if unsafe { libc::geteuid() } == 0 => match Who::service(SERVICE_USER) {
+            Ok(w) => w,
+            Err(e) => {
+                first.push(Finding::problem(
+                    format!("the service user: {e}"),
+                    "install the posbridge package, or: sudo systemd-sysusers systemd/posbridge.sysusers",
+                ));
+                Who::service_to_be(SERVICE_USER)
+            }
+        },
+        None => Who::Me,
+    };
+    if let Who::User { name, .. } = &who {
+        println!("(device access is judged for user {name} with the service's groups)");
+    }
     let dirs: Vec<PathBuf> = if rules_dirs.is_empty() {
         [
             "/etc/udev/rules.d",
@@ -261,7 +294,8 @@ fn doctor(
         rules_dirs
     };
     let dirs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
-    let findings = posbridge::sysinfo::doctor(config, sysfs, dev, &dirs);
+    first.extend(posbridge::sysinfo::doctor(config, sysfs, dev, &dirs, &who));
+    let findings = first;
     let mut problems = 0;
     for f in &findings {
         if f.ok {

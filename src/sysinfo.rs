@@ -79,6 +79,110 @@ pub fn devpath(sys: &Path, dir: &Path) -> Option<String> {
     Some(format!("/{}", rel.display()))
 }
 
+/// The user the systemd unit runs the daemon as, and the unit's
+/// `SupplementaryGroups=` (systemd/posbridge.service; a test keeps them equal).
+pub const SERVICE_USER: &str = "posbridge";
+pub const SERVICE_GROUPS: &[&str] = &["dialout", "plugdev"];
+
+/// Whose access `doctor` judges. Run as root it must not judge root, which
+/// passes every check, but the user the service runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// This process, by `access(2)`.
+    Me,
+    /// A user with these ids, by each node's owner, group and mode bits.
+    /// ACLs are not read: udev's `uaccess` ACLs are for the seated desktop
+    /// user, never for a system service.
+    User {
+        name: String,
+        uid: u32,
+        gids: Vec<u32>,
+    },
+}
+
+impl Who {
+    pub fn access(&self, path: &Path) -> Access {
+        match self {
+            Who::Me => access(path),
+            Who::User { uid, gids, .. } => access_as(path, *uid, gids),
+        }
+    }
+
+    /// `user` as the service runs: its own groups plus the unit's
+    /// supplementary groups. `Err` when there is no such user.
+    pub fn service(user: &str) -> Result<Who, String> {
+        use nix::unistd::{getgrouplist, User};
+        let u = User::from_name(user)
+            .map_err(|e| format!("cannot look up user {user}: {e}"))?
+            .ok_or_else(|| format!("user {user} does not exist"))?;
+        let mut gids: Vec<u32> = std::ffi::CString::new(user)
+            .ok()
+            .and_then(|c| getgrouplist(&c, u.gid).ok())
+            .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_else(|| vec![u.gid.as_raw()]);
+        gids.extend(service_gids());
+        gids.sort_unstable();
+        gids.dedup();
+        Ok(Who::User {
+            name: user.to_owned(),
+            uid: u.uid.as_raw(),
+            gids,
+        })
+    }
+
+    /// The service user before it exists (the package creates it): only the
+    /// unit's supplementary groups count.
+    pub fn service_to_be(user: &str) -> Who {
+        Who::User {
+            name: user.to_owned(),
+            // An id that owns no node.
+            uid: u32::MAX - 1,
+            gids: service_gids(),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Who::Me => String::new(),
+            Who::User { name, .. } => format!(" for user {name}"),
+        }
+    }
+}
+
+fn service_gids() -> Vec<u32> {
+    SERVICE_GROUPS
+        .iter()
+        .filter_map(|g| nix::unistd::Group::from_name(g).ok().flatten())
+        .map(|g| g.gid.as_raw())
+        .collect()
+}
+
+/// Whether a user with `uid` and `gids` may read and write `path`, by its
+/// owner, group and mode bits (what the kernel checks when ACLs are absent).
+pub fn access_as(path: &Path, uid: u32, gids: &[u32]) -> Access {
+    use std::os::unix::fs::MetadataExt;
+    // Followed, as opening the node would.
+    let Ok(m) = std::fs::metadata(path) else {
+        return Access::NoNode;
+    };
+    if uid == 0 {
+        return Access::Ok;
+    }
+    let mode = m.mode();
+    let bits = if m.uid() == uid {
+        mode >> 6
+    } else if gids.contains(&m.gid()) {
+        mode >> 3
+    } else {
+        mode
+    };
+    if bits & 0o6 == 0o6 {
+        Access::Ok
+    } else {
+        Access::PermissionDenied
+    }
+}
+
 /// Whether this process may read and write `path` (`access(2)`: checks our
 /// uid and groups without opening it — opening a tty would toggle DTR).
 pub fn access(path: &Path) -> Access {
@@ -327,6 +431,7 @@ pub fn check_files(
     dev: &Path,
     rules_dirs: &[&Path],
     catalog: &Catalog,
+    who: &Who,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let expected = catalog.udev_rules();
@@ -358,31 +463,60 @@ pub fn check_files(
     }
     for n in scan(sys, dev) {
         let known = catalog_entry(catalog, &n).is_some();
-        match n.access {
+        match who.access(&n.dev_path) {
             Access::PermissionDenied => {
-                let group = if n.kind == NodeKind::Tty {
-                    "dialout"
-                } else {
-                    "plugdev"
-                };
-                let fix = if known {
-                    format!("install the udev rules (above), or add the service user to group {group}: sudo usermod -aG {group} posbridge")
-                } else {
-                    format!("add the service user to group {group} (sudo usermod -aG {group} posbridge), or add this device to drivers/catalog.toml")
-                };
+                let fix = permission_fix(&n, known, who);
                 out.push(Finding::problem(
-                    format!("{}: permission denied", n.dev_path.display()),
+                    format!("{}: permission denied{}", n.dev_path.display(), who.label()),
                     fix,
                 ))
             }
             Access::Ok if known => out.push(Finding::ok(format!(
-                "{}: readable and writable",
-                n.dev_path.display()
+                "{}: readable and writable{}",
+                n.dev_path.display(),
+                who.label()
             ))),
             _ => {}
         }
     }
     out
+}
+
+/// How to give the service a node it cannot open, from the node's group
+/// and mode: joining a group only helps when that group may read and write.
+fn permission_fix(n: &Node, known: bool, who: &Who) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let user = match who {
+        Who::User { name, .. } => name.as_str(),
+        Who::Me => SERVICE_USER,
+    };
+    let ours = if n.kind == NodeKind::Tty {
+        "dialout"
+    } else {
+        "plugdev"
+    };
+    let meta = std::fs::metadata(&n.dev_path).ok();
+    let group_rw = meta
+        .as_ref()
+        .filter(|m| m.gid() != 0 && m.mode() & 0o060 == 0o060);
+    let group = group_rw.and_then(|m| {
+        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid()))
+            .ok()
+            .flatten()
+    });
+    match (group, known) {
+        (Some(g), true) => format!(
+            "sudo usermod -aG {} {user}, or install the udev rules (above)",
+            g.name
+        ),
+        (Some(g), false) => format!("sudo usermod -aG {} {user}", g.name),
+        (None, true) => format!(
+            "install the udev rules (above): they give it group {ours}, mode 0660"
+        ),
+        (None, false) => format!(
+            "only root may open it: add a udev rule for it with GROUP=\"{ours}\", MODE=\"0660\" (or add the device to drivers/catalog.toml and install the rules)"
+        ),
+    }
 }
 
 /// PC/SC reader names, from pcscd.
@@ -401,7 +535,13 @@ pub fn pcsc_readers() -> Result<Vec<String>, String> {
 
 /// Everything `posbridge doctor` checks, in order. `config_path` is the file
 /// checked; the roots are parameters so tests can use fake trees.
-pub fn doctor(config_path: &Path, sys: &Path, dev: &Path, rules_dirs: &[&Path]) -> Vec<Finding> {
+pub fn doctor(
+    config_path: &Path,
+    sys: &Path,
+    dev: &Path,
+    rules_dirs: &[&Path],
+    who: &Who,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let catalog = match Catalog::builtin() {
         Ok(c) => c,
@@ -447,7 +587,7 @@ pub fn doctor(config_path: &Path, sys: &Path, dev: &Path, rules_dirs: &[&Path]) 
             format!("chmod go-w {}", config_path.display()),
         ));
     }
-    out.extend(check_files(sys, dev, rules_dirs, catalog));
+    out.extend(check_files(sys, dev, rules_dirs, catalog, who));
     let Some(config) = config else {
         return out;
     };
@@ -457,9 +597,9 @@ pub fn doctor(config_path: &Path, sys: &Path, dev: &Path, rules_dirs: &[&Path]) 
         let label = format!("device {} ({} over {t})", d.id, d.driver);
         let found = match (&d.path, &d.usb_match, t) {
             (_, _, "sim" | "tcp" | "file" | "pcsc") => continue,
-            (Some(p), _, _) => match access(Path::new(p)) {
+            (Some(p), _, _) => match who.access(Path::new(p)) {
                 Access::Ok => Ok(p.clone()),
-                Access::PermissionDenied => Err(format!("{p}: permission denied")),
+                Access::PermissionDenied => Err(format!("{p}: permission denied{}", who.label())),
                 Access::NoNode => Err(format!("{p} does not exist")),
             },
             (None, Some(m), _) => {
@@ -472,8 +612,12 @@ pub fn doctor(config_path: &Path, sys: &Path, dev: &Path, rules_dirs: &[&Path]) 
                     Some(NodeKind::UsbDevice) => find_usb_device(sys, v, p, m.serial.as_deref())
                         .map(|_| format!("USB {v:04x}:{p:04x}")),
                     Some(k) => find_node(sys, dev, k, v, p, m.serial.as_deref()).map(|n| {
-                        if n.access == Access::PermissionDenied {
-                            format!("{} (permission denied)", n.dev_path.display())
+                        if who.access(&n.dev_path) == Access::PermissionDenied {
+                            format!(
+                                "{} (permission denied{})",
+                                n.dev_path.display(),
+                                who.label()
+                            )
                         } else {
                             n.dev_path.display().to_string()
                         }

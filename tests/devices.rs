@@ -4,7 +4,7 @@
 //! claims it, `permission denied` where access fails, and serial ports found
 //! by USB id and serial number.
 
-use posbridge::sysinfo::{self, Access};
+use posbridge::sysinfo::{self, Access, Who};
 use posbridge_drivers::hotplug::NodeKind;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
@@ -329,7 +329,7 @@ path = "/nonexistent/ttyUSB9"
     )
     .expect("config");
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let findings = sysinfo::doctor(&cfg, &sys, &dev, &[rules.as_path()]);
+    let findings = sysinfo::doctor(&cfg, &sys, &dev, &[rules.as_path()], &Who::Me);
     let text: Vec<String> = findings
         .iter()
         .map(|f| {
@@ -359,14 +359,14 @@ path = "/nonexistent/ttyUSB9"
     // Installed rules that match this build: no complaint; stale ones: reinstall.
     let catalog = posbridge_drivers::catalog::Catalog::builtin().expect("catalog");
     std::fs::write(rules.join("70-posbridge.rules"), catalog.udev_rules()).expect("w");
-    let f = sysinfo::check_files(&sys, &dev, &[rules.as_path()], catalog);
+    let f = sysinfo::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me);
     assert!(
         f.iter()
             .any(|f| f.ok && f.what.starts_with("udev rules installed")),
         "{f:?}"
     );
     std::fs::write(rules.join("70-posbridge.rules"), "# old\n").expect("w");
-    let f = sysinfo::check_files(&sys, &dev, &[rules.as_path()], catalog);
+    let f = sysinfo::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me);
     assert!(
         f.iter()
             .any(|f| !f.ok && f.what.contains("differs from this build's catalog")),
@@ -390,6 +390,94 @@ path = "/nonexistent/ttyUSB9"
     assert!(
         stdout.contains("FAIL  MQTT broker") && stdout.contains("      fix: "),
         "{stdout}"
+    );
+}
+
+#[test]
+fn doctor_as_root_judges_the_service_user_not_root() {
+    let t = machine();
+    let (sys, dev) = (t.path().join("sys"), t.path().join("dev"));
+    let rules = t.path().join("rules.d");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    // As udev leaves them without our rules: root only. One node the way our
+    // rules leave it (group dialout, 0660), and one in a group the service is
+    // not in (tty, 0660).
+    let chmod = |name: &str, mode| {
+        std::fs::set_permissions(dev.join(name), std::fs::Permissions::from_mode(mode))
+            .expect("chmod")
+    };
+    chmod("ttyUSB0", 0o600);
+    chmod("ttyUSB1", 0o660);
+    let dialout = nix::unistd::Group::from_name("dialout")
+        .ok()
+        .flatten()
+        .map(|g| g.gid);
+    chmod("hidraw0", 0o660);
+    let tty = nix::unistd::Group::from_name("tty")
+        .ok()
+        .flatten()
+        .map(|g| g.gid);
+    let chowned = tty.is_some()
+        && nix::unistd::chown(&dev.join("ttyUSB1"), None, dialout).is_ok()
+        && nix::unistd::chown(&dev.join("hidraw0"), None, tty).is_ok();
+    let am_root = nix::unistd::geteuid().is_root();
+    if !am_root || dialout.is_none() || !chowned {
+        eprintln!("skipped: needs root and groups dialout and tty");
+        return;
+    }
+    let cfg = t.path().join("posbridge.toml");
+    std::fs::write(&cfg, "[store]\nid = \"s1\"\n").expect("config");
+    let doctor = |user: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(["doctor", "--config"]).arg(&cfg);
+        c.arg("--sysfs").arg(&sys).arg("--dev").arg(&dev);
+        c.arg("--rules-dir").arg(&rules);
+        if let Some(u) = user {
+            c.args(["--user", u]);
+        }
+        let out = c.output().expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = doctor(Some("nobody"));
+    let has = |t: &str, s: &str| assert!(t.contains(s), "missing {s:?} in:\n{t}");
+    has(&text, "judged for user nobody");
+    let d = dev.display();
+    has(&text, &format!("FAIL  {d}/ttyUSB0: permission denied for user nobody\n      fix: install the udev rules (above): they give it group dialout, mode 0660"));
+    // A group that may use it but that the service is not in: join it.
+    has(&text, &format!("FAIL  {d}/hidraw0: permission denied for user nobody\n      fix: sudo usermod -aG tty nobody"));
+    // dialout comes from the unit's SupplementaryGroups, not nobody's own groups.
+    has(
+        &text,
+        &format!("ok    {d}/ttyUSB1: readable and writable for user nobody"),
+    );
+    assert!(!text.contains("ttyUSB1: permission denied"), "{text}");
+
+    // No --user as root: the service user, or, before it exists, a problem
+    // saying so and the check made with the unit's groups.
+    let text = doctor(None);
+    has(&text, "judged for user posbridge");
+    has(
+        &text,
+        &format!("{d}/ttyUSB0: permission denied for user posbridge"),
+    );
+    if nix::unistd::User::from_name("posbridge")
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        has(
+            &text,
+            "FAIL  the service user: user posbridge does not exist",
+        );
+    }
+    let bad = Command::new(BIN)
+        .args(["doctor", "--user", "no-such-user-here"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    has(
+        &String::from_utf8_lossy(&bad.stderr),
+        "user no-such-user-here does not exist",
     );
 }
 

@@ -82,6 +82,19 @@ fn the_unit_is_hardened() {
 }
 
 #[test]
+fn doctor_judges_access_for_the_user_and_groups_the_unit_runs_with() {
+    use posbridge::sysinfo::{SERVICE_GROUPS, SERVICE_USER};
+    let line = |key: &str| {
+        UNIT.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in the unit"))
+            .to_owned()
+    };
+    assert_eq!(line("User="), SERVICE_USER);
+    assert_eq!(line("SupplementaryGroups="), SERVICE_GROUPS.join(" "));
+}
+
+#[test]
 fn sysusers_and_tmpfiles_declare_the_user_and_private_state() {
     let users = include_str!("../systemd/posbridge.sysusers");
     assert!(users.lines().any(|l| l.starts_with("u posbridge ")));
