@@ -361,6 +361,32 @@ async fn paper_out_holds_the_queue_until_paper_is_back() {
 }
 
 #[tokio::test]
+async fn the_drawer_opens_at_once_while_the_receipt_waits_for_paper() {
+    const REALTIME_KICK: [u8; 5] = [0x10, 0x14, 0x01, 0x00, 0x01];
+    let p = FakePrinter::start(NORMAL).await;
+    let d = Daemon::start(&config(&printer("printer-1", p.addr, ""))).await;
+    p.set(PAPER_OUT);
+    let receipt = submit(&d, raw("printer-1", b"receipt\n")).await;
+    wait_state(&d, &receipt, "held").await;
+    let (status, v) = post(&d, "/v1/drawer/open", json!({"printer": "printer-1"})).await;
+    assert_eq!(status, 202, "{v}");
+    let kick = v["job"].as_str().expect("job").to_owned();
+    let v = wait_state(&d, &kick, "printed").await;
+    assert_eq!(v["kind"], "drawer", "{v}");
+    assert_eq!(p.data(), REALTIME_KICK, "a real-time pulse, not ESC p");
+    let v = d.get_json(&format!("/v1/print/{receipt}")).await;
+    assert_eq!(v["state"], "held", "the receipt still waits for paper: {v}");
+    p.set(NORMAL);
+    wait_state(&d, &receipt, "printed").await;
+    assert_eq!(
+        p.data(),
+        [&REALTIME_KICK[..], b"receipt\n"].concat(),
+        "the receipt after paper is back, and the drawer not kicked twice"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn cover_open_holds_the_queue_until_it_is_shut() {
     held_then_resumed(COVER_OPEN, "cover_open", |s| {
         s["cover_open"] == true && s["paper"] == "ok"

@@ -850,7 +850,8 @@ async fn get_print_job(
     }
 }
 
-/// Queued behind the printer's other jobs, so the drawer opens in order.
+/// Queued behind the printer's other jobs, so the drawer opens in order
+/// (at once, by a real-time pulse, while they wait for paper or the cover).
 async fn open_drawer(
     State(st): State<AppState>,
     body: Result<Json<DrawerBody>, axum::extract::rejection::JsonRejection>,

@@ -12,7 +12,9 @@
 //! paper and the cover shut. Otherwise the job is `held` with the reason
 //! (`offline`, `paper_out`, `cover_open`), `printer.status` is published when
 //! the status changes, and the status is asked again every second; the queue
-//! resumes, in order, when the printer is ready. A job whose bytes could not
+//! resumes, in order, when the printer is ready. Drawer kicks do not wait
+//! behind a queue held for paper or the cover: they go as a real-time pulse
+//! (`DLE DC4 1`), which printers carry out even then. A job whose bytes could not
 //! all be sent is tried again (up to [`MAX_ATTEMPTS`]), then `failed`.
 //!
 //! At least once: a job cut off by a restart mid-print prints again.
@@ -26,7 +28,8 @@ use crate::device::{Device, Devices, State};
 use crate::event::Bus;
 use link::Link;
 use posbridge_drivers::escpos::{
-    drawer_kick, render, CutMode, Document, DrawerPin, Encoding, Paper, PrinterStatus, Profile,
+    drawer_kick, realtime_drawer_kick, render, CutMode, Document, DrawerPin, Encoding, Paper,
+    PrinterStatus, Profile,
 };
 use posbridge_drivers::Event;
 use queue::{JobStore, JobView, Kind};
@@ -475,6 +478,43 @@ impl Worker {
         }
     }
 
+    /// The queue is held for paper or the cover, but the printer answers:
+    /// drawer kicks waiting in it go now as a real-time pulse, which the
+    /// printer carries out even so; the cashier still has change to give.
+    /// One pulse answers every kick waiting (the drawer is open after it).
+    async fn kick_waiting_drawers(&mut self) {
+        let id = self.p.id.clone();
+        let kicks = match self.store.drawers_waiting(&id).await {
+            Ok(k) if !k.is_empty() => k,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(printer = %id, error = %e, "cannot read the print queue");
+                return;
+            }
+        };
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let pulse = realtime_drawer_kick(&self.p.opts.profile);
+        // Short: a serial printer holding flow control for paper takes nothing.
+        if let Err(e) = link.write_all(&pulse, Duration::from_secs(2)).await {
+            // The kicks stay queued; the printer is asked again next round.
+            tracing::warn!(printer = %id, error = %e, "real-time drawer kick not sent");
+            self.link = None;
+            return;
+        }
+        tracing::info!(printer = %id, jobs = kicks.len(), "drawer opened while the queue is held");
+        for job in kicks {
+            let r = match self.store.printing(&job).await {
+                Ok(()) => self.store.printed(&job).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::error!(printer = %id, job = %job, error = %e, "cannot record a drawer kick");
+            }
+        }
+    }
+
     /// Waits `d`; false when the daemon is stopping.
     async fn pause(&self, d: Duration) -> bool {
         tokio::select! {
@@ -530,6 +570,9 @@ impl Worker {
                     if let Err(e) = self.store.hold(&job.id, reason).await {
                         tracing::error!(printer = %id, error = %e, "cannot record a held job");
                     }
+                }
+                if reason != "offline" {
+                    self.kick_waiting_drawers().await;
                 }
                 if !self.pause(RETRY).await {
                     break;

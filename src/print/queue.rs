@@ -242,6 +242,21 @@ impl JobStore {
         .await
     }
 
+    /// The printer's drawer kicks still waiting, oldest first.
+    pub async fn drawers_waiting(&self, printer: &str) -> Result<Vec<String>, String> {
+        let printer = printer.to_owned();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id FROM job
+                 WHERE printer = ?1 AND kind = 'drawer' AND state IN ('queued', 'held')
+                 ORDER BY seq",
+            )?;
+            let ids = stmt.query_map([printer], |r| r.get(0))?;
+            ids.collect()
+        })
+        .await
+    }
+
     /// Jobs not finished yet for this printer.
     pub async fn waiting(&self, printer: &str) -> Result<u64, String> {
         let printer = printer.to_owned();

@@ -142,5 +142,18 @@ pub fn drawer_kick(profile: &Profile) -> Vec<u8> {
     vec![0x1b, b'p', m, profile.drawer.on, profile.drawer.off]
 }
 
+/// The drawer kick as a real-time command (`DLE DC4 1 m t`, pulse `t` × 100
+/// ms), which printers carry out at once even while offline for paper or an
+/// open cover, when `ESC p` would wait behind the stopped receipt.
+pub fn realtime_drawer_kick(profile: &Profile) -> Vec<u8> {
+    let m = match profile.drawer.pin {
+        DrawerPin::Pin2 => 0,
+        DrawerPin::Pin5 => 1,
+    };
+    // `on` is in 2 ms units; round up to whole 100 ms steps, 1 to 8.
+    let t = (u16::from(profile.drawer.on) * 2).div_ceil(100).clamp(1, 8) as u8;
+    vec![0x10, 0x14, 0x01, m, t]
+}
+
 #[cfg(test)]
 mod tests;

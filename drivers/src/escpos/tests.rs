@@ -373,6 +373,20 @@ fn feed_cut_and_drawer() {
         ..Profile::default()
     };
     assert_eq!(drawer_kick(&pin5), b"\x1bp\x01\x32\x64");
+    // Real time: 50 ms rounds up to one 100 ms step; pin 5 is m = 1.
+    assert_eq!(
+        realtime_drawer_kick(&Profile::default()),
+        b"\x10\x14\x01\x00\x01"
+    );
+    assert_eq!(realtime_drawer_kick(&pin5), b"\x10\x14\x01\x01\x01");
+    let long = Profile {
+        drawer: DrawerKick {
+            on: 255,
+            ..DrawerKick::default()
+        },
+        ..Profile::default()
+    };
+    assert_eq!(realtime_drawer_kick(&long)[4], 6, "510 ms is 6 steps");
     // The kick comes last, after the cut.
     assert_eq!(
         body(r#"{"lines": [{"text": "x"}, {"cut": true}], "open_drawer": true}"#),
