@@ -190,6 +190,24 @@ fn scan_lists_usb_nodes_with_their_ids_and_skips_the_rest() {
 }
 
 #[test]
+fn usb_printers_are_found_by_usb_id() {
+    let t = machine();
+    let (sys, dev) = (t.path().join("sys"), t.path().join("dev"));
+    usb_device(&sys, "1-8", "0416", "5011", None, "POS58 Printer");
+    node(
+        &sys,
+        &dev,
+        "usbmisc",
+        "1-8",
+        "1-8:1.0/usbmisc/lp0",
+        "usb/lp0",
+    );
+    let n = sysinfo::find_node(&sys, &dev, NodeKind::Usblp, 0x0416, 0x5011, None).expect("found");
+    assert_eq!(n.dev_path, dev.join("usb/lp0"));
+    assert!(sysinfo::find_node(&sys, &dev, NodeKind::Tty, 0x0416, 0x5011, None).is_none());
+}
+
+#[test]
 fn serial_ports_are_found_by_usb_id_and_serial_number() {
     let t = machine();
     let (sys, dev) = (t.path().join("sys"), t.path().join("dev"));

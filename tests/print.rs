@@ -435,6 +435,26 @@ async fn a_printer_not_listening_is_offline_until_it_starts() {
 }
 
 #[tokio::test]
+async fn a_usb_printer_found_by_id_waits_disconnected_until_plugged_in() {
+    // No such printer on this machine: the lookup through /sys finds nothing.
+    let d = Daemon::start(&config(
+        "[[device]]\nid = \"printer-1\"\ndriver = \"escpos\"\ntransport = \"usb\"\nmatch = { vid = \"0416\", pid = \"5011\", serial = \"NO-SUCH-PRINTER\" }\n",
+    ))
+    .await;
+    let job = submit(&d, raw("printer-1", b"hello\n")).await;
+    let v = wait_state(&d, &job, "held").await;
+    assert_eq!(v["reason"], "offline", "{v}");
+    let devs = d.get_json("/v1/devices").await;
+    assert_eq!(devs[0]["state"], "disconnected", "{devs}");
+    let e = devs[0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("no printer node (usblp) on USB device 0416:5011 serial NO-SUCH-PRINTER"),
+        "{devs}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn bad_requests_are_refused_before_anything_is_queued() {
     let p = FakePrinter::start(NORMAL).await;
     let d = Daemon::start(&config(&printer("printer-1", p.addr, ""))).await;
@@ -650,6 +670,11 @@ fn printer_config_errors_name_the_key() {
             .to_string();
         assert!(err.contains(&format!("{key}:")), "{transport}: {err}");
     }
+    // A USB printer may be found by its USB id instead of a path.
+    let by_id = config(
+        "[[device]]\nid = \"p\"\ndriver = \"escpos\"\ntransport = \"usb\"\nmatch = { vid = \"0416\", pid = \"5011\" }\n",
+    );
+    posbridge::Config::parse(&by_id, std::iter::empty(), "t").expect("usb printer by match");
     // The contract's example printer is a valid config.
     let ok = config(
         "[[device]]\nid = \"printer-1\"\ndriver = \"escpos\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:9100\"\nencoding = \"gb18030\"\ncolumns = 48\n",

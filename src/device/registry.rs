@@ -460,13 +460,11 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             "address",
             "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)".into(),
         )),
-        "usb" if d.usb_match.is_some() && d.driver == "escpos" => out.push((
-            "match",
-            "finding printers by USB id is not in this build yet; set path (/dev/usb/lp0)".into(),
-        )),
-        "usb" if d.driver == "escpos" && d.path.as_deref().is_none_or(str::is_empty) => out.push((
+        "usb" if d.driver == "escpos"
+            && d.usb_match.is_none()
+            && d.path.as_deref().is_none_or(str::is_empty) => out.push((
             "path",
-            "required for transport \"usb\" (e.g. /dev/usb/lp0)".into(),
+            "required for transport \"usb\" (e.g. /dev/usb/lp0), or find the printer by USB id with match = { vid, pid, serial? }".into(),
         )),
         "file" if d.path.as_deref().is_none_or(str::is_empty) => out.push((
             "path",

@@ -300,8 +300,12 @@ fn usb_ids(m: &crate::config::UsbMatch) -> Result<(u16, u16), OpenError> {
     }
 }
 
-/// The /dev node of this kind that the USB device `match` names has now.
-fn find_by_usb_id(m: &crate::config::UsbMatch, kind: NodeKind) -> Result<String, OpenError> {
+/// The /dev node of this kind that the USB device `match` names has now
+/// (a sysfs walk: call it off the async workers).
+pub(crate) fn find_by_usb_id(
+    m: &crate::config::UsbMatch,
+    kind: NodeKind,
+) -> Result<String, OpenError> {
     let (vid, pid) = usb_ids(m)?;
     let sys = std::path::Path::new(crate::device::hotplug::SYS);
     match crate::sysinfo::find_node(
@@ -314,7 +318,12 @@ fn find_by_usb_id(m: &crate::config::UsbMatch, kind: NodeKind) -> Result<String,
     ) {
         Some(n) => Ok(n.dev_path.display().to_string()),
         None => Err(OpenError::absent(format!(
-            "no serial port on USB device {vid:04x}:{pid:04x}{} (unplugged?)",
+            "no {} on USB device {vid:04x}:{pid:04x}{} (unplugged?)",
+            if kind == NodeKind::Usblp {
+                "printer node (usblp)"
+            } else {
+                "serial port"
+            },
             m.serial
                 .as_deref()
                 .map(|s| format!(" serial {s}"))
