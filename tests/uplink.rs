@@ -829,4 +829,44 @@ async fn malformed_and_oversized_downlink_is_counted_and_harms_nothing() {
     let up = d.get_json("/v1/uplink").await;
     assert_eq!(up["connected"], true, "no reconnect loop: {up}");
     assert!(up["connects_total"].as_u64() <= Some(3), "{up}");
+    assert_eq!(up["members_paused_until"], Value::Null, "{up}");
+}
+
+#[tokio::test]
+async fn an_oversized_retained_member_message_pauses_member_pushes_not_transactions() {
+    let broker = Broker::start();
+    let mut hq = Hq::connect(broker.port, "hq-retained", &[&format!("{PREFIX}/tx")]).await;
+    // Retained: every subscribe to the members topic brings it back, clean
+    // session or not.
+    hq.client
+        .publish(
+            format!("{PREFIX}/members"),
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            vec![b'x'; 5 * 1024 * 1024],
+        )
+        .await
+        .expect("publish");
+    let d = Daemon::start(&uplink(&broker.url(), "")).await;
+    until("member pushes paused", Duration::from_secs(20), || async {
+        d.get_json("/v1/uplink").await["members_paused_until"].is_string()
+    })
+    .await;
+    until("connected without the members topics", WAIT, || async {
+        d.get_json("/v1/uplink").await["connected"] == true
+    })
+    .await;
+    for id in ["r-1", "r-2"] {
+        assert_eq!(post(&d.http, &d.url(""), id).await, 202);
+    }
+    let mut got = BTreeSet::new();
+    while got.len() < 2 {
+        let m = hq.next(WAIT).await.expect("transactions still reach HQ");
+        got.insert(tx_of(&m).0);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let up = d.get_json("/v1/uplink").await;
+    assert_eq!(up["connected"], true, "no reconnect loop: {up}");
+    assert!(up["connects_total"].as_u64() <= Some(3), "{up}");
+    assert!(up["errors_total"].as_u64() <= Some(2), "{up}");
 }

@@ -288,7 +288,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         (
             "posbridge_uplink_broker_acked_total",
             "counter",
-            "Transactions the broker acknowledged (PUBACK).",
+            "PUBACKs for transaction publishes (re-sends included).",
             r.broker_acked.load(Relaxed),
         ),
         (
@@ -734,6 +734,7 @@ async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
         "connects_total": r.connects.load(Relaxed),
         "errors_total": r.errors.load(Relaxed),
         "members_cached": members_cached,
+        "members_paused_until": r.members_paused_until(),
     }))
     .into_response())
 }

@@ -23,6 +23,9 @@ pub struct RelayStatus {
     pub hq_acked: AtomicU64,
     /// Re-sends on a live connection because HQ had not acknowledged (`ack = "hq"`).
     pub resent: AtomicU64,
+    /// Member pushes are not subscribed to until then (monotonic, and as
+    /// shown), after a message too large to take kept coming back.
+    pub members_paused: Mutex<Option<(std::time::Instant, String)>>,
     /// Connection attempts that failed or connections that broke.
     pub errors: AtomicU64,
     pub connects: AtomicU64,
@@ -39,6 +42,16 @@ impl RelayStatus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+    /// When member pushes resume, if they are paused now.
+    pub fn members_paused_until(&self) -> Option<String> {
+        let g = self
+            .members_paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        g.as_ref()
+            .filter(|(until, _)| *until > std::time::Instant::now())
+            .map(|(_, shown)| shown.clone())
     }
     pub fn set_last_error(&self, e: Option<String>) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;

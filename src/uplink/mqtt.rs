@@ -100,6 +100,9 @@ pub struct Relay {
     /// HQ sent a message too large to take; the broker would redeliver it on
     /// every reconnect, so the next connection starts a clean session.
     drop_session: std::sync::atomic::AtomicBool,
+    /// When the last too-large message came: a second one soon after the
+    /// clean session is a retained message, which every subscribe brings back.
+    last_oversize: Mutex<Option<std::time::Instant>>,
 }
 
 /// Sleeps until `at`, or for ever when there is no deadline.
@@ -215,6 +218,11 @@ impl Backoff {
     }
 }
 
+/// A second too-large message this soon after the first is taken as retained.
+const OVERSIZE_AGAIN: Duration = Duration::from_secs(60);
+/// How long member topics stay unsubscribed after that.
+const MEMBERS_PAUSE: Duration = Duration::from_secs(600);
+
 /// Longest wait between re-sends while HQ acknowledges nothing.
 const RESEND_MAX: Duration = Duration::from_secs(3600);
 
@@ -241,18 +249,20 @@ impl Resend {
         }
     }
 
-    /// At a due time, given the oldest unacknowledged `seq`: whether it has
-    /// been stuck since the last check (then it goes again). Sets the next check.
-    fn stuck(&mut self, oldest: Option<i64>) -> bool {
+    /// At a due time, given the oldest unacknowledged `seq` and whether
+    /// anything could go again now: whether to send (the oldest has been
+    /// stuck since the last check). Sets the next check; the wait doubles
+    /// only after a re-send.
+    fn stuck(&mut self, oldest: Option<i64>, can_send: bool) -> bool {
         let stuck = oldest.is_some() && oldest == self.oldest;
-        self.wait = if stuck {
-            (self.wait * 2).min(RESEND_MAX.max(self.base))
-        } else {
-            self.base
-        };
+        if !stuck {
+            self.wait = self.base;
+        } else if can_send {
+            self.wait = (self.wait * 2).min(RESEND_MAX.max(self.base));
+        }
         self.oldest = oldest;
         self.due = tokio::time::Instant::now() + self.wait;
-        stuck
+        stuck && can_send
     }
 }
 
@@ -304,6 +314,7 @@ impl Relay {
             cmd_rx: Mutex::new(Some(cmd_rx)),
             waiting: Mutex::new(HashMap::new()),
             drop_session: std::sync::atomic::AtomicBool::new(false),
+            last_oversize: Mutex::new(None),
         }))
     }
 
@@ -434,9 +445,14 @@ impl Relay {
         let _poller = AbortOnDrop(poller);
 
         let t = &self.topics;
+        let mut topics = vec![&t.tx_ack, &t.lookup_response];
+        if self.status.members_paused_until().is_none() {
+            topics.extend([&t.members, &t.all_members]);
+        }
         client
             .subscribe_many(
-                [&t.tx_ack, &t.members, &t.all_members, &t.lookup_response]
+                topics
+                    .into_iter()
                     .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce)),
             )
             .await
@@ -551,17 +567,15 @@ impl Relay {
         let rows = tokio::task::spawn_blocking(move || outbox.pending_after(0, WINDOW))
             .await
             .map_err(|e| format!("outbox read task failed: {e}"))??;
-        if !r.stuck(rows.first().map(|p| p.seq)) {
-            return Ok(());
-        }
-        // Only what this connection already published; the rest is still to come.
+        // Only what this connection already published (the rest is still to
+        // come), and only as far as the window has room.
         let room = WINDOW.saturating_sub(s.outstanding);
         let again: Vec<&Pending> = rows
             .iter()
             .filter(|p| p.seq <= s.cursor)
             .take(room)
             .collect();
-        if again.is_empty() {
+        if !r.stuck(rows.first().map(|p| p.seq), !again.is_empty()) {
             return Ok(());
         }
         tracing::info!(
@@ -716,10 +730,34 @@ impl Relay {
         {
             self.status.bad_downlink.fetch_add(1, Relaxed);
             self.drop_session.store(true, Relaxed);
-            let e = format!(
-                "{}: HQ sent a message of {n} bytes, over the {MAX_INCOMING}-byte limit; starting a clean session to get past it (downlink messages queued at the broker for this store are dropped; HQ should push members again)",
-                self.cfg.url
-            );
+            let now = std::time::Instant::now();
+            let again = self
+                .last_oversize
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(now)
+                .is_some_and(|t| now.duration_since(t) < OVERSIZE_AGAIN);
+            let e = if again {
+                // Back straight after a clean session: retained on a member
+                // topic. Without those topics transactions still flow.
+                let shown =
+                    crate::event::rfc3339_ms(time::OffsetDateTime::now_utc() + MEMBERS_PAUSE);
+                *self
+                    .status
+                    .members_paused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some((now + MEMBERS_PAUSE, shown.clone()));
+                format!(
+                    "{}: HQ keeps sending a message of {n} bytes, over the {MAX_INCOMING}-byte limit (retained on a members topic?); member pushes are paused until {shown} so transactions keep flowing; HQ should clear it (publish an empty retained message on that topic)",
+                    self.cfg.url
+                )
+            } else {
+                format!(
+                    "{}: HQ sent a message of {n} bytes, over the {MAX_INCOMING}-byte limit; starting a clean session to get past it (downlink messages queued at the broker for this store are dropped; HQ should push members again)",
+                    self.cfg.url
+                )
+            };
             tracing::error!("{e}");
             return e;
         }
@@ -962,21 +1000,24 @@ mod tests {
     fn resends_back_off_while_hq_is_stuck_and_reset_on_progress() {
         let base = Duration::from_millis(300);
         let mut r = Resend::new(base);
-        assert!(!r.stuck(Some(5)), "first sight of the oldest");
+        assert!(!r.stuck(Some(5), true), "first sight of the oldest");
         assert_eq!(r.wait, base);
-        assert!(r.stuck(Some(5)));
+        assert!(r.stuck(Some(5), true));
         assert_eq!(r.wait, base * 2);
-        assert!(r.stuck(Some(5)));
+        // Stuck, but the window is full: nothing goes, and the wait holds.
+        assert!(!r.stuck(Some(5), false));
+        assert_eq!(r.wait, base * 2);
+        assert!(r.stuck(Some(5), true));
         assert_eq!(r.wait, base * 4);
         for _ in 0..40 {
-            r.stuck(Some(5));
+            r.stuck(Some(5), true);
         }
         assert_eq!(r.wait, RESEND_MAX, "capped");
         // HQ acknowledged the oldest: back to the base wait, nothing sent.
-        assert!(!r.stuck(Some(6)));
+        assert!(!r.stuck(Some(6), true));
         assert_eq!(r.wait, base);
-        assert!(!r.stuck(None), "nothing unacknowledged");
-        assert!(!r.stuck(None));
+        assert!(!r.stuck(None, true), "nothing unacknowledged");
+        assert!(!r.stuck(None, true));
     }
 
     #[test]
