@@ -465,7 +465,7 @@ pub fn check_files(
         let known = catalog_entry(catalog, &n).is_some();
         match who.access(&n.dev_path) {
             Access::PermissionDenied => {
-                let fix = permission_fix(&n, known, who);
+                let fix = permission_fix(&n.dev_path, Some(n.kind), known, who);
                 out.push(Finding::problem(
                     format!("{}: permission denied{}", n.dev_path.display(), who.label()),
                     fix,
@@ -482,39 +482,43 @@ pub fn check_files(
     out
 }
 
+/// Groups it is safe to tell IT to add the service user to: each grants
+/// one kind of peripheral. (`input`, `tty`, `disk`, `video` and the like
+/// would hand the service every keyboard, terminal or disk.)
+const NARROW_GROUPS: &[&str] = &["dialout", "plugdev", "lp", "uucp", "scanner"];
+
 /// How to give the service a node it cannot open, from the node's group
-/// and mode: joining a group only helps when that group may read and write.
-fn permission_fix(n: &Node, known: bool, who: &Who) -> String {
+/// and mode: joining a group helps only when that group may read and write,
+/// and is suggested only for narrow groups.
+pub fn permission_fix(path: &Path, kind: Option<NodeKind>, known: bool, who: &Who) -> String {
     use std::os::unix::fs::MetadataExt;
     let user = match who {
         Who::User { name, .. } => name.as_str(),
         Who::Me => SERVICE_USER,
     };
-    let ours = if n.kind == NodeKind::Tty {
+    let ours = if kind == Some(NodeKind::Tty) {
         "dialout"
     } else {
         "plugdev"
     };
-    let meta = std::fs::metadata(&n.dev_path).ok();
-    let group_rw = meta
-        .as_ref()
-        .filter(|m| m.gid() != 0 && m.mode() & 0o060 == 0o060);
-    let group = group_rw.and_then(|m| {
-        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid()))
-            .ok()
-            .flatten()
-    });
+    let group = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.mode() & 0o060 == 0o060)
+        .and_then(|m| {
+            nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid()))
+                .ok()
+                .flatten()
+        })
+        .map(|g| g.name)
+        .filter(|g| NARROW_GROUPS.contains(&g.as_str()));
     match (group, known) {
-        (Some(g), true) => format!(
-            "sudo usermod -aG {} {user}, or install the udev rules (above)",
-            g.name
-        ),
-        (Some(g), false) => format!("sudo usermod -aG {} {user}", g.name),
-        (None, true) => format!(
-            "install the udev rules (above): they give it group {ours}, mode 0660"
-        ),
+        (Some(g), true) => format!("sudo usermod -aG {g} {user}, or install the udev rules (above)"),
+        (Some(g), false) => format!("sudo usermod -aG {g} {user}"),
+        (None, true) => {
+            format!("install the udev rules (above): they give it group {ours}, mode 0660")
+        }
         (None, false) => format!(
-            "only root may open it: add a udev rule for it with GROUP=\"{ours}\", MODE=\"0660\" (or add the device to drivers/catalog.toml and install the rules)"
+            "add a udev rule for it with GROUP=\"{ours}\", MODE=\"0660\" (or add the device to drivers/catalog.toml and install the rules)"
         ),
     }
 }
@@ -595,53 +599,63 @@ pub fn doctor(
     for (i, d) in config.devices.iter().enumerate() {
         let t = d.transport_name();
         let label = format!("device {} ({} over {t})", d.id, d.driver);
-        let found = match (&d.path, &d.usb_match, t) {
+        // Ok(node), or Err((what is wrong, the fix)).
+        let missing = |why: String| {
+            Err((
+                why,
+                format!("plug it in, or correct device[{i}].path / match (posbridge devices lists what is there)"),
+            ))
+        };
+        let denied = |path: &Path, kind: Option<NodeKind>, known: bool| {
+            Err((
+                format!("{}: permission denied{}", path.display(), who.label()),
+                permission_fix(path, kind, known, who),
+            ))
+        };
+        let found: Result<String, (String, String)> = match (&d.path, &d.usb_match, t) {
             (_, _, "sim" | "tcp" | "file" | "pcsc") => continue,
             (Some(p), _, _) => match who.access(Path::new(p)) {
                 Access::Ok => Ok(p.clone()),
-                Access::PermissionDenied => Err(format!("{p}: permission denied{}", who.label())),
-                Access::NoNode => Err(format!("{p} does not exist")),
+                // Found by path: the catalog cannot vouch for it.
+                Access::PermissionDenied => denied(Path::new(p), NodeKind::for_transport(t), false),
+                Access::NoNode => missing(format!("{p} does not exist")),
             },
             (None, Some(m), _) => {
                 let hex = posbridge_drivers::catalog::parse_hex16;
                 let (Some(v), Some(p)) = (hex(&m.vid), hex(&m.pid)) else {
                     continue;
                 };
-                let kind = NodeKind::for_transport(t);
-                let node = match kind {
-                    Some(NodeKind::UsbDevice) => find_usb_device(sys, v, p, m.serial.as_deref())
-                        .map(|_| format!("USB {v:04x}:{p:04x}")),
-                    Some(k) => find_node(sys, dev, k, v, p, m.serial.as_deref()).map(|n| {
-                        if who.access(&n.dev_path) == Access::PermissionDenied {
-                            format!(
-                                "{} (permission denied{})",
-                                n.dev_path.display(),
-                                who.label()
-                            )
-                        } else {
-                            n.dev_path.display().to_string()
-                        }
-                    }),
-                    None => None,
+                let kind = match NodeKind::for_transport(t) {
+                    // A printer's usb link is its usblp node.
+                    Some(NodeKind::UsbDevice) if d.driver == "escpos" => Some(NodeKind::Usblp),
+                    k => k,
                 };
-                node.ok_or_else(|| format!("no USB device {v:04x}:{p:04x} is plugged in"))
+                let absent = || format!("no USB device {v:04x}:{p:04x} is plugged in");
+                match kind {
+                    Some(NodeKind::UsbDevice) => {
+                        match find_usb_device(sys, v, p, m.serial.as_deref()) {
+                            Some(_) => Ok(format!("USB {v:04x}:{p:04x}")),
+                            None => missing(absent()),
+                        }
+                    }
+                    Some(k) => match find_node(sys, dev, k, v, p, m.serial.as_deref()) {
+                        Some(n) if who.access(&n.dev_path) == Access::PermissionDenied => {
+                            let known = catalog.lookup(v, p).is_some();
+                            denied(&n.dev_path, Some(k), known)
+                        }
+                        Some(n) => Ok(n.dev_path.display().to_string()),
+                        None => missing(absent()),
+                    },
+                    None => missing(absent()),
+                }
             }
             (None, None, _) => continue,
         };
         match found {
-            Ok(n) if n.contains("permission denied") => out.push(Finding::problem(
-                format!("{label}: {n}"),
-                "install the udev rules (see above) or add the service user to group dialout/plugdev",
-            )),
             Ok(n) => out.push(Finding::ok(format!("{label}: found at {n}"))),
-            Err(why) if d.id.starts_with(crate::device::hotplug::AUTO_PREFIX) => {
-                // Auto devices are all the catalog could claim; absent is normal.
-                let _ = why;
-            }
-            Err(why) => out.push(Finding::problem(
-                format!("{label}: {why}"),
-                format!("plug it in, or correct device[{i}].path / match (posbridge devices lists what is there)"),
-            )),
+            // Auto devices are all the catalog could claim; absent is normal.
+            Err(_) if d.id.starts_with(crate::device::hotplug::AUTO_PREFIX) => {}
+            Err((why, fix)) => out.push(Finding::problem(format!("{label}: {why}"), fix)),
         }
     }
     let wants_pcsc = config.devices.iter().any(|d| d.transport_name() == "pcsc");
@@ -693,4 +707,88 @@ fn broker_reachable(target: &str) -> Result<(), String> {
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn node_with(mode: u32) -> (tempfile::NamedTempFile, u32, u32) {
+        let f = tempfile::NamedTempFile::new().expect("tmp");
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let m = std::fs::metadata(f.path()).expect("stat");
+        (f, m.uid(), m.gid())
+    }
+
+    #[test]
+    fn access_is_judged_by_owner_then_group_then_other() {
+        // Some uid that owns nothing, not root.
+        const STRANGER: u32 = 4_000_000;
+        let (f, owner, group) = node_with(0o600);
+        let p = f.path();
+        if owner != 0 {
+            assert_eq!(access_as(p, owner, &[]), Access::Ok, "owner bits");
+        }
+        assert_eq!(access_as(p, 0, &[]), Access::Ok, "root passes");
+        assert_eq!(access_as(p, STRANGER, &[group]), Access::PermissionDenied);
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).expect("chmod");
+        assert_eq!(access_as(p, STRANGER, &[group]), Access::Ok, "group bits");
+        assert_eq!(access_as(p, STRANGER, &[]), Access::PermissionDenied);
+        // The group may only read: not enough for a device we write to.
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o646)).expect("chmod");
+        assert_eq!(
+            access_as(p, STRANGER, &[group]),
+            Access::PermissionDenied,
+            "group bits win over other"
+        );
+        assert_eq!(access_as(p, STRANGER, &[]), Access::Ok, "other bits");
+        if owner != 0 {
+            // The owner's own bits count, not other's.
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o066)).expect("chmod");
+            assert_eq!(access_as(p, owner, &[group]), Access::PermissionDenied);
+        }
+        assert_eq!(
+            access_as(Path::new("/nonexistent/ttyUSB0"), STRANGER, &[]),
+            Access::NoNode
+        );
+    }
+
+    #[test]
+    fn fixes_suggest_narrow_groups_only() {
+        let who = Who::service_to_be("posbridge");
+        // Group 0 (root) may read and write: joining root is never the fix.
+        let (f, _, gid) = node_with(0o660);
+        let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .map(|g| g.name)
+            .unwrap_or_default();
+        let fix = permission_fix(f.path(), Some(NodeKind::Tty), true, &who);
+        if NARROW_GROUPS.contains(&group.as_str()) {
+            assert!(
+                fix.starts_with(&format!("sudo usermod -aG {group} posbridge")),
+                "{fix}"
+            );
+        } else {
+            assert_eq!(
+                fix,
+                "install the udev rules (above): they give it group dialout, mode 0660"
+            );
+        }
+        let fix = permission_fix(f.path(), Some(NodeKind::Hidraw), false, &who);
+        if !NARROW_GROUPS.contains(&group.as_str()) {
+            assert!(
+                fix.starts_with("add a udev rule for it with GROUP=\"plugdev\""),
+                "{fix}"
+            );
+        }
+        // Only the group's bits matter: 0600 is never fixed by a group.
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let fix = permission_fix(f.path(), Some(NodeKind::Tty), true, &who);
+        assert_eq!(
+            fix,
+            "install the udev rules (above): they give it group dialout, mode 0660"
+        );
+    }
 }

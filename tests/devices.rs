@@ -419,7 +419,7 @@ fn doctor_as_root_judges_the_service_user_not_root() {
     std::fs::create_dir_all(&rules).expect("mkdir");
     // As udev leaves them without our rules: root only. One node the way our
     // rules leave it (group dialout, 0660), and one in a group the service is
-    // not in (tty, 0660).
+    // not in (lp, 0660, as usblp nodes are).
     let chmod = |name: &str, mode| {
         std::fs::set_permissions(dev.join(name), std::fs::Permissions::from_mode(mode))
             .expect("chmod")
@@ -431,20 +431,28 @@ fn doctor_as_root_judges_the_service_user_not_root() {
         .flatten()
         .map(|g| g.gid);
     chmod("hidraw0", 0o660);
-    let tty = nix::unistd::Group::from_name("tty")
+    let lp = nix::unistd::Group::from_name("lp")
         .ok()
         .flatten()
         .map(|g| g.gid);
-    let chowned = tty.is_some()
+    let chowned = lp.is_some()
         && nix::unistd::chown(&dev.join("ttyUSB1"), None, dialout).is_ok()
-        && nix::unistd::chown(&dev.join("hidraw0"), None, tty).is_ok();
+        && nix::unistd::chown(&dev.join("hidraw0"), None, lp).is_ok();
     let am_root = nix::unistd::geteuid().is_root();
     if !am_root || dialout.is_none() || !chowned {
-        eprintln!("skipped: needs root and groups dialout and tty");
+        eprintln!("skipped: needs root and groups dialout and lp");
         return;
     }
     let cfg = t.path().join("posbridge.toml");
-    std::fs::write(&cfg, "[store]\nid = \"s1\"\n").expect("config");
+    // A device configured by path that the service user cannot open.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\nid = \"s1\"\n[[device]]\nid = \"msr-1\"\ndriver = \"magstripe\"\ntransport = \"hid\"\npath = \"{}\"\n",
+            dev.join("hidraw0").display()
+        ),
+    )
+    .expect("config");
     let doctor = |user: Option<&str>| {
         let mut c = Command::new(BIN);
         c.args(["doctor", "--config"]).arg(&cfg);
@@ -462,7 +470,8 @@ fn doctor_as_root_judges_the_service_user_not_root() {
     let d = dev.display();
     has(&text, &format!("FAIL  {d}/ttyUSB0: permission denied for user nobody\n      fix: install the udev rules (above): they give it group dialout, mode 0660"));
     // A group that may use it but that the service is not in: join it.
-    has(&text, &format!("FAIL  {d}/hidraw0: permission denied for user nobody\n      fix: sudo usermod -aG tty nobody"));
+    has(&text, &format!("FAIL  {d}/hidraw0: permission denied for user nobody\n      fix: sudo usermod -aG lp nobody"));
+    has(&text, &format!("FAIL  device msr-1 (magstripe over hid): {d}/hidraw0: permission denied for user nobody\n      fix: sudo usermod -aG lp nobody"));
     // dialout comes from the unit's SupplementaryGroups, not nobody's own groups.
     has(
         &text,
