@@ -12,6 +12,8 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/debug/posbridge
 
 .PHONY: run build release test deps lint unit test-browser fuzz fuzz-smoke prune-debug bench deb clean
+# Stages run one after another: prune-debug must not delete a build in use.
+.NOTPARALLEL:
 
 ## Build and start a demo daemon: simulated devices, no hardware, no HQ.
 run:

@@ -27,8 +27,11 @@ for dir in drivers/fuzz fuzz; do
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$target.log" | grep -o '[0-9]*$' || echo "?")
     echo "$dir/$target ${runs} executions in ${seconds}s, no crash" >> "$summary"
   done
-  # CI: drop this sanitizer build before the next one starts (disk, not time).
-  if [ -n "${FUZZ_PRUNE:-}" ]; then rm -rf "$root/$dir/target"; fi
+  # CI: drop this sanitizer build before the next one starts (disk, not
+  # time); cargo fuzz builds under CARGO_TARGET_DIR when that is set.
+  if [ -n "${FUZZ_PRUNE:-}" ]; then
+    rm -rf "${CARGO_TARGET_DIR:-$root/$dir/target}/x86_64-unknown-linux-gnu" "$root/$dir/target"
+  fi
 done
 echo "fuzz summary:"
 cat "$summary"

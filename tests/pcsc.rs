@@ -3,6 +3,8 @@
 //! (TESTING.md). One pcscd serves the machine, so the scenarios run in order
 //! inside one test.
 
+mod common;
+
 use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;

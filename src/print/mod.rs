@@ -228,6 +228,7 @@ impl Printers {
                 cancel: cancel.clone(),
                 link: None,
                 unsaved_printed: None,
+                realtime_failed: false,
             };
             tracker.spawn(worker.run());
         }
@@ -383,6 +384,10 @@ struct Worker {
     /// A job that printed but whose `printed` state could not be stored yet:
     /// it must not print again when the store recovers.
     unsaved_printed: Option<String>,
+    /// A real-time drawer kick could not be sent while the queue is held
+    /// (a serial printer holding flow control): not tried again until the
+    /// printer is ready, when the kick goes in its turn as `ESC p`.
+    realtime_failed: bool,
 }
 
 async fn sleep_opt(d: Option<Duration>) {
@@ -483,6 +488,9 @@ impl Worker {
     /// printer carries out even so; the cashier still has change to give.
     /// One pulse answers every kick waiting (the drawer is open after it).
     async fn kick_waiting_drawers(&mut self) {
+        if self.realtime_failed {
+            return;
+        }
         let id = self.p.id.clone();
         let kicks = match self.store.drawers_waiting(&id).await {
             Ok(k) if !k.is_empty() => k,
@@ -499,8 +507,9 @@ impl Worker {
         // Short: a serial printer holding flow control for paper takes nothing.
         if let Err(e) = link.write_all(&pulse, Duration::from_secs(2)).await {
             // The kicks stay queued; the printer is asked again next round.
-            tracing::warn!(printer = %id, error = %e, "real-time drawer kick not sent");
+            tracing::warn!(printer = %id, error = %e, "real-time drawer kick not sent; the kick waits for the printer");
             self.link = None;
+            self.realtime_failed = true;
             return;
         }
         tracing::info!(printer = %id, jobs = kicks.len(), "drawer opened while the queue is held");
@@ -579,6 +588,7 @@ impl Worker {
                 }
                 continue;
             }
+            self.realtime_failed = false;
             if let Err(e) = self.store.printing(&job.id).await {
                 tracing::error!(printer = %id, error = %e, "cannot record a job as printing");
                 if !self.pause(RETRY).await {
