@@ -14,15 +14,20 @@ pub struct EvdevLink {
 }
 
 impl EvdevLink {
-    pub fn open(cfg: &DeviceConfig) -> Result<EvdevLink, OpenError> {
-        let (path, mut dev) = match (&cfg.path, &cfg.usb_match) {
+    pub async fn open(cfg: &DeviceConfig) -> Result<EvdevLink, OpenError> {
+        // Opening, and finding by USB id (a walk over every input node), block:
+        // off the async workers.
+        let (path, usb_match) = (cfg.path.clone(), cfg.usb_match.clone());
+        let (path, mut dev) = tokio::task::spawn_blocking(move || match (&path, &usb_match) {
             (Some(p), _) => {
                 let dev = Device::open(p).map_err(|e| open_error(p, e))?;
-                (p.clone(), dev)
+                Ok((p.clone(), dev))
             }
-            (None, Some(m)) => find_by_usb_id(&m.vid, &m.pid)?,
-            (None, None) => return Err(OpenError::from("evdev needs path or match".to_owned())),
-        };
+            (None, Some(m)) => find_by_usb_id(&m.vid, &m.pid),
+            (None, None) => Err(OpenError::from("evdev needs path or match".to_owned())),
+        })
+        .await
+        .map_err(|e| OpenError::from(format!("input device open task failed: {e}")))??;
         if cfg.grab.unwrap_or(true) {
             dev.grab()
                 .map_err(|e| format!("{path}: cannot grab the input device exclusively: {e}"))?;
@@ -57,7 +62,7 @@ fn open_error(path: &str, e: io::Error) -> OpenError {
             OpenError::absent(format!("{path}: no such input device (unplugged, or wrong path?)"))
         }
         io::ErrorKind::PermissionDenied => format!(
-            "{path}: permission denied; install udev/70-posbridge.rules or add the service user to group input"
+            "{path}: permission denied; install udev/70-posbridge.rules (it gives catalog readers group plugdev; group input would give every keyboard)"
         )
         .into(),
         _ => format!("{path}: {e}").into(),

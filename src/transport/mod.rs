@@ -240,7 +240,7 @@ pub async fn open<'a>(
                 Err(_) => Err(format!("{addr}: no answer within 5 s").into()),
             }
         }
-        ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg)?))),
+        ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg).await?))),
         ("usb", _) if cfg.driver == "dongle" => {
             let Some(m) = &cfg.usb_match else {
                 return Err(OpenError::from("dongle needs match".to_owned()));
