@@ -2,6 +2,11 @@
 //! `call.ended` (from any caller-ID device), looks each caller up (member
 //! cache, then HQ), publishes `call.popup`, and keeps the recent calls for
 //! `GET /v1/calls` and the `/popup` page.
+//!
+//! The log is served from memory and written through to `storage.dir/calls.db`
+//! by a thread of its own, so the front desk's missed calls survive a restart
+//! or a power cut. A call still ringing when the daemon stopped comes back
+//! ended and missed: nobody knows it was answered, so it is worth a call back.
 
 use crate::event::{Bus, Filter, Published, Resume};
 use crate::uplink::{Source, Uplink};
@@ -10,15 +15,33 @@ use posbridge_drivers::Event;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Calls kept for `GET /v1/calls` (in memory: a restart starts a new log).
+/// Calls kept for `GET /v1/calls`, in memory and on disk.
 const KEEP: usize = 500;
 
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS call (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL UNIQUE,
+    json    TEXT NOT NULL
+);
+";
+
+/// How the call log opens, and what is salvaged from a damaged file.
+const STORE: crate::storage::Store<'static> = crate::storage::Store {
+    what: "call log",
+    rows: "call(s)",
+    schema: SCHEMA,
+    table: "call",
+    columns: &["call_id", "json"],
+};
+
 /// One call, as `GET /v1/calls` lists it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Call {
     pub call_id: String,
     pub device: Option<String>,
@@ -41,21 +64,92 @@ type Log = Arc<Mutex<VecDeque<Call>>>;
 
 pub struct Calls {
     log: Log,
+    /// Each changed call, for the writer thread; `None` when the log could
+    /// not be opened (then it is in memory only, and the start says why).
+    disk: Option<std::sync::mpsc::Sender<Call>>,
 }
 
 fn lock(log: &Log) -> std::sync::MutexGuard<'_, VecDeque<Call>> {
     log.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn update(log: &Log, call_id: &str, f: impl FnOnce(&mut Call)) {
-    if let Some(c) = lock(log).iter_mut().rev().find(|c| c.call_id == call_id) {
-        f(c);
+/// Changes a call in memory; returns the new state for the disk.
+fn update(log: &Log, call_id: &str, f: impl FnOnce(&mut Call)) -> Option<Call> {
+    let mut log = lock(log);
+    let c = log.iter_mut().rev().find(|c| c.call_id == call_id)?;
+    f(c);
+    Some(c.clone())
+}
+
+/// Opens `dir/calls.db` and reads back the newest calls, oldest first.
+fn open_log(dir: &Path) -> Result<(rusqlite::Connection, VecDeque<Call>), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (conn, problem) = STORE.open_checked(&dir.join("calls.db"))?;
+    if let Some(p) = problem {
+        tracing::warn!("{p}");
+    }
+    // Not a ledger: a call lost to a power cut within a commit is acceptable.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| format!("call log: {e}"))?;
+    let rows: Vec<String> = conn
+        .prepare("SELECT json FROM call ORDER BY seq DESC LIMIT ?1")
+        .and_then(|mut st| {
+            st.query_map([KEEP as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|e| format!("call log: {e}"))?;
+    let mut calls = VecDeque::with_capacity(rows.len());
+    for json in rows.into_iter().rev() {
+        match serde_json::from_str::<Call>(&json) {
+            Ok(mut c) => {
+                if !c.ended {
+                    // Ringing when the daemon stopped: the outcome is unknown.
+                    c.ended = true;
+                    c.missed = c.answered != Some(true);
+                }
+                calls.push_back(c);
+            }
+            Err(e) => tracing::warn!("call log: skipped an unreadable entry: {e}"),
+        }
+    }
+    Ok((conn, calls))
+}
+
+/// Writes changed calls, a batch per transaction, keeping the newest KEEP.
+fn write_loop(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Call>) {
+    while let Ok(first) = rx.recv() {
+        let batch: Vec<Call> = std::iter::once(first).chain(rx.try_iter()).collect();
+        let r = (|| -> rusqlite::Result<()> {
+            let t = conn.transaction()?;
+            for c in &batch {
+                let json = serde_json::to_string(c).unwrap_or_default();
+                t.execute(
+                    "INSERT INTO call (call_id, json) VALUES (?1, ?2)
+                     ON CONFLICT (call_id) DO UPDATE SET json = excluded.json",
+                    rusqlite::params![c.call_id, json],
+                )?;
+            }
+            t.execute(
+                "DELETE FROM call WHERE seq <= (SELECT MAX(seq) FROM call) - ?1",
+                [KEEP as i64],
+            )?;
+            t.commit()
+        })();
+        if let Err(e) = r {
+            tracing::warn!("call log: could not write {} call(s): {e}", batch.len());
+        }
     }
 }
 
 impl Calls {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Call>> {
         lock(&self.log)
+    }
+
+    fn save(&self, c: Option<Call>) {
+        if let (Some(disk), Some(c)) = (&self.disk, c) {
+            let _ = disk.send(c);
+        }
     }
 
     /// Newest first; with `missed_only`, only ended calls nobody reported answering.
@@ -69,15 +163,38 @@ impl Calls {
             .collect()
     }
 
-    /// Starts watching the bus for calls.
+    /// Reads back the call log in `dir` and starts watching the bus for
+    /// calls. A log that cannot be opened is logged, and calls are then kept
+    /// in memory only: the popups matter more than the history.
     pub fn start(
+        dir: &Path,
         bus: &Arc<Bus>,
         uplink: &Arc<Uplink>,
         tracker: &TaskTracker,
         cancel: &CancellationToken,
     ) -> Arc<Calls> {
+        let (log, disk) = match open_log(dir) {
+            Ok((conn, calls)) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let spawned = std::thread::Builder::new()
+                    .name("call-log".into())
+                    .spawn(move || write_loop(conn, rx));
+                match spawned {
+                    Ok(_) => (calls, Some(tx)),
+                    Err(e) => {
+                        tracing::warn!("call log: cannot start its writer ({e}); calls are kept in memory only");
+                        (calls, None)
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("{e}; calls are kept in memory only");
+                (VecDeque::new(), None)
+            }
+        };
         let calls = Arc::new(Calls {
-            log: Arc::new(Mutex::new(VecDeque::new())),
+            log: Arc::new(Mutex::new(log)),
+            disk,
         });
         let (c, bus, uplink, cancel) = (calls.clone(), bus.clone(), uplink.clone(), cancel.clone());
         let t = tracker.clone();
@@ -115,15 +232,15 @@ impl Calls {
         let Some(call_id) = s("call_id") else { return };
         if p.kind == "call.ended" {
             let answered = d.get("answered").and_then(Value::as_bool);
-            update(&self.log, &call_id, |c| {
+            self.save(update(&self.log, &call_id, |c| {
                 c.ended = true;
                 c.answered = answered;
                 c.missed = answered != Some(true);
-            });
+            }));
             return;
         }
         let number = s("number").unwrap_or_else(|| UNAVAILABLE.into());
-        {
+        let call = {
             let mut log = self.lock();
             if log.len() == KEEP {
                 log.pop_front();
@@ -142,11 +259,14 @@ impl Calls {
                 member: None,
                 source: None,
             });
-        }
+            log.back().cloned()
+        };
+        self.save(call);
         let device = p.device.clone();
         let (bus, uplink) = (bus.clone(), uplink.clone());
         let lookup_key = s("normalized").unwrap_or_else(|| number.clone());
         let log = self.log.clone();
+        let disk = self.disk.clone();
         tracker.spawn(async move {
             let (member, source) = if number == PRIVATE || number == UNAVAILABLE {
                 (None, Source::None)
@@ -154,10 +274,13 @@ impl Calls {
                 uplink.lookup(&lookup_key).await
             };
             let took_ms = seen.elapsed().as_millis() as u64;
-            update(&log, &call_id, |c| {
+            let changed = update(&log, &call_id, |c| {
                 c.member.clone_from(&member);
                 c.source = Some(source);
             });
+            if let (Some(disk), Some(c)) = (disk, changed) {
+                let _ = disk.send(c);
+            }
             bus.publish(
                 device.as_deref(),
                 &Event::CallPopup {

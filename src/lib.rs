@@ -66,7 +66,7 @@ pub async fn run_reloadable(
     let tls = start_tls(&config, &tracker, &cancel)?;
     let uplink = start_uplink(&config, &bus, &tracker, &cancel)?;
     // Before the devices, so the first call is already watched.
-    let calls = calls::Calls::start(&bus, &uplink, &tracker, &cancel);
+    let calls = calls::Calls::start(&config.storage.dir, &bus, &uplink, &tracker, &cancel);
     let devices = device::Devices::start(&config.devices, &bus, &metrics, &tracker, &cancel)?;
     // After the devices, whose list holds the printers' /v1/devices entries;
     // nothing is served before both are up.

@@ -325,6 +325,85 @@ async fn a_usb_box_is_decoded_with_the_report_layout_from_the_config() {
     );
 }
 
+#[tokio::test]
+async fn the_call_log_survives_a_restart_and_a_power_cut() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let dev = "[[device]]\nid = \"phone-1\"\ndriver = \"callerid\"\ntransport = \"sim\"\nformat = \"modem\"\nring_timeout_ms = 1000\n";
+    let ring = |b: &Binary, number: &str| {
+        let (url, number) = (b.url.clone(), number.to_owned());
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/v1/devices/phone-1/simulate"))
+                .json(&json!({"data": format!("RING\r\nDATE = 1124\r\nTIME = 1030\r\nNMBR = {number}\r\n\r\n")}))
+                .send()
+                .await
+                .expect("simulate");
+            assert_eq!(r.status(), 202);
+        }
+    };
+    let calls = |b: &Binary| {
+        let url = b.url.clone();
+        async move {
+            reqwest::get(format!("{url}/v1/calls"))
+                .await
+                .expect("get")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+
+    // A call that rings out (missed), then a clean restart.
+    let b = Binary::start(&state, dev, &[]).await;
+    ring(&b, "13812345678").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while calls(&b).await[0]["ended"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first call never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.stop_and_log();
+    let b = Binary::start(&state, dev, &[]).await;
+    let v = calls(&b).await;
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["number"], "13812345678");
+    assert_eq!(v[0]["missed"], true, "{v}");
+
+    // A second call still ringing at a power cut: back as missed.
+    ring(&b, "13987654321").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while calls(&b).await.as_array().map(Vec::len) != Some(2) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second call never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Written through within milliseconds; the kill comes well after.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.kill();
+    let b = Binary::start(&state, dev, &[]).await;
+    let v = calls(&b).await;
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v[0]["number"], "13987654321", "newest first: {v}");
+    assert_eq!(
+        (&v[0]["ended"], &v[0]["missed"], &v[0]["answered"]),
+        (&json!(true), &json!(true), &Value::Null),
+        "interrupted: its outcome is unknown, so it is on the call-back list: {v}"
+    );
+    let missed = reqwest::get(format!("{}/v1/calls?missed=true", b.url))
+        .await
+        .expect("get")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(missed.as_array().map(Vec::len), Some(2), "{missed}");
+    b.stop_and_log();
+}
+
 #[test]
 fn hid_layouts_are_checked_by_key() {
     let problems = |dev: &str| match posbridge::Config::parse(

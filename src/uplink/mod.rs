@@ -59,7 +59,7 @@ impl RelayStatus {
 }
 
 /// Where a member lookup found its answer (contract: `source`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Cache,
