@@ -539,8 +539,19 @@ impl Relay {
             s.drained = true;
             return Ok(());
         }
+        self.publish_txs(s, &rows.iter().collect::<Vec<_>>())
+            .await?;
+        if let Some(last) = rows.last() {
+            s.cursor = last.seq;
+        }
+        Ok(())
+    }
+
+    /// Publishes these transactions at QoS 1, each counted in the window
+    /// until its PUBACK, and counts the attempts.
+    async fn publish_txs(&self, s: &mut Session, rows: &[&Pending]) -> Result<(), String> {
         let mut seqs = Vec::with_capacity(rows.len());
-        for p in &rows {
+        for p in rows {
             let payload = tx_payload(&self.store, p);
             self.publish(
                 s,
@@ -551,7 +562,6 @@ impl Relay {
                 Some(p.seq),
             )
             .await?;
-            s.cursor = p.seq;
             s.outstanding += 1;
             seqs.push(p.seq);
         }
@@ -580,27 +590,11 @@ impl Relay {
         }
         tracing::info!(
             count = again.len(),
-            oldest = again[0].seq,
+            oldest = again.first().map(|p| p.seq),
             "HQ has not acknowledged these; publishing them again"
         );
-        let mut seqs = Vec::with_capacity(again.len());
-        for p in again {
-            let payload = tx_payload(&self.store, p);
-            self.publish(
-                s,
-                &self.topics.tx,
-                QoS::AtLeastOnce,
-                false,
-                payload,
-                Some(p.seq),
-            )
-            .await?;
-            s.outstanding += 1;
-            seqs.push(p.seq);
-        }
-        self.status.published.fetch_add(seqs.len() as u64, Relaxed);
-        self.status.resent.fetch_add(seqs.len() as u64, Relaxed);
-        self.outbox.attempted(seqs);
+        self.publish_txs(s, &again).await?;
+        self.status.resent.fetch_add(again.len() as u64, Relaxed);
         Ok(())
     }
 
