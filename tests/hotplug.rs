@@ -195,6 +195,34 @@ fn an_unplug_lost_in_an_overflow_is_found_by_the_resync() {
 }
 
 #[test]
+fn a_usb_printer_found_by_id_is_claimed_at_its_usblp_node() {
+    let config = posbridge::Config::parse(
+        "[store]\nid = \"s1\"\n[[device]]\nid = \"printer-1\"\ndriver = \"escpos\"\ntransport = \"usb\"\nmatch = { vid = \"0416\", pid = \"5011\" }\n",
+        std::iter::empty(),
+        "test",
+    )
+    .expect("config");
+    let mut m = Matcher::new(targets(&config.devices), Vec::new());
+    let events = [
+        format!("add@{P}/1-8\0ACTION=add\0DEVPATH={P}/1-8\0SUBSYSTEM=usb\0DEVNAME=bus/usb/001/012\0DEVTYPE=usb_device\0PRODUCT=416/5011/100\0SEQNUM=20\0"),
+        format!("add@{P}/1-8/1-8:1.0/usbmisc/lp0\0ACTION=add\0DEVPATH={P}/1-8/1-8:1.0/usbmisc/lp0\0SUBSYSTEM=usbmisc\0DEVNAME=usb/lp0\0SEQNUM=21\0"),
+    ];
+    let mut out = Vec::new();
+    for raw in &events {
+        let ev = parse_uevent(raw.as_bytes()).expect("parses");
+        out.extend(m.handle(&ev, None));
+    }
+    assert_eq!(
+        out,
+        vec![Decision::Attach {
+            device: "printer-1".into(),
+            node: "usb/lp0".into()
+        }],
+        "the usb_device itself is not the printer's node"
+    );
+}
+
+#[test]
 fn a_node_whose_parent_event_was_missed_is_found_through_sysfs() {
     // The daemon started after the reader was plugged in: only the hidraw
     // rebind arrives. The shell reads the parent's ids from sysfs.

@@ -33,7 +33,11 @@ pub fn targets(configs: &[DeviceConfig]) -> Vec<Target> {
         .iter()
         .filter_map(|c| {
             let m = c.usb_match.as_ref()?;
-            let kind = NodeKind::for_transport(c.transport_name())?;
+            let kind = match NodeKind::for_transport(c.transport_name())? {
+                // A USB printer is opened at its usblp node.
+                NodeKind::UsbDevice if c.driver == "escpos" => NodeKind::Usblp,
+                k => k,
+            };
             Some(Target {
                 device: c.id.clone(),
                 kind,

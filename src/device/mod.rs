@@ -91,6 +91,11 @@ impl Device {
         self.wake.notify_one();
     }
 
+    /// Waits for [`Device::wake`] (for devices run by their own module: printers).
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
     /// Its supervisor task is still running (devices run by their own module,
     /// like printers, count as supervised).
     pub fn supervised(&self) -> bool {

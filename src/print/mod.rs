@@ -390,6 +390,13 @@ struct Worker {
     realtime_failed: bool,
 }
 
+async fn woken(d: Option<&Device>) {
+    match d {
+        Some(d) => d.woken().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_opt(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
@@ -554,10 +561,13 @@ impl Worker {
                     }
                 }
                 let poll = self.p.opts.poll.filter(|_| self.p.opts.status_query);
+                let device = self.p.device.clone();
                 tokio::select! {
                     _ = self.cancel.cancelled() => break,
                     _ = self.p.wake.notified() => {}
                     _ = sleep_opt(poll) => { let _ = self.check().await; }
+                    // Hotplug saw a printer found by USB id come or go: look now.
+                    _ = woken(device.as_deref()) => { let _ = self.check().await; }
                 }
                 continue;
             };
