@@ -8,7 +8,7 @@ mod common;
 use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -168,22 +168,85 @@ fn pcscd_bin() -> &'static str {
     }
 }
 
-/// Starts a pcscd of our own (any running one is stopped first: there is one per machine).
-fn start_pcscd() -> Child {
+/// Stops every pcscd on the machine and waits until they are gone. A pcscd
+/// takes about two seconds to exit on SIGTERM (it waits for its reader
+/// threads), and a new one started before then refuses to run ("Another
+/// pcscd seems to be running"): the packaged one, started by its init script
+/// when CI installed it, is still running when this test begins.
+fn stop_every_pcscd() {
     let _ = Command::new("pkill").args(["-x", "pcscd"]).status();
-    std::thread::sleep(Duration::from_millis(300));
-    let child = Command::new(pcscd_bin())
-        .args(["--foreground"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pcscd is installed (scripts/install-test-deps.sh)");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect("127.0.0.1:35964").is_err() {
-        assert!(Instant::now() < deadline, "pcscd did not load vpcd");
-        std::thread::sleep(Duration::from_millis(100));
+    while pcscd_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
-    child
+    if pcscd_running() {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-x", "pcscd"])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pcscd_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // With none running, files a killed one left would make the next refuse
+    // to start if its old pid now belongs to another process.
+    if !pcscd_running() {
+        for f in ["/run/pcscd/pcscd.comm", "/run/pcscd/pcscd.pid"] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Whether a live pcscd runs. A zombie does not count: in a container whose
+/// first process does not reap, the packaged pcscd stays one after it exits.
+fn pcscd_running() -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // "<pid> (<comm>) <state> ..."
+        stat.split_once(" (pcscd) ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
+/// Starts a pcscd of our own (there is one per machine) and waits until vpcd
+/// listens. pcscd's own output goes to a file, quoted if it does not come up.
+fn start_pcscd() -> Child {
+    let log_path = std::env::temp_dir().join(format!("posbridge-pcscd-{}.log", std::process::id()));
+    let mut why = String::new();
+    for _ in 0..3 {
+        stop_every_pcscd();
+        let log = std::fs::File::create(&log_path).expect("pcscd log file");
+        let mut child = Command::new(pcscd_bin())
+            .args(["--foreground"])
+            .stdout(log.try_clone().expect("pcscd log file"))
+            .stderr(log)
+            .spawn()
+            .expect("pcscd is installed (scripts/install-test-deps.sh)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            // The second reader's port: a probe there is no card the test waits for.
+            if TcpStream::connect(VPCD_2).is_ok() {
+                let _ = std::fs::remove_file(&log_path);
+                return child;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                why = format!("pcscd exited ({status})");
+                break;
+            }
+            if Instant::now() > deadline {
+                why = "vpcd did not listen within 15 s".to_owned();
+                stop_pcscd(child);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+        why = format!("{why}; pcscd said:\n{out}");
+    }
+    panic!("pcscd did not load vpcd: {why}");
 }
 
 fn stop_pcscd(mut child: Child) {
