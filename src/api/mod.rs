@@ -219,8 +219,8 @@ async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-fn oldest_age_s(st: &AppState) -> u64 {
-    let Ok((_, Some(oldest))) = st.outbox.backlog() else {
+async fn oldest_age_s(st: &AppState) -> u64 {
+    let Ok((_, Some(oldest))) = st.outbox.backlog().await else {
         return 0;
     };
     time::OffsetDateTime::parse(&oldest, &time::format_description::well_known::Rfc3339)
@@ -271,7 +271,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             "posbridge_outbox_oldest_age_seconds",
             "gauge",
             "Age of the oldest transaction HQ does not have yet (0 when none).",
-            oldest_age_s(&st),
+            oldest_age_s(&st).await,
         ),
         (
             "posbridge_uplink_connected",
@@ -696,7 +696,7 @@ async fn get_transaction(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match st.outbox.get(&id) {
+    match st.outbox.get(id.clone()).await {
         Ok(Some(v)) => Ok(Json(v).into_response()),
         Ok(None) => Err(ApiError::not_found(
             "unknown_transaction",
@@ -710,6 +710,7 @@ async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
     let (backlog, oldest) = st
         .outbox
         .backlog()
+        .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e))?;
     use std::sync::atomic::Ordering::Relaxed;
     let r = &st.uplink.status;

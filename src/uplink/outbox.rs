@@ -263,8 +263,13 @@ impl Outbox {
         f(&c).map_err(|e| format!("outbox read failed: {e}"))
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<TxView>, String> {
-        self.with_reader(|c| view(c, id))
+    /// One transaction's state. Reads run off the async workers: the reader
+    /// may be busy with a relay batch.
+    pub async fn get(self: &Arc<Self>, id: String) -> Result<Option<TxView>, String> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.with_reader(|c| view(c, &id)))
+            .await
+            .map_err(|e| format!("outbox read failed: {e}"))?
     }
 
     /// Transactions HQ does not have yet (from memory: cheap for health and metrics).
@@ -273,12 +278,17 @@ impl Outbox {
     }
 
     /// Transactions HQ does not have yet, and when the oldest was queued.
-    pub fn backlog(&self) -> Result<(u64, Option<String>), String> {
+    pub async fn backlog(self: &Arc<Self>) -> Result<(u64, Option<String>), String> {
         let sql = format!(
             "SELECT queued_at FROM tx WHERE {} ORDER BY seq LIMIT 1",
             self.mode.pending_sql()
         );
-        let oldest = self.with_reader(|c| c.query_row(&sql, [], |r| r.get(0)).optional())?;
+        let me = self.clone();
+        let oldest = tokio::task::spawn_blocking(move || {
+            me.with_reader(|c| c.query_row(&sql, [], |r| r.get(0)).optional())
+        })
+        .await
+        .map_err(|e| format!("outbox read failed: {e}"))??;
         Ok((self.backlog_len(), oldest))
     }
 }
