@@ -386,6 +386,83 @@ async fn the_drawer_opens_at_once_while_the_receipt_waits_for_paper() {
     d.stop().await;
 }
 
+/// A cashier whose printer waits for paper reprints elsewhere and cancels
+/// the waiting job: it never prints, the job behind it still does, and only
+/// jobs that have not started can be cancelled.
+#[tokio::test]
+async fn a_waiting_job_can_be_cancelled_and_never_prints() {
+    let p = FakePrinter::start(NORMAL).await;
+    let d = Daemon::start(&config(&printer("printer-1", p.addr, ""))).await;
+    let delete = async |job: &str| {
+        let r = d
+            .http
+            .delete(d.url(&format!("/v1/print/{job}")))
+            .send()
+            .await
+            .expect("delete");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    p.set(PAPER_OUT);
+    let a = submit(&d, raw("printer-1", b"first\n")).await;
+    let b = submit(&d, raw("printer-1", b"second\n")).await;
+    wait_state(&d, &a, "held").await;
+
+    let (status, v) = delete(&a).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["reason"].as_str()),
+        (Some("failed"), Some("cancelled")),
+        "{v}"
+    );
+    let (status, v) = delete(&a).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("not_cancellable")),
+        "{v}"
+    );
+    let (status, v) = delete("no-such-job").await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("unknown_job")),
+        "{v}"
+    );
+
+    p.set(NORMAL);
+    wait_state(&d, &b, "printed").await;
+    assert_eq!(p.data(), b"second\n", "the cancelled job never went out");
+    let v = d.get_json(&format!("/v1/print/{a}")).await;
+    assert_eq!(
+        (v["state"].as_str(), v["attempts"].as_u64()),
+        (Some("failed"), Some(0)),
+        "{v}"
+    );
+    let (status, v) = delete(&b).await;
+    assert_eq!(status, 409, "a printed job stays printed: {v}");
+    assert_eq!(
+        d.get_json(&format!("/v1/print/{b}")).await["state"],
+        "printed"
+    );
+
+    // A page on another origin may cancel: the preflight allows DELETE.
+    let r = d
+        .http
+        .request(reqwest::Method::OPTIONS, d.url(&format!("/v1/print/{b}")))
+        .header("origin", "https://pos.example.com")
+        .header("access-control-request-method", "DELETE")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(r.status(), 204);
+    let methods = r
+        .headers()
+        .get("access-control-allow-methods")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(methods.contains("DELETE"), "{methods}");
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn cover_open_holds_the_queue_until_it_is_shut() {
     held_then_resumed(COVER_OPEN, "cover_open", |s| {
@@ -559,6 +636,12 @@ scopes = ["events", "members"]
         send(Some("till-token-0123456789"), "/v1/print", body).await,
         202
     );
+    let cancel = |token: &'static str| {
+        let r = d.http.delete(d.url("/v1/print/any-job")).bearer_auth(token);
+        async move { r.send().await.expect("delete").status().as_u16() }
+    };
+    assert_eq!(cancel("desk-token-0123456789").await, 403);
+    assert_eq!(cancel("till-token-0123456789").await, 404);
     assert_eq!(
         send(Some("till-token-0123456789"), "/v1/drawer/open", drawer).await,
         202

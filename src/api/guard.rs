@@ -328,7 +328,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
                 cors_headers(h, o);
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static("GET, POST, OPTIONS"),
+                    HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
                 );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,

@@ -107,7 +107,10 @@ pub fn router(state: AppState) -> Router {
         Scope::Print,
         Router::new()
             .route("/v1/print", post(post_print))
-            .route("/v1/print/{job}", get(get_print_job))
+            .route(
+                "/v1/print/{job}",
+                get(get_print_job).delete(cancel_print_job),
+            )
             .route("/v1/drawer/open", post(open_drawer))
             .route("/v1/printers", get(list_printers))
             .layer(DefaultBodyLimit::max(MAX_PRINT_BODY)),
@@ -845,6 +848,32 @@ async fn get_print_job(
     match st.printers.job(&job).await {
         Ok(Some(v)) => Ok(Json(v).into_response()),
         Ok(None) => Err(ApiError::not_found(
+            "unknown_job",
+            format!("no print job {job:?} (finished jobs are kept storage.retain_days)"),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e)),
+    }
+}
+
+/// A job still queued or held is cancelled (200, `failed`, reason
+/// `cancelled`): a cashier who reprints elsewhere while this printer waits
+/// for paper does not get a second receipt later. One already printing or
+/// finished is 409 with its state.
+async fn cancel_print_job(
+    State(st): State<AppState>,
+    Path(job): Path<String>,
+) -> Result<Response, ApiError> {
+    use crate::print::queue::Cancel;
+    match st.printers.cancel(&job).await {
+        Ok(Cancel::Done(v)) => Ok(Json(v).into_response()),
+        Ok(Cancel::TooLate(v)) => Err(ApiError::conflict(
+            "not_cancellable",
+            format!(
+                "print job {job:?} is {}: only queued or held jobs can be cancelled",
+                v.state
+            ),
+        )),
+        Ok(Cancel::Unknown) => Err(ApiError::not_found(
             "unknown_job",
             format!("no print job {job:?} (finished jobs are kept storage.retain_days)"),
         )),

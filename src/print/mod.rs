@@ -322,7 +322,19 @@ impl Printers {
         self.store.get(id.to_owned()).await
     }
 
-    /// Unfinished jobs of one printer.
+    /// Cancels a job still waiting (`DELETE /v1/print/{job}`), and wakes its
+    /// printer's worker so the next job does not wait behind it.
+    pub async fn cancel(&self, id: &str) -> Result<queue::Cancel, String> {
+        let r = self.store.cancel(id.to_owned()).await?;
+        if let queue::Cancel::Done(v) = &r {
+            tracing::info!(printer = %v.printer, job = %v.job, "print job cancelled");
+            if let Some(p) = self.get(&v.printer) {
+                p.wake.notify_one();
+            }
+        }
+        Ok(r)
+    }
+
     /// Jobs printed and failed since start.
     pub fn totals(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -332,6 +344,7 @@ impl Printers {
         )
     }
 
+    /// Unfinished jobs of one printer.
     pub async fn waiting(&self, printer: &str) -> Result<u64, String> {
         self.store.waiting(printer).await
     }
@@ -522,7 +535,9 @@ impl Worker {
         tracing::info!(printer = %id, jobs = kicks.len(), "drawer opened while the queue is held");
         for job in kicks {
             let r = match self.store.printing(&job).await {
-                Ok(()) => self.store.printed(&job).await,
+                Ok(true) => self.store.printed(&job).await,
+                // Cancelled meanwhile: it stays cancelled, pulse or not.
+                Ok(false) => Ok(()),
                 Err(e) => Err(e),
             };
             if let Err(e) = r {
@@ -599,12 +614,19 @@ impl Worker {
                 continue;
             }
             self.realtime_failed = false;
-            if let Err(e) = self.store.printing(&job.id).await {
-                tracing::error!(printer = %id, error = %e, "cannot record a job as printing");
-                if !self.pause(RETRY).await {
-                    break;
+            match self.store.printing(&job.id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(printer = %id, job = %job.id, "print job cancelled before it went out");
+                    continue;
                 }
-                continue;
+                Err(e) => {
+                    tracing::error!(printer = %id, error = %e, "cannot record a job as printing");
+                    if !self.pause(RETRY).await {
+                        break;
+                    }
+                    continue;
+                }
             }
             let Some(link) = self.link.as_mut() else {
                 continue;

@@ -3,7 +3,9 @@
 //! send already rendered, so a restart loses nothing and re-renders nothing.
 //!
 //! States: `queued` → `printing` → `printed` | `failed`, and `held` (with a
-//! reason) while the printer is not ready. On open, `printing` and `held`
+//! reason) while the printer is not ready. A job still `queued` or `held`
+//! can be cancelled: it ends `failed` with reason `cancelled`, and nothing
+//! moves a finished job back. On open, `printing` and `held`
 //! jobs go back to `queued`: a job cut off mid-print prints again (at least
 //! once). Finished jobs are kept `storage.retain_days` for `GET /v1/print/{job}`.
 //!
@@ -80,6 +82,17 @@ pub struct Job {
     pub state: String,
     pub reason: Option<String>,
     pub attempts: u64,
+}
+
+/// What `cancel` found.
+#[derive(Debug)]
+pub enum Cancel {
+    /// Cancelled; the job as it is now.
+    Done(JobView),
+    /// No such job (or finished long enough ago to be pruned).
+    Unknown,
+    /// Printing or finished already: nothing changed.
+    TooLate(JobView),
 }
 
 pub struct JobStore {
@@ -271,12 +284,14 @@ impl JobStore {
         .map(|n| n.max(0) as u64)
     }
 
+    /// Moves an unfinished job to `state`; false when it had finished
+    /// already (cancelled while the worker held it).
     async fn set(
         &self,
         id: &str,
         state: &'static str,
         reason: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let id = id.to_owned();
         let now = now_rfc3339();
         self.run(move |c| {
@@ -287,37 +302,61 @@ impl JobStore {
                     attempts = attempts + (?2 = 'printing'),
                     printed_at = COALESCE(?4, printed_at),
                     finished_at = COALESCE(?5, finished_at)
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state IN ('queued', 'printing', 'held')",
                 params![id, state, reason, printed, finished],
             )
-            .map(|_| ())
+            .map(|n| n > 0)
         })
         .await
     }
 
     /// The printer is not ready: the job waits, and says why.
     pub async fn hold(&self, id: &str, reason: &str) -> Result<(), String> {
-        self.set(id, "held", Some(reason.to_owned())).await
+        self.set(id, "held", Some(reason.to_owned()))
+            .await
+            .map(|_| ())
     }
 
-    /// Bytes are about to go out; counts an attempt.
-    pub async fn printing(&self, id: &str) -> Result<(), String> {
+    /// Bytes are about to go out; counts an attempt. False when the job was
+    /// cancelled meanwhile: it must not print.
+    pub async fn printing(&self, id: &str) -> Result<bool, String> {
         self.set(id, "printing", None).await
     }
 
     /// Every byte went to the printer.
     pub async fn printed(&self, id: &str) -> Result<(), String> {
-        self.set(id, "printed", None).await?;
-        self.printed_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.set(id, "printed", None).await? {
+            self.printed_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
     }
 
     pub async fn failed(&self, id: &str, reason: String) -> Result<(), String> {
-        self.set(id, "failed", Some(reason)).await?;
-        self.failed_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.set(id, "failed", Some(reason)).await? {
+            self.failed_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    /// Cancels a job that has not started printing: it ends `failed` with
+    /// reason `cancelled`. A job printing or finished is left as it is.
+    pub async fn cancel(&self, id: String) -> Result<Cancel, String> {
+        let now = now_rfc3339();
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE job SET state = 'failed', reason = 'cancelled', finished_at = ?2
+                 WHERE id = ?1 AND state IN ('queued', 'held')",
+                params![id, now],
+            )?;
+            Ok(match view(c, &id)? {
+                None => Cancel::Unknown,
+                Some(v) if n > 0 => Cancel::Done(v),
+                Some(v) => Cancel::TooLate(v),
+            })
+        })
+        .await
     }
 
     /// Fails the unfinished jobs of printers no longer configured (they would
