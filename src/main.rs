@@ -64,7 +64,12 @@ enum Cmd {
         /// Leave the system store alone (e.g. when not root).
         #[arg(long)]
         no_system: bool,
-        /// Home whose browser NSS databases get the CA (default: $HOME).
+        /// Install into this user's browsers, and leave their NSS files
+        /// owned by them (default under sudo: the user who ran sudo).
+        #[arg(long)]
+        user: Option<String>,
+        /// Home whose browser NSS databases get the CA (default: the user's
+        /// home, else $HOME).
         #[arg(long)]
         home: Option<PathBuf>,
         /// NSS databases to use instead of the ones found under the home (repeatable).
@@ -150,11 +155,27 @@ fn main() -> ExitCode {
             ca,
             system_dir,
             no_system,
+            user,
             home,
             nss_dbs,
             no_nss,
             update_command,
         } => {
+            let for_user = match trust_cert_user(user) {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("posbridge trust-cert: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(u) = &for_user {
+                if !no_nss {
+                    println!("for user {} ({})", u.name, u.dir.display());
+                }
+            }
+            let home = home
+                .or_else(|| for_user.as_ref().map(|u| u.dir.clone()))
+                .or_else(|| std::env::var_os("HOME").map(PathBuf::from));
             let ca = match ca {
                 Some(ca) => ca,
                 None => match Config::load(&config) {
@@ -165,11 +186,7 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            let nss_dbs = match (
-                no_nss,
-                nss_dbs.is_empty(),
-                home.or_else(|| std::env::var_os("HOME").map(PathBuf::from)),
-            ) {
+            let nss_dbs = match (no_nss, nss_dbs.is_empty(), home) {
                 (true, _, _) => Vec::new(),
                 (false, false, _) => nss_dbs,
                 (false, true, Some(h)) => posbridge::tls::nss_dbs_in(&h),
@@ -179,6 +196,7 @@ fn main() -> ExitCode {
                 system_dir: (!no_system).then_some(system_dir),
                 update_command: (!no_system).then_some(update_command),
                 nss_dbs,
+                nss_owner: for_user.map(|u| (u.uid.as_raw(), u.gid.as_raw())),
             };
             match posbridge::tls::trust(&ca, &targets) {
                 Ok(done) => {
@@ -215,6 +233,29 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Whose browsers `trust-cert` serves: the one named, or under sudo the
+/// user who ran it (root's own NSS databases are of no use to a cashier).
+fn trust_cert_user(name: Option<String>) -> Result<Option<nix::unistd::User>, String> {
+    use nix::unistd::{geteuid, User};
+    let root = geteuid().is_root();
+    let name = match name {
+        Some(n) => n,
+        None => match std::env::var("SUDO_USER") {
+            Ok(n) if root && !n.is_empty() && n != "root" => n,
+            _ => return Ok(None),
+        },
+    };
+    let user = User::from_name(&name)
+        .map_err(|e| format!("cannot look up user {name:?}: {e}"))?
+        .ok_or_else(|| format!("no user {name:?} on this machine"))?;
+    if !root && user.uid != geteuid() {
+        return Err(format!(
+            "only root can install into {name:?}'s browsers: run it with sudo"
+        ));
+    }
+    Ok(Some(user))
 }
 
 fn devices(sysfs: &std::path::Path, dev: &std::path::Path) -> ExitCode {

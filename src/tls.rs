@@ -254,6 +254,10 @@ pub struct TrustTargets {
     pub update_command: Option<String>,
     /// NSS databases (Chromium's ~/.pki/nssdb, Firefox profiles).
     pub nss_dbs: Vec<PathBuf>,
+    /// Who owns the NSS databases (uid, gid) when root installs for another
+    /// user: what certutil creates or rewrites is handed to them, or their
+    /// browser could no longer write its own certificate store.
+    pub nss_owner: Option<(u32, u32)>,
 }
 
 /// The NSS databases of the user whose home is `home`: Chromium's (created
@@ -291,10 +295,13 @@ fn run(cmd: &mut std::process::Command) -> Result<(), String> {
 /// what happened. `Err` when any target failed.
 pub fn trust(ca: &Path, targets: &TrustTargets) -> Result<Vec<String>, Vec<String>> {
     let pem = std::fs::read_to_string(ca).map_err(|e| {
-        vec![format!(
-            "{}: {e} (start the daemon once with api.tls = true to create it)",
-            ca.display()
-        )]
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            "the service keeps it private: run `sudo posbridge trust-cert`, which installs it \
+             for the user running sudo too"
+        } else {
+            "start the daemon once with api.tls = true to create it"
+        };
+        vec![format!("{}: {e} ({hint})", ca.display())]
     })?;
     if CertificateDer::from_pem_slice(pem.as_bytes()).is_err() {
         return Err(vec![format!("{}: not a PEM certificate", ca.display())]);
@@ -327,7 +334,7 @@ pub fn trust(ca: &Path, targets: &TrustTargets) -> Result<Vec<String>, Vec<Strin
             );
         } else {
             for db in &targets.nss_dbs {
-                match trust_nss(db, ca) {
+                match trust_nss(db, ca, targets.nss_owner) {
                     Ok(()) => done.push(format!("NSS database: {}", db.display())),
                     Err(e) => failed.push(format!("NSS database {}: {e}", db.display())),
                 }
@@ -342,18 +349,36 @@ pub fn trust(ca: &Path, targets: &TrustTargets) -> Result<Vec<String>, Vec<Strin
     }
 }
 
-fn trust_nss(db: &Path, ca: &Path) -> Result<(), String> {
+fn trust_nss(db: &Path, ca: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
     let spec = format!("sql:{}", db.display());
+    // Directories this creates (e.g. ~/.pki and ~/.pki/nssdb) go to the owner too.
+    let created: Vec<PathBuf> = db
+        .ancestors()
+        .take_while(|p| !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
     if !db.join("cert9.db").exists() {
         std::fs::create_dir_all(db).map_err(|e| e.to_string())?;
         run(std::process::Command::new("certutil").args(["-N", "-d", &spec, "--empty-password"]))?;
     }
+    let r = add_ca(&spec, ca);
+    if let Some((uid, gid)) = owner {
+        let files = ["cert9.db", "key4.db", "pkcs11.txt"].map(|f| db.join(f));
+        for p in created.iter().chain(files.iter().filter(|f| f.exists())) {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot give {} to uid {uid}: {e}", p.display()))?;
+        }
+    }
+    r
+}
+
+fn add_ca(spec: &str, ca: &Path) -> Result<(), String> {
     // A CA from an earlier install goes first, so the name is unambiguous.
-    while run(std::process::Command::new("certutil").args(["-D", "-d", &spec, "-n", CA_NAME]))
+    while run(std::process::Command::new("certutil").args(["-D", "-d", spec, "-n", CA_NAME]))
         .is_ok()
     {}
     let mut add = std::process::Command::new("certutil");
-    add.args(["-A", "-d", &spec, "-t", "C,,", "-n", CA_NAME, "-i"])
+    add.args(["-A", "-d", spec, "-t", "C,,", "-n", CA_NAME, "-i"])
         .arg(ca);
     run(&mut add)
 }

@@ -296,3 +296,80 @@ async fn trust_cert_installs_the_ca_into_an_nss_db_and_the_system_dir() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("api.tls = true"));
     d.stop().await;
 }
+
+/// `sudo posbridge trust-cert` is how IT runs it: the CA reaches the browsers
+/// of the user who ran sudo (or `--user`), and the NSS files certutil made
+/// are theirs, not root's, so their browser can still write its store.
+#[tokio::test]
+async fn trust_cert_under_sudo_installs_for_that_user_and_leaves_their_files_theirs() {
+    use std::os::unix::fs::MetadataExt;
+    let d = Daemon::start(&sim_config("tls = true")).await;
+    let _ = ca_of(&d).await;
+    let ca = d.state_dir.path().join("tls/ca.pem");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("user nobody");
+    let run = |home: &Path, extra: &[&str], sudo_user: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"));
+        c.args(["trust-cert", "--no-system", "--ca"])
+            .arg(&ca)
+            .arg("--home")
+            .arg(home)
+            .args(extra)
+            .env_remove("SUDO_USER");
+        if let Some(u) = sudo_user {
+            c.env("SUDO_USER", u);
+        }
+        c.output().expect("posbridge trust-cert")
+    };
+    let unknown = run(
+        Path::new("/nonexistent"),
+        &["--user", "no-such-user-4711"],
+        None,
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no user \"no-such-user-4711\""),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    if !nix::unistd::geteuid().is_root() {
+        // Not root: another user's browsers are refused, plainly.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let out = run(tmp.path(), &["--user", "nobody"], None);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("only root"));
+        d.stop().await;
+        return;
+    }
+    for how in [["--user", "nobody"].as_slice(), [].as_slice()] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let out = run(tmp.path(), how, Some("nobody"));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("for user nobody"), "{said}");
+        let db = tmp.path().join(".pki/nssdb");
+        for p in [
+            tmp.path().join(".pki"),
+            db.clone(),
+            db.join("cert9.db"),
+            db.join("key4.db"),
+        ] {
+            let m = std::fs::metadata(&p).expect("created");
+            assert_eq!(
+                (m.uid(), m.gid()),
+                (nobody.uid.as_raw(), nobody.gid.as_raw()),
+                "{} belongs to the user",
+                p.display()
+            );
+        }
+        let listed = certutil(&["-L", "-d", &format!("sql:{}", db.display())]);
+        assert!(String::from_utf8_lossy(&listed.stdout).contains("posbridge local CA"));
+    }
+    d.stop().await;
+}
