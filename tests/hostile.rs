@@ -370,6 +370,37 @@ async fn a_connection_flood_gets_503_and_idle_sockets_are_reaped() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     let r = d.http.get(d.url("/v1/health")).send().await.expect("r");
     assert_eq!(r.status(), 200);
+
+    // A flood past the cap: the first refusals are answered, and past 64
+    // answers in flight the rest are closed at once, so held sockets stay
+    // bounded while the flood's clients never read or close.
+    let mut holders = Vec::new();
+    for _ in 0..6 {
+        holders.push(TcpStream::connect(d.addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut flood = Vec::with_capacity(150);
+    for _ in 0..150 {
+        flood.push(TcpStream::connect(d.addr).await.expect("connect"));
+    }
+    let (mut answered, mut closed) = (0, 0);
+    let mut kept = Vec::new();
+    for mut s in flood {
+        let mut b = [0u8; 512];
+        match tokio::time::timeout(WAIT, s.read(&mut b)).await {
+            Ok(Ok(n)) if n > 0 && b.starts_with(b"HTTP/1.1 503") => answered += 1,
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            other => panic!("neither a 503 nor closed: {other:?}"),
+        }
+        kept.push(s);
+    }
+    assert!(
+        answered >= 1 && closed >= 1,
+        "answered {answered}, closed {closed}"
+    );
+    assert!(answered <= 100, "answered {answered}: refusals are bounded");
+    drop(kept);
+    drop(holders);
     still_serving(&d, &mut ws, "CONN-FLOOD-OK").await;
     close(ws).await;
     d.stop().await;

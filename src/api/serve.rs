@@ -3,7 +3,8 @@
 //! connections are served here with hyper directly:
 //!
 //! - at most `api.max_connections` at once; the next gets a 503 JSON answer
-//!   and is closed, so a flood costs a bounded amount of memory;
+//!   and is closed (under TLS, or past 64 refusals at once, it is closed
+//!   unanswered), so a flood costs a bounded amount of memory and fds;
 //! - a request head must arrive within `api.header_timeout_ms` (which also
 //!   closes idle keep-alive connections);
 //! - with `api.tls`, the TLS handshake must finish within the same time.
@@ -41,6 +42,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(opts.max_connections));
+    // Refusals hold their socket up to 2 s; past this many at once a flood
+    // is closed at once instead, so it cannot use up the daemon's fds.
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let stop = CancellationToken::new();
     let conns = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -70,7 +74,17 @@ pub async fn serve(
                 );
                 warned_full = true;
             }
-            conns.spawn(refuse_busy(tcp, opts.max_connections));
+            // Under TLS a plaintext answer would only be garbage to the
+            // client: the connection is just closed.
+            if opts.tls.is_none() {
+                if let Ok(p) = refusals.clone().try_acquire_owned() {
+                    let max = opts.max_connections;
+                    conns.spawn(async move {
+                        refuse_busy(tcp, max).await;
+                        drop(p);
+                    });
+                }
+            }
             continue;
         };
         warned_full = false;
@@ -131,6 +145,9 @@ where
         }
     }
 }
+
+/// Refusals in flight at once (see `refuse_busy`).
+const MAX_REFUSALS: usize = 64;
 
 /// A clear refusal for a client over the connection cap, written without
 /// reading its request, then the connection is closed.
