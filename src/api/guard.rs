@@ -44,6 +44,8 @@ enum BadToken {
 /// Guard settings, prepared once from the config and the bound port.
 pub struct Guard {
     port: u16,
+    /// What a Host without a port means: 443 under TLS, else 80.
+    default_port: u16,
     hosts: HashSet<String>,
     origins: HashSet<String>,
     tokens: Vec<Token>,
@@ -118,9 +120,17 @@ impl Guard {
             .map(|o| o.to_ascii_lowercase())
             .collect();
         // The daemon's own pages are always allowed to call it.
-        let scheme = if api.tls { "https" } else { "http" };
+        let (scheme, default_port) = if api.tls {
+            ("https", 443)
+        } else {
+            ("http", 80)
+        };
         for h in ["127.0.0.1", "localhost", "[::1]"] {
             origins.insert(format!("{scheme}://{h}:{port}"));
+            // A browser leaves the scheme's default port out of Origin.
+            if port == default_port {
+                origins.insert(format!("{scheme}://{h}"));
+            }
         }
         let tokens = api
             .tokens
@@ -133,6 +143,7 @@ impl Guard {
             .collect();
         Guard {
             port,
+            default_port,
             hosts,
             origins,
             tokens,
@@ -154,10 +165,10 @@ impl Guard {
             return false;
         };
         let host = host.to_ascii_lowercase();
-        // `[::1]:8731`, `localhost:8731`, or no port (which means 80).
+        // `[::1]:8731`, `localhost:8731`, or no port (the scheme's default).
         let (name, port) = match host.rfind(':') {
             Some(i) if !host[i..].contains(']') => (&host[..i], host[i + 1..].parse::<u16>().ok()),
-            _ => (host.as_str(), Some(80)),
+            _ => (host.as_str(), Some(self.default_port)),
         };
         port == Some(self.port) && self.hosts.contains(name)
     }
@@ -442,5 +453,33 @@ mod tests {
         assert!(!ok("localhost"));
         assert!(!ok("[::1]"));
         assert!(!ok("127.0.0.1.nip.io:8731"));
+    }
+
+    /// On the scheme's default port a browser sends neither the port in Host
+    /// nor in Origin: `https://localhost` on 443 is the daemon itself.
+    #[test]
+    fn a_host_without_a_port_means_the_schemes_default() {
+        let host_ok = |g: &Guard, h: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_static(h));
+            g.host_ok(&m)
+        };
+        let tls = ApiConfig {
+            tls: true,
+            ..ApiConfig::default()
+        };
+        let g = Guard::new(&tls, 443);
+        assert!(host_ok(&g, "localhost"));
+        assert!(host_ok(&g, "localhost:443"));
+        assert!(g.origin_ok("https://localhost"));
+        assert!(!g.origin_ok("http://localhost"));
+        let g = Guard::new(&tls, 8731);
+        assert!(!host_ok(&g, "localhost"), "443 is not 8731");
+        assert!(!g.origin_ok("https://localhost"));
+        let g = Guard::new(&ApiConfig::default(), 80);
+        assert!(host_ok(&g, "localhost"));
+        assert!(g.origin_ok("http://localhost"));
+        let g = Guard::new(&ApiConfig::default(), 443);
+        assert!(!host_ok(&g, "localhost"), "no port over http means 80");
     }
 }
