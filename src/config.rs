@@ -268,7 +268,10 @@ pub struct DeviceConfig {
     pub poll_ms: Option<u64>,
     pub format: Option<String>,
     pub reader: Option<String>,
+    /// tcp: the host:port to connect to; udp: the local address to listen on.
     pub address: Option<String>,
+    /// udp: the only sender whose datagrams are taken (the unit's IP address).
+    pub from: Option<String>,
     pub encoding: Option<String>,
     pub columns: Option<u16>,
     pub member_pattern: Option<String>,

@@ -613,7 +613,7 @@ pub fn doctor(
             ))
         };
         let found: Result<String, (String, String)> = match (&d.path, &d.usb_match, t) {
-            (_, _, "sim" | "tcp" | "file" | "pcsc") => continue,
+            (_, _, "sim" | "tcp" | "udp" | "file" | "pcsc") => continue,
             (Some(p), _, _) => match who.access(Path::new(p)) {
                 Access::Ok => Ok(p.clone()),
                 // Found by path: the catalog cannot vouch for it.

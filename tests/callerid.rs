@@ -436,3 +436,100 @@ fn hid_layouts_are_checked_by_key() {
         "{p:?}"
     );
 }
+
+/// A Whozz Calling Ethernet unit's datagram: `^^<U>`, unit number, `<S>`,
+/// serial number (binary), then the record.
+fn whozz(record: &str) -> Vec<u8> {
+    let mut d = b"^^<U>\x00\x00\x07\x0d\x0a\x01<S>\x00\x25\x5e\xff\x10\x02$".to_vec();
+    d.extend_from_slice(record.as_bytes());
+    d
+}
+
+#[tokio::test]
+async fn a_whozz_calling_unit_is_heard_over_udp_and_other_senders_are_not() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let cfg = format!(
+        "[store]\nid = \"store-test\"\n[[device]]\nid = \"wc-1\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\nfrom = \"127.0.0.1\"\nring_timeout_ms = 1500\n"
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut ws = d
+        .ws("/v1/events?types=call.*,device.attached&since=0")
+        .await;
+    next_of_type(&mut ws, "device.attached").await;
+    let to = format!("127.0.0.1:{port}");
+    // Another host on the LAN (127.0.0.2 here) sends a call: not the unit.
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    stranger
+        .send_to(
+            &whozz("01 I S 0000 G A1 11/24 10:15 AM 13900000000   SPOOF          "),
+            &to,
+        )
+        .await
+        .expect("send");
+    let unit = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    for record in [
+        "01 R             11/24 10:15:02",
+        "01 I S 0000 G A1 11/24 10:15 AM 138-1234-5678 王芳           ",
+    ] {
+        unit.send_to(&whozz(record), &to).await.expect("send");
+    }
+    let ringing = next_of_type(&mut ws, "call.ringing").await;
+    let data = &ringing["data"];
+    assert_eq!(
+        data["number"], "13812345678",
+        "the unit's call, not the stranger's"
+    );
+    assert_eq!(data["normalized"], "+8613812345678");
+    assert_eq!(data["name"], "王芳");
+    assert_eq!(data["line"], "1");
+    assert_eq!(data["box_time"], "11-24 10:15");
+    next_of_type(&mut ws, "call.popup").await;
+    // Off hook: answered.
+    unit.send_to(&whozz("01 F             11/24 10:15:09"), &to)
+        .await
+        .expect("send");
+    let ended = next_of_type(&mut ws, "call.ended").await;
+    assert_eq!(ended["data"]["answered"], true);
+    let calls = d.get_json("/v1/calls").await;
+    assert_eq!(calls.as_array().map(Vec::len), Some(1), "{calls}");
+    assert_eq!(calls[0]["answered"], true);
+    d.stop().await;
+}
+
+#[test]
+fn udp_settings_are_checked_by_key() {
+    let problems = |dev: &str| match posbridge::Config::parse(
+        &format!("[store]\nid = \"s\"\n[[device]]\nid = \"p\"\ndriver = \"callerid\"\n{dev}"),
+        std::iter::empty(),
+        "t",
+    ) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    };
+    let p = problems("transport = \"udp\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0].address: transport \"udp\" needs")),
+        "{p:?}"
+    );
+    let p = problems("transport = \"udp\"\naddress = \"0.0.0.0:3520\"\nfrom = \"the-unit\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x == "device[0].from: \"the-unit\" is not an IP address"),
+        "{p:?}"
+    );
+    let p = problems("transport = \"tcp\"\naddress = \"127.0.0.1:3333\"\nfrom = \"10.0.0.9\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0].from: only applies to transport \"udp\"")),
+        "{p:?}"
+    );
+    assert!(problems("transport = \"udp\"\naddress = \"0.0.0.0:3520\"\nfrom = \"192.168.1.90\"\nformat = \"whozz\"\n").is_empty());
+}

@@ -60,12 +60,13 @@ pub static DRIVERS: &[DriverSpec] = &[
     },
     DriverSpec {
         name: "callerid",
-        transports: &["serial", "tcp", "hid", "sim"],
+        transports: &["serial", "tcp", "udp", "hid", "sim"],
         keys: &[
             "format",
             "ring_timeout_ms",
             "country",
             "address",
+            "from",
             "hid_layout",
         ],
         default_baud: 9600,
@@ -180,7 +181,9 @@ fn make_callerid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
         Some(f) => serde_json::from_value(serde_json::Value::from(f)).map_err(|_| {
             (
                 "format",
-                format!("{f:?} is not one of auto, modem, mdmf, sdmf, etsi, dtmf, ncid"),
+                format!(
+                    "{f:?} is not one of auto, modem, mdmf, sdmf, etsi, dtmf, ncid, hid, whozz"
+                ),
             )
         })?,
     };
@@ -223,9 +226,12 @@ fn make_callerid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
         call_id_prefix: format!("{}-{}-", d.id, ulid::Ulid::new().timestamp_ms()),
         ring_timeout_ms,
         country,
-        // An NCID server is not a modem: no AT commands to it.
-        send_init: d.transport_name() != "tcp"
-            && !matches!(format, callerid::Format::Ncid | callerid::Format::Hid),
+        // An NCID server or a network unit is not a modem: no AT commands to it.
+        send_init: !matches!(d.transport_name(), "tcp" | "udp")
+            && !matches!(
+                format,
+                callerid::Format::Ncid | callerid::Format::Hid | callerid::Format::Whozz
+            ),
         hid_layout,
         ..callerid::Options::default()
     })))
@@ -460,6 +466,19 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             "address",
             "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)".into(),
         )),
+        "udp" if d
+            .address
+            .as_deref()
+            .is_none_or(|a| a.parse::<std::net::SocketAddr>().is_err()) =>
+        {
+            out.push((
+                "address",
+                format!(
+                    "transport \"udp\" needs the address to listen on as ip:port (0.0.0.0:3520 hears a Whozz Calling unit's broadcasts), not {:?}",
+                    d.address.as_deref().unwrap_or("")
+                ),
+            ))
+        }
         "usb" if d.driver == "escpos"
             && d.usb_match.is_none()
             && d.path.as_deref().is_none_or(str::is_empty) => out.push((
@@ -504,6 +523,16 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             format!("only applies to transport \"evdev\", not {transport:?}"),
         ));
     }
+    if let Some(f) = &d.from {
+        if transport != "udp" {
+            out.push((
+                "from",
+                format!("only applies to transport \"udp\", not {transport:?}"),
+            ));
+        } else if f.parse::<std::net::IpAddr>().is_err() {
+            out.push(("from", format!("{f:?} is not an IP address")));
+        }
+    }
     let used = |k: &str| spec.keys.contains(&k);
     if let Some(m) = &d.usb_match {
         let hex = posbridge_drivers::catalog::parse_hex16;
@@ -523,8 +552,9 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             ));
         }
     }
-    let set: [(&'static str, bool); 21] = [
+    let set: [(&'static str, bool); 22] = [
         ("hid_layout", d.hid_layout.is_some()),
+        ("from", d.from.is_some() && transport == "udp"),
         ("ring_timeout_ms", d.ring_timeout_ms.is_some()),
         ("country", d.country.is_some()),
         ("match", d.usb_match.is_some() && transport == "sim"),

@@ -81,6 +81,9 @@ pub enum Link<'a> {
     Serial(tokio_serial::SerialStream),
     /// A device server on the network (an NCID server, a serial-over-IP box).
     Tcp(tokio::net::TcpStream),
+    /// Datagrams a network unit sends (Whozz Calling), one chunk each; with
+    /// an address, only that sender's.
+    Udp(tokio::net::UdpSocket, Option<std::net::IpAddr>),
     /// Bytes posted to `/v1/devices/{id}/simulate`; writes go nowhere.
     Sim(&'a mut mpsc::Receiver<Vec<u8>>),
     // Boxed: the event stream is large and links live one at a time.
@@ -113,6 +116,16 @@ impl Link<'_> {
             Link::Tcp(s) => match s.read(buf).await? {
                 0 => Ok(None),
                 n => Ok(Some(Chunk::Data(buf[..n].to_vec()))),
+            },
+            Link::Udp(s, from) => loop {
+                let (n, peer) = s.recv_from(buf).await?;
+                if from.is_some_and(|f| f.to_canonical() != peer.ip().to_canonical()) {
+                    tracing::debug!(%peer, "datagram from another sender ignored (see from)");
+                    continue;
+                }
+                if n > 0 {
+                    return Ok(Some(Chunk::Data(buf[..n].to_vec())));
+                }
             },
             Link::Sim(rx) => Ok(rx.recv().await.map(Chunk::Data)),
             Link::SimReader(r) => Ok(r.read_chunk().await.map(Chunk::Data)),
@@ -172,11 +185,31 @@ impl Link<'_> {
                 Ok(())
             }
             Link::Hid(h, HidReports::Feature) => h.feature_exchange(bytes),
-            Link::Evdev(_) | Link::Hid(..) | Link::Pcsc(_) | Link::Presence(_) => Err(
-                io::Error::new(io::ErrorKind::Unsupported, "this transport is input-only"),
-            ),
+            Link::Evdev(_) | Link::Hid(..) | Link::Pcsc(_) | Link::Presence(_) | Link::Udp(..) => {
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "this transport is input-only",
+                ))
+            }
         }
     }
+}
+
+/// A UDP socket on `addr`, shared with other listeners on the port (the
+/// vendor's popup or NCID's wc2ncid may hear the same broadcasts).
+fn bind_udp(addr: &str) -> io::Result<tokio::net::UdpSocket> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(s.into())
 }
 
 /// What the `pcsc` driver writes to ask its link to read the cards again.
@@ -185,7 +218,7 @@ pub const PCSC_REREAD: &[u8] = b"reread";
 /// Transports this build can open.
 /// (`usb` and `file` are receipt-printer links, opened by src/print.)
 pub const TRANSPORTS: &[&str] = &[
-    "serial", "evdev", "hid", "pcsc", "tcp", "usb", "file", "sim",
+    "serial", "evdev", "hid", "pcsc", "tcp", "udp", "usb", "file", "sim",
 ];
 
 /// Opens the transport a device is configured with.
@@ -239,6 +272,13 @@ pub async fn open<'a>(
                 Ok(Err(e)) => Err(format!("{addr}: {e}").into()),
                 Err(_) => Err(format!("{addr}: no answer within 5 s").into()),
             }
+        }
+        ("udp", _) => {
+            let addr = cfg.address.as_deref().unwrap_or_default();
+            let from = cfg.from.as_deref().and_then(|f| f.parse().ok());
+            bind_udp(addr)
+                .map(|s| Link::Udp(s, from))
+                .map_err(|e| OpenError::from(format!("{addr}: cannot listen: {e}")))
         }
         ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg).await?))),
         ("usb", _) if cfg.driver == "dongle" => {

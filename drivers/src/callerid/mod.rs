@@ -7,7 +7,8 @@
 //! - [`fsk`]: Bellcore GR-30 SDMF/MDMF and ETSI EN 300 659 binary messages;
 //! - [`dtmf`]: the four DTMF caller-ID variants;
 //! - [`ncid`]: NCID server lines and NetCallerID serial lines;
-//! - [`hid`]: USB HID boxes, through a per-model [`hid::HidReportLayout`].
+//! - [`hid`]: USB HID boxes, through a per-model [`hid::HidReportLayout`];
+//! - [`whozz`]: Whozz Calling Ethernet units, one UDP datagram per record.
 //!
 //! [`stream`] cuts the byte stream into units for them, and [`number`]
 //! normalizes numbers to E.164 and gives member-cache lookup keys.
@@ -42,6 +43,7 @@ pub mod modem;
 pub mod ncid;
 pub mod number;
 pub mod stream;
+pub mod whozz;
 
 #[cfg(test)]
 mod tests;
@@ -92,6 +94,9 @@ pub enum Format {
     Ncid,
     /// One USB HID report per read, decoded by [`Options::hid_layout`].
     Hid,
+    /// Whozz Calling Ethernet units: one UDP datagram per read. `auto`
+    /// also knows their datagrams (they start `^^<U>`).
+    Whozz,
 }
 
 /// Settings a caller-ID box takes from its config.
@@ -233,6 +238,9 @@ fn is_etsi(m: &[u8]) -> bool {
 /// read it (a diagnostic for `posbridge devices` and tests). NetCallerID
 /// lines count as [`Format::Ncid`].
 pub fn detect_format(bytes: &[u8]) -> Option<Format> {
+    if whozz::is_datagram(bytes) {
+        return Some(Format::Whozz);
+    }
     let mut s = Splitter::new(accept(Format::Auto));
     let mut units = Vec::new();
     s.push(bytes, &mut units);
@@ -246,7 +254,7 @@ fn accept(format: Format) -> Accept {
         Format::Modem | Format::Ncid => (false, true, false),
         Format::Mdmf | Format::Sdmf | Format::Etsi => (true, false, false),
         Format::Dtmf => (false, true, true),
-        Format::Hid => (false, false, false),
+        Format::Hid | Format::Whozz => (false, false, false),
     };
     Accept {
         binary,
@@ -442,6 +450,19 @@ impl CallerId {
         }
     }
 
+    fn whozz(&mut self, now: Instant, datagram: &[u8], out: &mut Vec<Action>) {
+        let d = whozz::decode(datagram);
+        if let Some(p) = d.problem {
+            out.push(Action::Malformed(p));
+        }
+        if !d.signals.is_empty() {
+            self.detected = Some(Format::Whozz);
+        }
+        for sig in d.signals {
+            self.signal(now, sig, out);
+        }
+    }
+
     fn start_call(&mut self, now: Instant, rings: u32) -> &mut Call {
         self.calls += 1;
         let call = Call {
@@ -583,8 +604,14 @@ impl Protocol for CallerId {
     }
 
     fn handle_bytes(&mut self, now: Instant, bytes: &[u8], out: &mut Vec<Action>) {
+        let whozz = self.opts.format == Format::Whozz
+            || (self.opts.format == Format::Auto
+                && whozz::is_datagram(bytes)
+                && !self.splitter.has_partial());
         if self.opts.format == Format::Hid {
             self.hid_report(now, bytes, out);
+        } else if whozz {
+            self.whozz(now, bytes, out);
         } else {
             self.last_byte = now;
             let mut units = Vec::new();

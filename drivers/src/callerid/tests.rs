@@ -457,6 +457,92 @@ fn dtmf_variants_through_the_protocol() {
     assert!(s.events().is_empty());
 }
 
+/// A Whozz Calling datagram: headers with binary unit and serial numbers.
+fn whozz(record: &str) -> Vec<u8> {
+    let mut d = b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$".to_vec();
+    d.extend_from_slice(record.as_bytes());
+    d
+}
+
+#[test]
+fn whozz_calling_deluxe_and_basic_units_give_one_call_each() {
+    // A Deluxe unit: ring, the call record, off hook (answered), on hook, end.
+    for format in [Format::Whozz, Format::Auto] {
+        let mut s = Shell::new(format);
+        s.feed_at(0, &whozz("01 R             09/26 11:28:03"));
+        s.feed_at(
+            1500,
+            &whozz("01 I S 0000 G A1 09/26 11:28 AM 13812345678   王芳           "),
+        );
+        s.feed_at(5800, &whozz("01 R             09/26 11:28:09"));
+        s.feed_at(7000, &whozz("01 F             09/26 11:28:10"));
+        s.feed_at(60_000, &whozz("01 N             09/26 11:29:03"));
+        s.feed_at(
+            60_100,
+            &whozz("01 I E 0060 G A2 09/26 11:28 AM 13812345678   王芳           "),
+        );
+        assert_eq!(
+            s.events(),
+            [
+                Event::CallRinging {
+                    call_id: "phone-1-1".into(),
+                    number: "13812345678".into(),
+                    normalized: Some("+8613812345678".into()),
+                    name: Some("王芳".into()),
+                    line: Some("1".into()),
+                    at: None,
+                    box_time: Some("09-26 11:28".into()),
+                },
+                ended("phone-1-1", Some(true)),
+            ],
+            "{format:?}"
+        );
+        assert!(s.malformed().is_empty(), "{:?}", s.malformed());
+        assert_eq!(s.p.detected(), Some(Format::Whozz));
+    }
+    // A basic unit: only start and end records; the end ends the call.
+    let mut s = Shell::new(Format::Whozz);
+    s.feed_at(
+        0,
+        &whozz("02 I S 0000 G A1 09/26 11:30 AM PRIVATE       PRIVATE        "),
+    );
+    s.feed_at(
+        9000,
+        &whozz("02 I E 0000 G A3 09/26 11:30 AM PRIVATE       PRIVATE        "),
+    );
+    let ev = s.events();
+    assert!(
+        matches!(&ev[0], Event::CallRinging { number, name: None, line, .. } if number == "private" && line.as_deref() == Some("2")),
+        "{ev:?}"
+    );
+    assert_eq!(ev[1], ended("phone-1-1", None));
+    // A bad checksum: the call rings without a number, once.
+    let mut s = Shell::new(Format::Whozz);
+    s.feed_at(
+        0,
+        &whozz("01 I S 0000 B A1 09/26 11:31 AM 13812345678   王芳"),
+    );
+    s.advance(30_000);
+    assert_eq!(
+        s.events(),
+        [
+            ringing("phone-1-1", "unavailable", None, None),
+            ended("phone-1-1", None)
+        ]
+    );
+    assert_eq!(s.malformed().len(), 1);
+    // Outgoing calls are not calls to pop.
+    let mut s = Shell::new(Format::Whozz);
+    s.feed_at(0, &whozz("01 O S 0000 G A0 09/26 11:32 AM 13812345678"));
+    s.feed_at(9000, &whozz("01 O E 0009 G A0 09/26 11:32 AM 13812345678"));
+    s.advance(30_000);
+    assert!(s.events().is_empty());
+    assert_eq!(
+        super::detect_format(&whozz("01 R             09/26 11:28:03")),
+        Some(Format::Whozz)
+    );
+}
+
 #[test]
 fn ncid_calls_end_as_the_gateway_says() {
     let mut s = Shell::new(Format::Ncid);
@@ -656,7 +742,7 @@ fn no_panic_and_one_ringing_per_call_on_arbitrary_bytes() {
         x ^= x << 17;
         x
     };
-    let pieces: [&[u8]; 12] = [
+    let pieces: [&[u8]; 16] = [
         MODEM_TRANSCRIPT,
         &MDMF_EXAMPLE,
         &SDMF_EXAMPLE,
@@ -669,6 +755,10 @@ fn no_panic_and_one_ringing_per_call_on_arbitrary_bytes() {
         &[0x55, 0x55, 0xFF],
         b"NMBR = 1\r\n",
         &[0x80, 0x05, 0x02],
+        b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$01 R             09/26 11:28:03",
+        b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$01 I S 0000 G A1 09/26 11:28 AM 13812345678   W",
+        b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$01 I E 0000 G A1 09/26 11:28 AM 13812345678   W",
+        b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$01 F             09/26 11:28:10",
     ];
     for format in [
         Format::Auto,
@@ -677,6 +767,7 @@ fn no_panic_and_one_ringing_per_call_on_arbitrary_bytes() {
         Format::Dtmf,
         Format::Ncid,
         Format::Hid,
+        Format::Whozz,
     ] {
         let mut p = CallerId::new(Options {
             format,
