@@ -161,8 +161,12 @@ fn main() -> ExitCode {
             no_nss,
             update_command,
         } => {
+            // Paths given by hand may not be the sudo user's: only a named
+            // --user, or the sudo user's own home, makes certutil run as them.
+            let user_named = user.is_some();
+            let paths_given = home.is_some() || !nss_dbs.is_empty();
             let for_user = match trust_cert_user(user) {
-                Ok(u) => u,
+                Ok(u) => u.filter(|_| user_named || !paths_given),
                 Err(e) => {
                     eprintln!("posbridge trust-cert: {e}");
                     return ExitCode::from(2);

@@ -254,9 +254,10 @@ pub struct TrustTargets {
     pub update_command: Option<String>,
     /// NSS databases (Chromium's ~/.pki/nssdb, Firefox profiles).
     pub nss_dbs: Vec<PathBuf>,
-    /// Who owns the NSS databases (uid, gid) when root installs for another
-    /// user: what certutil creates or rewrites is handed to them, or their
-    /// browser could no longer write its own certificate store.
+    /// The user (uid, gid) whose NSS databases these are, when root installs
+    /// for them: certutil then runs as that user, so the files it creates
+    /// are theirs and nothing in their home is written with root's rights
+    /// (a symlink planted there cannot aim a write at /etc).
     pub nss_owner: Option<(u32, u32)>,
 }
 
@@ -334,7 +335,7 @@ pub fn trust(ca: &Path, targets: &TrustTargets) -> Result<Vec<String>, Vec<Strin
             );
         } else {
             for db in &targets.nss_dbs {
-                match trust_nss(db, ca, targets.nss_owner) {
+                match trust_nss(db, &pem, targets.nss_owner) {
                     Ok(()) => done.push(format!("NSS database: {}", db.display())),
                     Err(e) => failed.push(format!("NSS database {}: {e}", db.display())),
                 }
@@ -349,38 +350,52 @@ pub fn trust(ca: &Path, targets: &TrustTargets) -> Result<Vec<String>, Vec<Strin
     }
 }
 
-fn trust_nss(db: &Path, ca: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
-    let spec = format!("sql:{}", db.display());
-    // Directories this creates (e.g. ~/.pki and ~/.pki/nssdb) go to the owner too.
-    let created: Vec<PathBuf> = db
-        .ancestors()
-        .take_while(|p| !p.exists())
-        .map(Path::to_path_buf)
-        .collect();
-    if !db.join("cert9.db").exists() {
-        std::fs::create_dir_all(db).map_err(|e| e.to_string())?;
-        run(std::process::Command::new("certutil").args(["-N", "-d", &spec, "--empty-password"]))?;
-    }
-    let r = add_ca(&spec, ca);
+/// `program`, run as `owner` when there is one (std drops root's
+/// supplementary groups with the uid).
+fn command(program: &str, owner: Option<(u32, u32)>) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
     if let Some((uid, gid)) = owner {
-        let files = ["cert9.db", "key4.db", "pkcs11.txt"].map(|f| db.join(f));
-        for p in created.iter().chain(files.iter().filter(|f| f.exists())) {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot give {} to uid {uid}: {e}", p.display()))?;
-        }
+        use std::os::unix::process::CommandExt;
+        c.uid(uid).gid(gid);
     }
-    r
+    c
 }
 
-fn add_ca(spec: &str, ca: &Path) -> Result<(), String> {
+fn trust_nss(db: &Path, pem: &str, owner: Option<(u32, u32)>) -> Result<(), String> {
+    let spec = format!("sql:{}", db.display());
+    if !db.join("cert9.db").exists() {
+        run(command("mkdir", owner).arg("-p").arg(db))?;
+        run(command("certutil", owner).args(["-N", "-d", &spec, "--empty-password"]))?;
+    }
     // A CA from an earlier install goes first, so the name is unambiguous.
-    while run(std::process::Command::new("certutil").args(["-D", "-d", spec, "-n", CA_NAME]))
-        .is_ok()
-    {}
-    let mut add = std::process::Command::new("certutil");
-    add.args(["-A", "-d", spec, "-t", "C,,", "-n", CA_NAME, "-i"])
-        .arg(ca);
-    run(&mut add)
+    while run(command("certutil", owner).args(["-D", "-d", &spec, "-n", CA_NAME])).is_ok() {}
+    // The CA goes in on stdin: the user certutil runs as cannot read
+    // storage.dir, where it lives.
+    let mut add = command("certutil", owner);
+    add.args(["-A", "-a", "-d", &spec, "-t", "C,,", "-n", CA_NAME])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let shown = format!("{add:?}");
+    let mut child = add.spawn().map_err(|e| format!("{shown}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(pem.as_bytes())
+            .map_err(|e| format!("{shown}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{shown}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -298,24 +298,19 @@ async fn trust_cert_installs_the_ca_into_an_nss_db_and_the_system_dir() {
 }
 
 /// `sudo posbridge trust-cert` is how IT runs it: the CA reaches the browsers
-/// of the user who ran sudo (or `--user`), and the NSS files certutil made
-/// are theirs, not root's, so their browser can still write its store.
+/// of the user who ran sudo, certutil runs as that user (so the NSS files
+/// are theirs, not root's), and a symlink they planted cannot turn root's
+/// rights on a file outside their home.
 #[tokio::test]
-async fn trust_cert_under_sudo_installs_for_that_user_and_leaves_their_files_theirs() {
+async fn trust_cert_under_sudo_installs_for_that_user_as_that_user() {
     use std::os::unix::fs::MetadataExt;
     let d = Daemon::start(&sim_config("tls = true")).await;
     let _ = ca_of(&d).await;
     let ca = d.state_dir.path().join("tls/ca.pem");
-    let nobody = nix::unistd::User::from_name("nobody")
-        .ok()
-        .flatten()
-        .expect("user nobody");
-    let run = |home: &Path, extra: &[&str], sudo_user: Option<&str>| {
+    let trust = |extra: &[&str], sudo_user: Option<&str>| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"));
         c.args(["trust-cert", "--no-system", "--ca"])
             .arg(&ca)
-            .arg("--home")
-            .arg(home)
             .args(extra)
             .env_remove("SUDO_USER");
         if let Some(u) = sudo_user {
@@ -323,11 +318,7 @@ async fn trust_cert_under_sudo_installs_for_that_user_and_leaves_their_files_the
         }
         c.output().expect("posbridge trust-cert")
     };
-    let unknown = run(
-        Path::new("/nonexistent"),
-        &["--user", "no-such-user-4711"],
-        None,
-    );
+    let unknown = trust(&["--user", "no-such-user-4711"], None);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&unknown.stderr).contains("no user \"no-such-user-4711\""),
@@ -336,40 +327,125 @@ async fn trust_cert_under_sudo_installs_for_that_user_and_leaves_their_files_the
     );
     if !nix::unistd::geteuid().is_root() {
         // Not root: another user's browsers are refused, plainly.
-        let tmp = tempfile::tempdir().expect("tmp");
-        let out = run(tmp.path(), &["--user", "nobody"], None);
+        let out = trust(&["--user", "nobody", "--home", "/nonexistent"], None);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("only root"));
         d.stop().await;
         return;
     }
-    for how in [["--user", "nobody"].as_slice(), [].as_slice()] {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let out = run(tmp.path(), how, Some("nobody"));
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+    // A cashier account of our own, with a home in a temp dir.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let user = TestUser::add(&format!("pbcashier{}", std::process::id() % 100_000), &home);
+    let (uid, gid) = (user.uid, user.gid);
+    let out = trust(&[], Some(&user.name));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&format!("for user {}", user.name)), "{said}");
+    let db = home.join(".pki/nssdb");
+    for p in [
+        home.join(".pki"),
+        db.clone(),
+        db.join("cert9.db"),
+        db.join("key4.db"),
+    ] {
+        let m = std::fs::metadata(&p).expect("created");
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (uid, gid),
+            "{} belongs to the user",
+            p.display()
         );
-        assert!(said.contains("for user nobody"), "{said}");
-        let db = tmp.path().join(".pki/nssdb");
-        for p in [
-            tmp.path().join(".pki"),
-            db.clone(),
-            db.join("cert9.db"),
-            db.join("key4.db"),
-        ] {
-            let m = std::fs::metadata(&p).expect("created");
-            assert_eq!(
-                (m.uid(), m.gid()),
-                (nobody.uid.as_raw(), nobody.gid.as_raw()),
-                "{} belongs to the user",
-                p.display()
-            );
-        }
-        let listed = certutil(&["-L", "-d", &format!("sql:{}", db.display())]);
-        assert!(String::from_utf8_lossy(&listed.stdout).contains("posbridge local CA"));
     }
+    let listed = certutil(&["-L", "-d", &format!("sql:{}", db.display())]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("posbridge local CA"));
+
+    // The user points a file of their NSS db at one of root's: running
+    // again must neither write it nor hand it to them.
+    let victim = tmp.path().join("roots-file");
+    std::fs::write(&victim, "root's\n").expect("victim");
+    for f in ["pkcs11.txt", "cert9.db"] {
+        let _ = std::fs::remove_file(db.join(f));
+        std::os::unix::fs::symlink(&victim, db.join(f)).expect("symlink");
+    }
+    let _ = trust(&[], Some(&user.name));
+    let m = std::fs::metadata(&victim).expect("victim");
+    assert_eq!((m.uid(), m.gid()), (0, 0), "still root's");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "root's\n"
+    );
+
+    // Paths given by hand may be someone else's: certutil runs as root there.
+    let other = tmp.path().join("other-db");
+    let out = trust(
+        &["--nss-db", other.to_str().expect("utf-8")],
+        Some(&user.name),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("for user"));
+    assert_eq!(
+        std::fs::metadata(other.join("cert9.db")).expect("db").uid(),
+        0
+    );
     d.stop().await;
+}
+
+/// A system user made for one test and removed after it (root only).
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl TestUser {
+    fn add(name: &str, home: &Path) -> TestUser {
+        let ok = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--home-dir",
+            ])
+            .arg(home)
+            .arg(name)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "useradd {name}");
+        let u = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .expect("the new user");
+        let user = TestUser {
+            name: name.to_owned(),
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        };
+        std::fs::create_dir_all(home).expect("home");
+        std::os::unix::fs::chown(home, Some(user.uid), Some(user.gid)).expect("chown home");
+        // The temp dir above the home is root's 0700: let the user through.
+        if let Some(parent) = home.parent() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711));
+        }
+        user
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+    }
 }
