@@ -273,6 +273,8 @@ struct Call {
     rings: u32,
     cid_deadline: Instant,
     end_deadline: Instant,
+    /// The line, where the box names it per record (Whozz Calling).
+    line: Option<String>,
 }
 
 /// A caller-ID box: see the module docs for the call life it reports.
@@ -289,6 +291,8 @@ pub struct CallerId {
     /// The HID ring bit in the previous report (a ring is its rising edge).
     hid_ringing: bool,
     detected: Option<Format>,
+    /// The Whozz Calling unit sent detail records: it reports off-hook.
+    whozz_deluxe: bool,
 }
 
 impl CallerId {
@@ -304,6 +308,7 @@ impl CallerId {
             armed: None,
             hid_ringing: false,
             detected: None,
+            whozz_deluxe: false,
         }
     }
 
@@ -455,11 +460,35 @@ impl CallerId {
         if let Some(p) = d.problem {
             out.push(Action::Malformed(p));
         }
+        self.whozz_deluxe |= d.detail;
+        // One call at a time: another line's records leave it alone (a
+        // phone lifted on line 2 must not answer line 1's call).
+        let other_line = self
+            .call
+            .as_ref()
+            .and_then(|c| c.line.as_ref())
+            .is_some_and(|l| d.line.as_ref().is_some_and(|m| m != l));
+        if other_line {
+            return;
+        }
         if !d.signals.is_empty() {
             self.detected = Some(Format::Whozz);
         }
         for sig in d.signals {
+            let sig = match sig {
+                // A Deluxe unit reports off-hook (which ends the call as
+                // answered): an end record still in a call means nobody did.
+                Signal::Ended { answered: None } if self.whozz_deluxe => Signal::Ended {
+                    answered: Some(false),
+                },
+                s => s,
+            };
             self.signal(now, sig, out);
+        }
+        if let Some(c) = &mut self.call {
+            if c.line.is_none() {
+                c.line = d.line;
+            }
         }
     }
 
@@ -472,6 +501,7 @@ impl CallerId {
             rings,
             cid_deadline: now.plus_ms(self.opts.cid_wait_ms),
             end_deadline: now.plus_ms(self.opts.ring_timeout_ms),
+            line: None,
         };
         self.call.insert(call)
     }

@@ -531,6 +531,32 @@ fn whozz_calling_deluxe_and_basic_units_give_one_call_each() {
         ]
     );
     assert_eq!(s.malformed().len(), 1);
+    // Two lines: a phone lifted on line 2 does not answer line 1's call, and
+    // line 2's caller does not end it; on a Deluxe unit an end record with
+    // no off-hook before it means nobody answered.
+    let mut s = Shell::new(Format::Whozz);
+    s.feed_at(0, &whozz("01 R             09/26 11:40:00"));
+    s.feed_at(
+        1500,
+        &whozz("01 I S 0000 G A1 09/26 11:40 AM 13812345678   王芳"),
+    );
+    s.feed_at(2000, &whozz("02 F             09/26 11:40:02"));
+    s.feed_at(
+        2500,
+        &whozz("02 I S 0000 G A1 09/26 11:40 AM 13900000000   李雷"),
+    );
+    s.feed_at(5500, &whozz("01 R             09/26 11:40:05"));
+    s.feed_at(
+        9000,
+        &whozz("01 I E 0000 G A2 09/26 11:40 AM 13812345678   王芳"),
+    );
+    let ev = s.events();
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(
+        matches!(&ev[0], Event::CallRinging { number, .. } if number == "13812345678"),
+        "{ev:?}"
+    );
+    assert_eq!(ev[1], ended("phone-1-1", Some(false)));
     // Outgoing calls are not calls to pop.
     let mut s = Shell::new(Format::Whozz);
     s.feed_at(0, &whozz("01 O S 0000 G A0 09/26 11:32 AM 13812345678"));

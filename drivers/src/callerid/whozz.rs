@@ -23,20 +23,17 @@ pub const MAGIC: &[u8] = b"^^<U>";
 const MAX_DATAGRAM: usize = 512;
 
 /// What one datagram says.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Decoded {
     pub signals: Vec<Signal>,
     /// Something worth counting as malformed (the call may still go on).
     pub problem: Option<String>,
-}
-
-impl Decoded {
-    fn signals(signals: Vec<Signal>) -> Decoded {
-        Decoded {
-            signals,
-            problem: None,
-        }
-    }
+    /// The phone line the record is about (`1` for `01`): records of one
+    /// line must not end or ring another line's call.
+    pub line: Option<String>,
+    /// A detail record (`R`/`F`/`N`): only Deluxe units send them, and there
+    /// an end without an off-hook before it means nobody answered.
+    pub detail: bool,
 }
 
 /// Whether `datagram` looks like a unit's (for `auto`).
@@ -83,12 +80,12 @@ fn hhmm_24(time: &str, ampm: &str) -> Option<String> {
 pub fn decode(datagram: &[u8]) -> Decoded {
     let text = String::from_utf8_lossy(record(datagram));
     let bad = |why: &str| Decoded {
-        signals: Vec::new(),
         // Only sizes: a garbled record may still hold a caller's number.
         problem: Some(format!(
             "Whozz Calling record of {} bytes: {why}; dropped",
             datagram.len()
         )),
+        ..Decoded::default()
     };
     let mut cols = text.split(' ').filter(|s| !s.is_empty());
     let (Some(line), Some(kind)) = (cols.next(), cols.next()) else {
@@ -99,13 +96,19 @@ pub fn decode(datagram: &[u8]) -> Decoded {
     }
     let line = line.trim_start_matches('0');
     let line = Some(if line.is_empty() { "0" } else { line }.to_string());
+    let out = |signals: Vec<Signal>, detail: bool| Decoded {
+        signals,
+        line: line.clone(),
+        detail,
+        problem: None,
+    };
     match kind {
         // Detail records: the hook and ring of the line.
-        "R" => return Decoded::signals(vec![Signal::Ring]),
-        "F" => return Decoded::signals(vec![Signal::Answered]),
+        "R" => return out(vec![Signal::Ring], true),
+        "F" => return out(vec![Signal::Answered], true),
         // On hook again: the call's end comes with its `E` record (or silence).
-        "N" => return Decoded::signals(Vec::new()),
-        "O" => return Decoded::signals(Vec::new()),
+        "N" => return out(Vec::new(), true),
+        "O" => return out(Vec::new(), false),
         "I" => {}
         _ => return bad("unknown record type"),
     }
@@ -117,29 +120,25 @@ pub fn decode(datagram: &[u8]) -> Decoded {
         return bad("no duration");
     }
     match se {
-        "E" => {
-            return Decoded::signals(vec![Signal::Ended { answered: None }]);
-        }
+        "E" => return out(vec![Signal::Ended { answered: None }], false),
         "S" | "B" => {}
         _ => return bad("neither start nor end"),
     }
     if checksum == "B" {
         return Decoded {
-            signals: vec![Signal::Ring],
             problem: Some("Whozz Calling unit heard the caller ID with a bad checksum; the call rings without a number".into()),
+            ..out(vec![Signal::Ring], false)
         };
     }
     if checksum != "G" {
         return bad("no checksum flag");
     }
-    // Number and name are fixed columns after `AM `/`PM `.
     let after = text
         .find(&format!(" {time} {ampm} "))
         .map(|i| i + time.len() + ampm.len() + 3)
         .and_then(|i| text.get(i..))
         .unwrap_or_default();
-    let split = after.char_indices().nth(14).map_or(after.len(), |(i, _)| i);
-    let (number, name) = after.split_at(split);
+    let (number, name) = number_and_name(after);
     let number = match withheld(number) {
         Some(w) => w.to_string(),
         None => clean_number(number.as_bytes()),
@@ -151,12 +150,34 @@ pub fn decode(datagram: &[u8]) -> Decoded {
         .split_once('/')
         .zip(hhmm_24(time, ampm))
         .and_then(|((mm, dd), hhmm)| date_mmddhhmm(format!("{mm}{dd}{hhmm}").as_bytes()));
-    Decoded::signals(vec![Signal::Info(CallInfo {
-        number,
-        name,
-        line,
-        box_time,
-    })])
+    out(
+        vec![Signal::Info(CallInfo {
+            number,
+            name,
+            line: line.clone(),
+            box_time,
+        })],
+        false,
+    )
+}
+
+/// Columns the number is padded to.
+const NUMBER_COLUMNS: usize = 14;
+
+/// The number and name after the time. Units pad the number to 14
+/// columns; some examples (PROTOCOLS.md §2's) leave one space before the
+/// name, so a name that starts inside the 14 columns is split off at the
+/// first space, unless the columns hold a withheld word (`OUT OF AREA`).
+fn number_and_name(after: &str) -> (&str, &str) {
+    let split = after
+        .char_indices()
+        .nth(NUMBER_COLUMNS)
+        .map_or(after.len(), |(i, _)| i);
+    let (fixed, rest) = after.split_at(split);
+    match fixed.trim_end().find(' ') {
+        Some(i) if withheld(fixed).is_none() => after.split_at(i),
+        _ => (fixed, rest),
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +223,21 @@ mod tests {
         assert_eq!(i.box_time.as_deref(), Some("01-02 00:05"));
     }
 
+    /// The sample in PROTOCOLS.md §2 has one space between number and name.
+    #[test]
+    fn the_documented_sample_splits_number_and_name() {
+        let d = decode(&datagram(
+            "01 I S 0276 G B3 09/26 11:28 AM 800-240-4637 CallerID.com",
+        ));
+        let i = info(&d);
+        assert_eq!(i.number, "8002404637");
+        assert_eq!(i.name.as_deref(), Some("CallerID.com"));
+        assert_eq!(d.line.as_deref(), Some("1"));
+        assert!(!d.detail);
+        let d = decode(&datagram("02 R             09/26 11:28:03"));
+        assert_eq!((d.line.as_deref(), d.detail), (Some("2"), true));
+    }
+
     #[test]
     fn withheld_numbers_and_names_are_reported_as_such() {
         let d = decode(&datagram(
@@ -214,6 +250,11 @@ mod tests {
             "01 I S 0000 G A1 09/26 11:28 AM O             O              ",
         ));
         assert_eq!(info(&d).number, super::super::UNAVAILABLE);
+        let d = decode(&datagram(
+            "01 I S 0000 G A1 09/26 11:28 AM OUT OF AREA   OUT OF AREA    ",
+        ));
+        assert_eq!(info(&d).number, super::super::UNAVAILABLE);
+        assert_eq!(info(&d).name, None);
         // Nothing in the number columns at all.
         let d = decode(&datagram("01 I S 0000 G A1 09/26 11:28 AM"));
         assert_eq!(info(&d).number, super::super::UNAVAILABLE);
