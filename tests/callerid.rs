@@ -532,4 +532,22 @@ fn udp_settings_are_checked_by_key() {
         "{p:?}"
     );
     assert!(problems("transport = \"udp\"\naddress = \"0.0.0.0:3520\"\nfrom = \"192.168.1.90\"\nformat = \"whozz\"\n").is_empty());
+    let p = problems("transport = \"udp\"\naddress = \"0.0.0.0:0\"\n");
+    assert!(
+        p.iter().any(|x| x.starts_with("device[0].address:")),
+        "{p:?}"
+    );
+    let p = problems("transport = \"udp\"\naddress = \"0.0.0.0:3520\"\nformat = \"modem\"\n");
+    assert!(
+        p.iter().any(
+            |x| x == "device[0].format: transport \"udp\" takes format \"whozz\" (or \"auto\")"
+        ),
+        "{p:?}"
+    );
+    let p = problems("path = \"/dev/ttyS0\"\nformat = \"whozz\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0].format: format \"whozz\" needs transport \"udp\"")),
+        "{p:?}"
+    );
 }

@@ -351,7 +351,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         (
             "posbridge_print_jobs_failed_total",
             "counter",
-            "Print jobs given up on.",
+            "Print jobs given up on (cancelled ones are not counted).",
             failed,
         ),
     ];

@@ -204,6 +204,23 @@ fn make_callerid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
         (_, Some(_)) => return Err(("hid_layout", "only used with format = \"hid\"".into())),
         (_, None) => None,
     };
+    // Whozz Calling records come one per datagram; other formats are streams.
+    match (format, d.transport_name()) {
+        (callerid::Format::Whozz, "udp" | "sim") | (callerid::Format::Auto, "udp") => {}
+        (callerid::Format::Whozz, _) => {
+            return Err((
+                "format",
+                "format \"whozz\" needs transport \"udp\" (or \"sim\" to replay datagrams)".into(),
+            ))
+        }
+        (_, "udp") => {
+            return Err((
+                "format",
+                "transport \"udp\" takes format \"whozz\" (or \"auto\")".into(),
+            ))
+        }
+        _ => {}
+    }
     if format == callerid::Format::Hid && !matches!(d.transport_name(), "hid" | "sim") {
         return Err((
             "format",
@@ -469,7 +486,8 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         "udp" if d
             .address
             .as_deref()
-            .is_none_or(|a| a.parse::<std::net::SocketAddr>().is_err()) =>
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .is_none_or(|a| a.port() == 0) =>
         {
             out.push((
                 "address",

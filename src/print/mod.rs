@@ -507,8 +507,8 @@ impl Worker {
     /// drawer kicks waiting in it go now as a real-time pulse, which the
     /// printer carries out even so; the cashier still has change to give.
     /// One pulse answers every kick waiting (the drawer is open after it).
-    async fn kick_waiting_drawers(&mut self) {
-        if self.realtime_failed {
+    async fn kick_waiting_drawers(&mut self, reason: &'static str) {
+        if self.realtime_failed || self.link.is_none() {
             return;
         }
         let id = self.p.id.clone();
@@ -520,27 +520,42 @@ impl Worker {
                 return;
             }
         };
-        let Some(link) = self.link.as_mut() else {
+        // Claimed before the pulse: a kick cancelled from here on is
+        // refused (409), and one cancelled before is not pulsed for.
+        let mut claimed = Vec::new();
+        for job in kicks {
+            match self.store.printing(&job).await {
+                Ok(true) => claimed.push(job),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(printer = %id, job = %job, error = %e, "cannot record a drawer kick");
+                }
+            }
+        }
+        if claimed.is_empty() {
             return;
-        };
+        }
         let pulse = realtime_drawer_kick(&self.p.opts.profile);
-        // Short: a serial printer holding flow control for paper takes nothing.
-        if let Err(e) = link.write_all(&pulse, Duration::from_secs(2)).await {
-            // The kicks stay queued; the printer is asked again next round.
+        let sent = match self.link.as_mut() {
+            // Short: a serial printer holding flow control for paper takes nothing.
+            Some(link) => link.write_all(&pulse, Duration::from_secs(2)).await,
+            None => Err(std::io::Error::other("no link")),
+        };
+        if let Err(e) = sent {
+            // The kicks wait in the queue again; they go as ESC p in turn.
             tracing::warn!(printer = %id, error = %e, "real-time drawer kick not sent; the kick waits for the printer");
             self.link = None;
             self.realtime_failed = true;
+            for job in &claimed {
+                if let Err(e) = self.store.hold(job, reason).await {
+                    tracing::error!(printer = %id, job = %job, error = %e, "cannot record a held job");
+                }
+            }
             return;
         }
-        tracing::info!(printer = %id, jobs = kicks.len(), "drawer opened while the queue is held");
-        for job in kicks {
-            let r = match self.store.printing(&job).await {
-                Ok(true) => self.store.printed(&job).await,
-                // Cancelled meanwhile: it stays cancelled, pulse or not.
-                Ok(false) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
+        tracing::info!(printer = %id, jobs = claimed.len(), "drawer opened while the queue is held");
+        for job in claimed {
+            if let Err(e) = self.store.printed(&job).await {
                 tracing::error!(printer = %id, job = %job, error = %e, "cannot record a drawer kick");
             }
         }
@@ -606,7 +621,7 @@ impl Worker {
                     }
                 }
                 if reason != "offline" {
-                    self.kick_waiting_drawers().await;
+                    self.kick_waiting_drawers(reason).await;
                 }
                 if !self.pause(RETRY).await {
                     break;

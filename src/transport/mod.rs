@@ -275,7 +275,14 @@ pub async fn open<'a>(
         }
         ("udp", _) => {
             let addr = cfg.address.as_deref().unwrap_or_default();
-            let from = cfg.from.as_deref().and_then(|f| f.parse().ok());
+            let from = match cfg.from.as_deref().map(str::parse::<std::net::IpAddr>) {
+                None => {
+                    tracing::warn!(device = %cfg.id, listen = addr, "taking datagrams from any sender: set from to the unit's address");
+                    None
+                }
+                Some(Ok(ip)) => Some(ip),
+                Some(Err(e)) => return Err(format!("from: {e}").into()),
+            };
             bind_udp(addr)
                 .map(|s| Link::Udp(s, from))
                 .map_err(|e| OpenError::from(format!("{addr}: cannot listen: {e}")))
