@@ -162,7 +162,8 @@ fn main() -> ExitCode {
             update_command,
         } => {
             // Paths given by hand may not be the sudo user's: only a named
-            // --user, or the sudo user's own home, makes certutil run as them.
+            // --user, or the sudo user's home found from passwd, makes certutil
+            // run as them (as root, other paths run as whoever owns them).
             let user_named = user.is_some();
             let paths_given = home.is_some() || !nss_dbs.is_empty();
             let for_user = match trust_cert_user(user) {
@@ -200,7 +201,10 @@ fn main() -> ExitCode {
                 system_dir: (!no_system).then_some(system_dir),
                 update_command: (!no_system).then_some(update_command),
                 nss_dbs,
-                nss_owner: for_user.map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+                // Not root: certutil runs as the caller, whoever was named.
+                nss_owner: for_user
+                    .filter(|_| nix::unistd::geteuid().is_root())
+                    .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
             };
             match posbridge::tls::trust(&ca, &targets) {
                 Ok(done) => {

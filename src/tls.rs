@@ -335,7 +335,8 @@ pub fn trust(ca: &Path, targets: &TrustTargets) -> Result<Vec<String>, Vec<Strin
             );
         } else {
             for db in &targets.nss_dbs {
-                match trust_nss(db, &pem, targets.nss_owner) {
+                let owner = targets.nss_owner.or_else(|| owner_as_root(db));
+                match trust_nss(db, &pem, owner) {
                     Ok(()) => done.push(format!("NSS database: {}", db.display())),
                     Err(e) => failed.push(format!("NSS database {}: {e}", db.display())),
                 }
@@ -348,6 +349,28 @@ pub fn trust(ca: &Path, targets: &TrustTargets) -> Result<Vec<String>, Vec<Strin
         failed.extend(done);
         Err(failed)
     }
+}
+
+/// Run as root for no named user: a database in a directory someone else
+/// owns (a user's home given with --home or --nss-db) is still theirs, and
+/// certutil must not run as root there: it loads the PKCS#11 modules the
+/// db's pkcs11.txt names, and writes through links planted in it.
+fn owner_as_root(db: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    // The nearest part of the path that exists, not followed if a link.
+    let m = db
+        .ancestors()
+        .find_map(|p| std::fs::symlink_metadata(p).ok())?;
+    (m.uid() != 0).then(|| {
+        let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid()))
+            .ok()
+            .flatten()
+            .map_or(m.gid(), |u| u.gid.as_raw());
+        (m.uid(), gid)
+    })
 }
 
 /// `program`, run as `owner` when there is one (std drops root's
@@ -367,8 +390,13 @@ fn trust_nss(db: &Path, pem: &str, owner: Option<(u32, u32)>) -> Result<(), Stri
         run(command("mkdir", owner).arg("-p").arg(db))?;
         run(command("certutil", owner).args(["-N", "-d", &spec, "--empty-password"]))?;
     }
-    // A CA from an earlier install goes first, so the name is unambiguous.
-    while run(command("certutil", owner).args(["-D", "-d", &spec, "-n", CA_NAME])).is_ok() {}
+    // A CA from an earlier install goes first, so the name is unambiguous
+    // (a few at most: more means something keeps adding them).
+    for _ in 0..8 {
+        if run(command("certutil", owner).args(["-D", "-d", &spec, "-n", CA_NAME])).is_err() {
+            break;
+        }
+    }
     // The CA goes in on stdin: the user certutil runs as cannot read
     // storage.dir, where it lives.
     let mut add = command("certutil", owner);
@@ -380,9 +408,8 @@ fn trust_nss(db: &Path, pem: &str, owner: Option<(u32, u32)>) -> Result<(), Stri
     let mut child = add.spawn().map_err(|e| format!("{shown}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
-        stdin
-            .write_all(pem.as_bytes())
-            .map_err(|e| format!("{shown}: {e}"))?;
+        // A certutil that exits early says why on stderr, below.
+        let _ = stdin.write_all(pem.as_bytes());
     }
     let out = child
         .wait_with_output()

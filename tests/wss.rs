@@ -364,20 +364,43 @@ async fn trust_cert_under_sudo_installs_for_that_user_as_that_user() {
     let listed = certutil(&["-L", "-d", &format!("sql:{}", db.display())]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("posbridge local CA"));
 
-    // The user points a file of their NSS db at one of root's: running
-    // again must neither write it nor hand it to them.
+    // The user points files of their NSS db at one of root's: running
+    // again, for them by sudo or by root naming their home, must neither
+    // write it nor hand it to them.
     let victim = tmp.path().join("roots-file");
     std::fs::write(&victim, "root's\n").expect("victim");
-    for f in ["pkcs11.txt", "cert9.db"] {
-        let _ = std::fs::remove_file(db.join(f));
-        std::os::unix::fs::symlink(&victim, db.join(f)).expect("symlink");
+    let home_arg = home.to_str().expect("utf-8").to_owned();
+    for (extra, sudo_user) in [
+        (vec![], Some(user.name.as_str())),
+        (vec!["--home", home_arg.as_str()], None),
+    ] {
+        for f in ["pkcs11.txt", "cert9.db"] {
+            let _ = std::fs::remove_file(db.join(f));
+            std::os::unix::fs::symlink(&victim, db.join(f)).expect("symlink");
+        }
+        let _ = trust(&extra, sudo_user);
+        let m = std::fs::metadata(&victim).expect("victim");
+        assert_eq!((m.uid(), m.gid()), (0, 0), "still root's ({extra:?})");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "root's\n",
+            "{extra:?}"
+        );
     }
-    let _ = trust(&[], Some(&user.name));
-    let m = std::fs::metadata(&victim).expect("victim");
-    assert_eq!((m.uid(), m.gid()), (0, 0), "still root's");
+    // Root naming the home of a user, without sudo: certutil runs as the
+    // home's owner, so a fresh db is theirs.
+    std::fs::remove_dir_all(home.join(".pki")).expect("rm .pki");
+    let out = trust(&["--home", &home_arg], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = std::fs::metadata(db.join("cert9.db")).expect("db");
     assert_eq!(
-        std::fs::read_to_string(&victim).expect("victim"),
-        "root's\n"
+        (m.uid(), m.gid()),
+        (uid, gid),
+        "a db made in their home is theirs"
     );
 
     // Paths given by hand may be someone else's: certutil runs as root there.
@@ -408,7 +431,11 @@ struct TestUser {
 
 impl TestUser {
     fn add(name: &str, home: &Path) -> TestUser {
-        let ok = std::process::Command::new("useradd")
+        // A user left by a killed run of this test goes first.
+        let _ = std::process::Command::new("/usr/sbin/userdel")
+            .arg(name)
+            .status();
+        let ok = std::process::Command::new("/usr/sbin/useradd")
             .args([
                 "--system",
                 "--user-group",
@@ -422,15 +449,17 @@ impl TestUser {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "useradd {name}");
+        // The guard first: a panic below still removes the user.
+        let mut user = TestUser {
+            name: name.to_owned(),
+            uid: 0,
+            gid: 0,
+        };
         let u = nix::unistd::User::from_name(name)
             .ok()
             .flatten()
             .expect("the new user");
-        let user = TestUser {
-            name: name.to_owned(),
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-        };
+        (user.uid, user.gid) = (u.uid.as_raw(), u.gid.as_raw());
         std::fs::create_dir_all(home).expect("home");
         std::os::unix::fs::chown(home, Some(user.uid), Some(user.gid)).expect("chown home");
         // The temp dir above the home is root's 0700: let the user through.
@@ -444,7 +473,7 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("userdel")
+        let _ = std::process::Command::new("/usr/sbin/userdel")
             .arg(&self.name)
             .status();
     }

@@ -173,6 +173,15 @@ fn number_and_name(after: &str) -> (&str, &str) {
         .char_indices()
         .nth(NUMBER_COLUMNS)
         .map_or(after.len(), |(i, _)| i);
+    // Withheld words with spaces in them, whatever follows.
+    for w in ["OUT OF AREA", "NO NUMBER"] {
+        if after
+            .get(..w.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(w))
+        {
+            return after.split_at(w.len());
+        }
+    }
     let (fixed, rest) = after.split_at(split);
     match fixed.trim_end().find(' ') {
         Some(i) if withheld(fixed).is_none() => after.split_at(i),
@@ -250,11 +259,14 @@ mod tests {
             "01 I S 0000 G A1 09/26 11:28 AM O             O              ",
         ));
         assert_eq!(info(&d).number, super::super::UNAVAILABLE);
-        let d = decode(&datagram(
+        for r in [
             "01 I S 0000 G A1 09/26 11:28 AM OUT OF AREA   OUT OF AREA    ",
-        ));
-        assert_eq!(info(&d).number, super::super::UNAVAILABLE);
-        assert_eq!(info(&d).name, None);
+            "01 I S 0000 G A1 09/26 11:28 AM OUT OF AREA OUT OF AREA",
+        ] {
+            let d = decode(&datagram(r));
+            assert_eq!(info(&d).number, super::super::UNAVAILABLE, "{r}");
+            assert_eq!(info(&d).name, None, "{r}");
+        }
         // Nothing in the number columns at all.
         let d = decode(&datagram("01 I S 0000 G A1 09/26 11:28 AM"));
         assert_eq!(info(&d).number, super::super::UNAVAILABLE);
