@@ -279,8 +279,29 @@ pub fn nss_dbs_in(home: &Path) -> Vec<PathBuf> {
 }
 
 fn run(cmd: &mut std::process::Command) -> Result<(), String> {
+    run_with_input(cmd, None)
+}
+
+/// Runs `cmd` to the end with `input` on its stdin; `Err` quotes its stderr.
+fn run_with_input(cmd: &mut std::process::Command, input: Option<&[u8]>) -> Result<(), String> {
+    use std::process::Stdio;
     let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        // A command that exits early says why on stderr, below.
+        let _ = stdin.write_all(data);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{shown}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -399,30 +420,10 @@ fn trust_nss(db: &Path, pem: &str, owner: Option<(u32, u32)>) -> Result<(), Stri
     }
     // The CA goes in on stdin: the user certutil runs as cannot read
     // storage.dir, where it lives.
-    let mut add = command("certutil", owner);
-    add.args(["-A", "-a", "-d", &spec, "-t", "C,,", "-n", CA_NAME])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let shown = format!("{add:?}");
-    let mut child = add.spawn().map_err(|e| format!("{shown}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        // A certutil that exits early says why on stderr, below.
-        let _ = stdin.write_all(pem.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{shown}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{shown}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    run_with_input(
+        command("certutil", owner).args(["-A", "-a", "-d", &spec, "-t", "C,,", "-n", CA_NAME]),
+        Some(pem.as_bytes()),
+    )
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use posbridge_drivers::callerid::hid::example_layout;
 use posbridge_drivers::callerid::number::{lookup_keys, normalize};
-use posbridge_drivers::callerid::{detect_format, CallerId, Format, Options};
-use posbridge_drivers::{Action, Event, Instant, Protocol};
+use posbridge_drivers::callerid::{check_call_life, detect_format, CallerId, Format, Options};
+use posbridge_drivers::{Instant, Protocol};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the format and split points.
@@ -50,35 +50,8 @@ fuzz_target!(|data: &[u8]| {
         p.handle_timer(Instant(now + i * 100_000), &mut out);
     }
 
-    let mut rung: Vec<String> = Vec::new();
-    let mut over: Vec<String> = Vec::new();
-    for a in out {
-        match a {
-            Action::Emit(Event::CallRinging {
-                call_id,
-                number,
-                normalized,
-                ..
-            }) => {
-                assert!(!rung.contains(&call_id), "{call_id} announced twice");
-                assert!(!number.is_empty());
-                if let Some(n) = normalized {
-                    assert!(n.starts_with('+') && n.len() >= 9 && n.len() <= 16, "{n}");
-                    assert!(n[1..].bytes().all(|b| b.is_ascii_digit()));
-                }
-                rung.push(call_id);
-            }
-            Action::Emit(Event::CallEnded { call_id, .. }) => {
-                assert!(rung.contains(&call_id), "{call_id} ended unannounced");
-                assert!(!over.contains(&call_id), "{call_id} ended twice");
-                over.push(call_id);
-            }
-            Action::Emit(other) => panic!("unexpected event {}", other.kind()),
-            _ => {}
-        }
-    }
-    // The quiet ended whatever call was in progress.
-    assert_eq!(rung.len(), over.len());
+    let (rung, over) = check_call_life(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rung, over);
     assert!(p.current_call().is_none());
 
     let _ = detect_format(bytes);

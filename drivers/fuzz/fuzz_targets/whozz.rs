@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use posbridge_drivers::callerid::{whozz, CallerId, Format, Options};
-use posbridge_drivers::{Action, Event, Instant, Protocol};
+use posbridge_drivers::callerid::{check_call_life, whozz, CallerId, Format, Options};
+use posbridge_drivers::{Instant, Protocol};
 
 fuzz_target!(|data: &[u8]| {
     let d = whozz::decode(data);
@@ -33,26 +33,7 @@ fuzz_target!(|data: &[u8]| {
         p.handle_timer(Instant(now + i * 100_000), &mut out);
     }
 
-    let mut rung: Vec<String> = Vec::new();
-    let mut over: Vec<String> = Vec::new();
-    for a in out {
-        match a {
-            Action::Emit(Event::CallRinging {
-                call_id, number, ..
-            }) => {
-                assert!(!rung.contains(&call_id), "{call_id} announced twice");
-                assert!(!number.is_empty());
-                rung.push(call_id);
-            }
-            Action::Emit(Event::CallEnded { call_id, .. }) => {
-                assert!(rung.contains(&call_id), "{call_id} ended unannounced");
-                assert!(!over.contains(&call_id), "{call_id} ended twice");
-                over.push(call_id);
-            }
-            Action::Emit(other) => panic!("unexpected event {}", other.kind()),
-            _ => {}
-        }
-    }
-    assert_eq!(rung.len(), over.len());
+    let (rung, over) = check_call_life(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rung, over);
     assert!(p.current_call().is_none());
 });

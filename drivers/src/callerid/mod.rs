@@ -613,6 +613,54 @@ impl CallerId {
     }
 }
 
+/// Checks the call life a run of actions describes, as the module docs
+/// promise it: every `call.ringing` has a number and a call id not seen
+/// before, a normalized number is E.164, and every `call.ended` follows its
+/// call's ringing, once; no other event. Returns how many calls rang and
+/// ended (for the property test and the fuzz targets).
+pub fn check_call_life(actions: &[Action]) -> Result<(usize, usize), String> {
+    let mut rung: Vec<&str> = Vec::new();
+    let mut over: Vec<&str> = Vec::new();
+    for a in actions {
+        match a {
+            Action::Emit(Event::CallRinging {
+                call_id,
+                number,
+                normalized,
+                ..
+            }) => {
+                if rung.contains(&call_id.as_str()) {
+                    return Err(format!("{call_id} announced twice"));
+                }
+                if number.is_empty() {
+                    return Err(format!("{call_id} announced without a number"));
+                }
+                if let Some(n) = normalized {
+                    let digits = n.strip_prefix('+').unwrap_or_default();
+                    if !(8..=15).contains(&digits.len())
+                        || !digits.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        return Err(format!("{call_id}: {n} is not E.164"));
+                    }
+                }
+                rung.push(call_id);
+            }
+            Action::Emit(Event::CallEnded { call_id, .. }) => {
+                if !rung.contains(&call_id.as_str()) {
+                    return Err(format!("{call_id} ended unannounced"));
+                }
+                if over.contains(&call_id.as_str()) {
+                    return Err(format!("{call_id} ended twice"));
+                }
+                over.push(call_id);
+            }
+            Action::Emit(other) => return Err(format!("unexpected event {}", other.kind())),
+            _ => {}
+        }
+    }
+    Ok((rung.len(), over.len()))
+}
+
 fn is_digits(n: &str) -> bool {
     n != PRIVATE && n != UNAVAILABLE && n.bytes().any(|b| b.is_ascii_digit())
 }

@@ -821,30 +821,8 @@ fn no_panic_and_one_ringing_per_call_on_arbitrary_bytes() {
         for i in 1..=4 {
             p.handle_timer(Instant(now + i * 100_000), &mut out);
         }
-        let mut rung: Vec<String> = Vec::new();
-        let mut over: Vec<String> = Vec::new();
-        for a in out {
-            match a {
-                Action::Emit(Event::CallRinging {
-                    call_id,
-                    number,
-                    normalized,
-                    ..
-                }) => {
-                    assert!(!rung.contains(&call_id), "{call_id} rang twice");
-                    assert!(!number.is_empty());
-                    assert!(normalized.is_none_or(|n| n.starts_with('+')));
-                    rung.push(call_id);
-                }
-                Action::Emit(Event::CallEnded { call_id, .. }) => {
-                    assert!(rung.contains(&call_id), "{call_id} ended unannounced");
-                    assert!(!over.contains(&call_id), "{call_id} ended twice");
-                    over.push(call_id);
-                }
-                _ => {}
-            }
-        }
-        assert_eq!(rung.len(), over.len(), "{format:?}: every call ends");
+        let (rung, over) = check_call_life(&out).unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(rung, over, "{format:?}: every call ends");
         assert!(p.current_call().is_none());
     }
 }
