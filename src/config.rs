@@ -342,6 +342,10 @@ pub struct UplinkConfig {
     /// after it was published goes again on the same connection.
     #[serde(default = "default_resend_after")]
     pub resend_after_ms: u64,
+    /// How long member pushes stay unsubscribed after HQ keeps sending a
+    /// message over the size limit (one retained on a member topic).
+    #[serde(default = "default_members_pause")]
+    pub members_pause_ms: u64,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -426,6 +430,10 @@ impl UplinkConfig {
 fn default_topic_prefix() -> String {
     "posbridge".into()
 }
+fn default_members_pause() -> u64 {
+    600_000
+}
+
 fn default_resend_after() -> u64 {
     60_000
 }
@@ -775,6 +783,12 @@ impl Config {
                 err(
                     "uplink.resend_after_ms".into(),
                     "must be from 100 to 86400000 (a day)".into(),
+                );
+            }
+            if !(1000..=86_400_000).contains(&u.members_pause_ms) {
+                err(
+                    "uplink.members_pause_ms".into(),
+                    "must be from 1000 to 86400000 (a day)".into(),
                 );
             }
             let id = u.client_id_for(&self.store.id);

@@ -847,7 +847,7 @@ async fn an_oversized_retained_member_message_pauses_member_pushes_not_transacti
         )
         .await
         .expect("publish");
-    let d = Daemon::start(&uplink(&broker.url(), "")).await;
+    let d = Daemon::start(&uplink(&broker.url(), "members_pause_ms = 6000")).await;
     until("member pushes paused", Duration::from_secs(20), || async {
         d.get_json("/v1/uplink").await["members_paused_until"].is_string()
     })
@@ -869,4 +869,29 @@ async fn an_oversized_retained_member_message_pauses_member_pushes_not_transacti
     assert_eq!(up["connected"], true, "no reconnect loop: {up}");
     assert!(up["connects_total"].as_u64() <= Some(3), "{up}");
     assert!(up["errors_total"].as_u64() <= Some(2), "{up}");
+    let connects = up["connects_total"].clone();
+
+    // HQ replaces the retained message with a real push: when the pause
+    // ends the member topics are subscribed again on the same connection,
+    // and the push arrives.
+    hq.client
+        .publish(
+            format!("{PREFIX}/members"),
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            json!({"op": "upsert", "members": [{"id": "m-9", "name": "赵敏", "phones": ["13700000009"]}]})
+                .to_string(),
+        )
+        .await
+        .expect("publish");
+    until("member pushes resumed", Duration::from_secs(20), || async {
+        d.get_json("/v1/members/lookup?phone=13700000009").await["source"] == "cache"
+    })
+    .await;
+    let up = d.get_json("/v1/uplink").await;
+    assert!(up["members_paused_until"].is_null(), "{up}");
+    assert_eq!(
+        up["connects_total"], connects,
+        "resumed without reconnecting: {up}"
+    );
 }

@@ -45,13 +45,17 @@ impl RelayStatus {
     }
     /// When member pushes resume, if they are paused now.
     pub fn members_paused_until(&self) -> Option<String> {
+        self.members_pause().map(|(_, shown)| shown)
+    }
+    /// The pause in force now: when it ends, and that time as shown.
+    pub fn members_pause(&self) -> Option<(std::time::Instant, String)> {
         let g = self
             .members_paused
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         g.as_ref()
             .filter(|(until, _)| *until > std::time::Instant::now())
-            .map(|(_, shown)| shown.clone())
+            .cloned()
     }
     pub fn set_last_error(&self, e: Option<String>) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;

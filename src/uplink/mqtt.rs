@@ -220,8 +220,7 @@ impl Backoff {
 
 /// A second too-large message this soon after the first is taken as retained.
 const OVERSIZE_AGAIN: Duration = Duration::from_secs(60);
-/// How long member topics stay unsubscribed after that.
-const MEMBERS_PAUSE: Duration = Duration::from_secs(600);
+// How long member topics stay unsubscribed after that: uplink.members_pause_ms.
 
 /// Longest wait between re-sends while HQ acknowledges nothing.
 const RESEND_MAX: Duration = Duration::from_secs(3600);
@@ -446,7 +445,13 @@ impl Relay {
 
         let t = &self.topics;
         let mut topics = vec![&t.tx_ack, &t.lookup_response];
-        if self.status.members_paused_until().is_none() {
+        // Paused: the member topics are subscribed when the pause ends, on
+        // this connection if it lasts that long.
+        let mut members_resume = self
+            .status
+            .members_pause()
+            .map(|(until, _)| tokio::time::Instant::from_std(until));
+        if members_resume.is_none() {
             topics.extend([&t.members, &t.all_members]);
         }
         client
@@ -509,6 +514,16 @@ impl Relay {
                 _ = sleep_until(resend.as_ref().map(|r| r.due)), if resend.is_some() => {
                     if let Some(r) = resend.as_mut() {
                         self.resend_stuck(&mut s, r).await?;
+                    }
+                }
+                _ = sleep_until(members_resume), if members_resume.is_some() => {
+                    members_resume = None;
+                    let filters = [&t.members, &t.all_members]
+                        .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce));
+                    match tokio::time::timeout(REQUEST_WAIT, s.client.subscribe_many(filters)).await {
+                        Ok(Ok(())) => tracing::info!("member pushes resumed"),
+                        Ok(Err(e)) => return Err(format!("{}: subscribe: {e}", self.cfg.url)),
+                        Err(_) => return Err(format!("{}: the connection stopped taking requests; reconnecting", self.cfg.url)),
                     }
                 }
                 Some(cmd) = cmd_rx.recv() => match cmd {
@@ -731,17 +746,16 @@ impl Relay {
                 .unwrap_or_else(|p| p.into_inner())
                 .replace(now)
                 .is_some_and(|t| now.duration_since(t) < OVERSIZE_AGAIN);
+            let pause = Duration::from_millis(self.cfg.members_pause_ms);
             let e = if again {
                 // Back straight after a clean session: retained on a member
                 // topic. Without those topics transactions still flow.
-                let shown =
-                    crate::event::rfc3339_ms(time::OffsetDateTime::now_utc() + MEMBERS_PAUSE);
+                let shown = crate::event::rfc3339_ms(time::OffsetDateTime::now_utc() + pause);
                 *self
                     .status
                     .members_paused
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner()) =
-                    Some((now + MEMBERS_PAUSE, shown.clone()));
+                    .unwrap_or_else(|p| p.into_inner()) = Some((now + pause, shown.clone()));
                 format!(
                     "{}: HQ keeps sending a message of {n} bytes, over the {MAX_INCOMING}-byte limit (retained on a members topic?); member pushes are paused until {shown} so transactions keep flowing; HQ should clear it (publish an empty retained message on that topic)",
                     self.cfg.url
