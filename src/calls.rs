@@ -66,7 +66,23 @@ pub struct Calls {
     log: Log,
     /// Each changed call, for the writer thread; `None` when the log could
     /// not be opened (then it is in memory only, and the start says why).
-    disk: Option<std::sync::mpsc::Sender<Call>>,
+    disk: Option<Disk>,
+}
+
+type Disk = std::sync::mpsc::Sender<ToDisk>;
+
+/// What the writer thread is asked.
+enum ToDisk {
+    Save(Call),
+    /// Answer once everything sent before is committed (at shutdown).
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Hands a changed call to the writer thread, if there is one.
+fn save(disk: Option<&Disk>, c: Option<Call>) {
+    if let (Some(disk), Some(c)) = (disk, c) {
+        let _ = disk.send(ToDisk::Save(c));
+    }
 }
 
 fn lock(log: &Log) -> std::sync::MutexGuard<'_, VecDeque<Call>> {
@@ -116,9 +132,16 @@ fn open_log(dir: &Path) -> Result<(rusqlite::Connection, VecDeque<Call>), String
 }
 
 /// Writes changed calls, a batch per transaction, keeping the newest KEEP.
-fn write_loop(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Call>) {
+fn write_loop(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<ToDisk>) {
     while let Ok(first) = rx.recv() {
-        let batch: Vec<Call> = std::iter::once(first).chain(rx.try_iter()).collect();
+        let mut batch = Vec::new();
+        let mut flushed = Vec::new();
+        for m in std::iter::once(first).chain(rx.try_iter()) {
+            match m {
+                ToDisk::Save(c) => batch.push(c),
+                ToDisk::Flush(done) => flushed.push(done),
+            }
+        }
         let r = (|| -> rusqlite::Result<()> {
             let t = conn.transaction()?;
             for c in &batch {
@@ -138,6 +161,9 @@ fn write_loop(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Call
         if let Err(e) = r {
             tracing::warn!("call log: could not write {} call(s): {e}", batch.len());
         }
+        for done in flushed {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -146,9 +172,17 @@ impl Calls {
         lock(&self.log)
     }
 
-    fn save(&self, c: Option<Call>) {
-        if let (Some(disk), Some(c)) = (&self.disk, c) {
-            let _ = disk.send(c);
+    /// Waits (up to 2 s) until every change so far is on disk: the daemon
+    /// is stopping, and a call that ended just before must not come back
+    /// missed.
+    pub async fn flush(&self) {
+        let Some(disk) = &self.disk else { return };
+        let (done, wait) = std::sync::mpsc::channel();
+        if disk.send(ToDisk::Flush(done)).is_ok() {
+            let _ = tokio::task::spawn_blocking(move || {
+                wait.recv_timeout(std::time::Duration::from_secs(2))
+            })
+            .await;
         }
     }
 
@@ -232,11 +266,14 @@ impl Calls {
         let Some(call_id) = s("call_id") else { return };
         if p.kind == "call.ended" {
             let answered = d.get("answered").and_then(Value::as_bool);
-            self.save(update(&self.log, &call_id, |c| {
-                c.ended = true;
-                c.answered = answered;
-                c.missed = answered != Some(true);
-            }));
+            save(
+                self.disk.as_ref(),
+                update(&self.log, &call_id, |c| {
+                    c.ended = true;
+                    c.answered = answered;
+                    c.missed = answered != Some(true);
+                }),
+            );
             return;
         }
         let number = s("number").unwrap_or_else(|| UNAVAILABLE.into());
@@ -261,7 +298,7 @@ impl Calls {
             });
             log.back().cloned()
         };
-        self.save(call);
+        save(self.disk.as_ref(), call);
         let device = p.device.clone();
         let (bus, uplink) = (bus.clone(), uplink.clone());
         let lookup_key = s("normalized").unwrap_or_else(|| number.clone());
@@ -278,9 +315,7 @@ impl Calls {
                 c.member.clone_from(&member);
                 c.source = Some(source);
             });
-            if let (Some(disk), Some(c)) = (disk, changed) {
-                let _ = disk.send(c);
-            }
+            save(disk.as_ref(), changed);
             bus.publish(
                 device.as_deref(),
                 &Event::CallPopup {

@@ -81,6 +81,7 @@ pub async fn run_reloadable(
         ));
     }
     let api_cfg = config.api.clone();
+    let call_log = calls.clone();
     let serve_metrics = metrics.clone();
     let watched_bus = bus.clone();
     tracing::info!(
@@ -136,6 +137,7 @@ pub async fn run_reloadable(
             SHUTDOWN_GRACE
         );
     }
+    call_log.flush().await;
     served?;
     tracing::info!("posbridge stopped");
     Ok(())
