@@ -473,8 +473,11 @@ async fn a_whozz_calling_unit_is_heard_over_udp_and_other_senders_are_not() {
         .and_then(|s| s.local_addr())
         .expect("a free port")
         .port();
+    // A port another program holds: that device says so, the other works.
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let busy = held.local_addr().expect("addr").port();
     let cfg = format!(
-        "[store]\nid = \"store-test\"\n[[device]]\nid = \"wc-1\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\nfrom = \"127.0.0.1\"\nring_timeout_ms = 1500\n"
+        "[store]\nid = \"store-test\"\n[[device]]\nid = \"wc-1\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\nfrom = \"127.0.0.1\"\nring_timeout_ms = 1500\n[[device]]\nid = \"wc-busy\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{busy}\"\nfrom = \"127.0.0.1\"\n"
     );
     let d = Daemon::start(&cfg).await;
     let mut ws = d
@@ -522,6 +525,20 @@ async fn a_whozz_calling_unit_is_heard_over_udp_and_other_senders_are_not() {
     let calls = d.get_json("/v1/calls").await;
     assert_eq!(calls.as_array().map(Vec::len), Some(1), "{calls}");
     assert_eq!(calls[0]["answered"], true);
+    let devices = d.get_json("/v1/devices").await;
+    let busy_dev = devices
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["id"] == "wc-busy"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(busy_dev["state"], "error", "{busy_dev}");
+    assert!(
+        busy_dev["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot listen") && e.contains("in use")),
+        "{busy_dev}"
+    );
+    drop(held);
     d.stop().await;
 }
 

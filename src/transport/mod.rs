@@ -195,23 +195,6 @@ impl Link<'_> {
     }
 }
 
-/// A UDP socket on `addr`, shared with other listeners on the port (the
-/// vendor's popup or NCID's wc2ncid may hear the same broadcasts).
-fn bind_udp(addr: &str) -> io::Result<tokio::net::UdpSocket> {
-    let addr: std::net::SocketAddr = addr
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}")))?;
-    let s = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    s.set_reuse_address(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(s.into())
-}
-
 /// What the `pcsc` driver writes to ask its link to read the cards again.
 pub const PCSC_REREAD: &[u8] = b"reread";
 
@@ -283,7 +266,10 @@ pub async fn open<'a>(
                 Some(Ok(ip)) => Some(ip),
                 Some(Err(e)) => return Err(format!("from: {e}").into()),
             };
-            bind_udp(addr)
+            // Not shared (no SO_REUSEADDR): on Linux any local process could
+            // then bind the port too and take a unicasting unit's datagrams.
+            tokio::net::UdpSocket::bind(addr)
+                .await
                 .map(|s| Link::Udp(s, from))
                 .map_err(|e| OpenError::from(format!("{addr}: cannot listen: {e}")))
         }
