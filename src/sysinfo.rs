@@ -625,11 +625,7 @@ pub fn doctor(
                 let (Some(v), Some(p)) = (hex(&m.vid), hex(&m.pid)) else {
                     continue;
                 };
-                let kind = match NodeKind::for_transport(t) {
-                    // A printer's usb link is its usblp node.
-                    Some(NodeKind::UsbDevice) if d.driver == "escpos" => Some(NodeKind::Usblp),
-                    k => k,
-                };
+                let kind = NodeKind::for_device(&d.driver, t);
                 let absent = || format!("no USB device {v:04x}:{p:04x} is plugged in");
                 match kind {
                     Some(NodeKind::UsbDevice) => {

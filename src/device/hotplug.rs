@@ -33,11 +33,7 @@ pub fn targets(configs: &[DeviceConfig]) -> Vec<Target> {
         .iter()
         .filter_map(|c| {
             let m = c.usb_match.as_ref()?;
-            let kind = match NodeKind::for_transport(c.transport_name())? {
-                // A USB printer is opened at its usblp node.
-                NodeKind::UsbDevice if c.driver == "escpos" => NodeKind::Usblp,
-                k => k,
-            };
+            let kind = NodeKind::for_device(&c.driver, c.transport_name())?;
             Some(Target {
                 device: c.id.clone(),
                 kind,

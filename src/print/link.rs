@@ -41,30 +41,7 @@ impl Link {
     /// unplugged) show the device as disconnected; the rest as error.
     pub async fn open(cfg: &DeviceConfig) -> Result<Link, OpenError> {
         // Found by USB id: the node it has now (lp0 may be lp1 after a replug).
-        let resolved;
-        let cfg = match (&cfg.path, &cfg.usb_match, cfg.transport_name()) {
-            (None, Some(m), t @ ("usb" | "serial")) => {
-                use posbridge_drivers::hotplug::NodeKind;
-                let kind = if t == "usb" {
-                    NodeKind::Usblp
-                } else {
-                    NodeKind::Tty
-                };
-                let m = m.clone();
-                let found =
-                    tokio::task::spawn_blocking(move || crate::transport::find_by_usb_id(&m, kind))
-                        .await
-                        .map_err(|e| {
-                            OpenError::from(format!("device lookup task failed: {e}"))
-                        })??;
-                resolved = DeviceConfig {
-                    path: Some(found),
-                    ..cfg.clone()
-                };
-                &resolved
-            }
-            _ => cfg,
-        };
+        let cfg = &*crate::transport::resolve_by_usb_id(cfg).await?;
         match cfg.transport_name() {
             "tcp" => {
                 let addr = cfg.address.as_deref().unwrap_or_default();

@@ -195,6 +195,29 @@ impl Link<'_> {
     }
 }
 
+/// A device found by USB id (`match`, no `path`) with `path` set to the
+/// node it has now, which may change across replugs (ttyUSB0, lp1);
+/// any other device as it is. The sysfs walk runs off the async workers.
+pub async fn resolve_by_usb_id(
+    cfg: &DeviceConfig,
+) -> Result<std::borrow::Cow<'_, DeviceConfig>, OpenError> {
+    use std::borrow::Cow;
+    let kind = NodeKind::for_device(&cfg.driver, cfg.transport_name());
+    let (None, Some(m), Some(kind @ (NodeKind::Tty | NodeKind::Usblp))) =
+        (&cfg.path, &cfg.usb_match, kind)
+    else {
+        return Ok(Cow::Borrowed(cfg));
+    };
+    let m = m.clone();
+    let found = tokio::task::spawn_blocking(move || find_by_usb_id(&m, kind))
+        .await
+        .map_err(|e| OpenError::from(format!("device lookup task failed: {e}")))??;
+    Ok(Cow::Owned(DeviceConfig {
+        path: Some(found),
+        ..cfg.clone()
+    }))
+}
+
 /// What the `pcsc` driver writes to ask its link to read the cards again.
 pub const PCSC_REREAD: &[u8] = b"reread";
 
@@ -217,23 +240,7 @@ pub async fn open<'a>(
         ("sim", Some(rx)) => Ok(Link::Sim(rx)),
         ("serial", _) => {
             // Found by USB id: the tty it has now (it may change across replugs).
-            let resolved;
-            let cfg = match (&cfg.path, &cfg.usb_match) {
-                (None, Some(m)) => {
-                    // A sysfs walk: off the async workers.
-                    let m = m.clone();
-                    let found =
-                        tokio::task::spawn_blocking(move || find_by_usb_id(&m, NodeKind::Tty))
-                            .await
-                            .map_err(|e| format!("device lookup task failed: {e}"))??;
-                    resolved = DeviceConfig {
-                        path: Some(found),
-                        ..cfg.clone()
-                    };
-                    &resolved
-                }
-                _ => cfg,
-            };
+            let cfg = &*resolve_by_usb_id(cfg).await?;
             let path = cfg.path.as_deref().unwrap_or_default();
             let builder = serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
             Ok(tokio_serial::SerialStream::open(&builder)
