@@ -314,8 +314,7 @@ fn doctor(
                 return ExitCode::from(2);
             }
         },
-        // SAFETY: geteuid cannot fail and touches no memory.
-        None if unsafe { libc::geteuid() } == 0 => match Who::service(SERVICE_USER) {
+        None if nix::unistd::geteuid().is_root() => match Who::service(SERVICE_USER) {
             Ok(w) => w,
             Err(e) => {
                 first.push(Finding::problem(

@@ -545,11 +545,10 @@ impl Relay {
 
     /// Publishes the next transactions after the cursor, up to the window.
     async fn fill(&self, s: &mut Session) -> Result<(), String> {
-        let outbox = self.outbox.clone();
-        let (after, room) = (s.cursor, WINDOW - s.outstanding);
-        let rows = tokio::task::spawn_blocking(move || outbox.pending_after(after, room))
-            .await
-            .map_err(|e| format!("outbox read task failed: {e}"))??;
+        let rows = self
+            .outbox
+            .pending_after(s.cursor, WINDOW - s.outstanding)
+            .await?;
         if rows.is_empty() {
             s.drained = true;
             return Ok(());
@@ -588,10 +587,7 @@ impl Relay {
     /// Publishes the oldest unacknowledged window again if HQ has not
     /// acknowledged its first since the last check (`ack = "hq"`).
     async fn resend_stuck(&self, s: &mut Session, r: &mut Resend) -> Result<(), String> {
-        let outbox = self.outbox.clone();
-        let rows = tokio::task::spawn_blocking(move || outbox.pending_after(0, WINDOW))
-            .await
-            .map_err(|e| format!("outbox read task failed: {e}"))??;
+        let rows = self.outbox.pending_after(0, WINDOW).await?;
         // Only what this connection already published (the rest is still to
         // come), and only as far as the window has room.
         let room = WINDOW.saturating_sub(s.outstanding);

@@ -225,12 +225,16 @@ impl Outbox {
     }
 
     /// Up to `limit` transactions HQ may not have yet, after `after` in `seq` order.
-    pub fn pending_after(&self, after: i64, limit: usize) -> Result<Vec<Pending>, String> {
+    pub async fn pending_after(
+        self: &Arc<Self>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Pending>, String> {
         let sql = format!(
             "SELECT seq, id, body, queued_at FROM tx WHERE {} AND seq > ?1 ORDER BY seq LIMIT ?2",
             self.mode.pending_sql()
         );
-        self.with_reader(|c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![after, limit as i64], |r| {
                 Ok(Pending {
@@ -242,6 +246,7 @@ impl Outbox {
             })?;
             rows.collect()
         })
+        .await
     }
 
     /// Stores a transaction; returns once it is durable (or refused).
@@ -266,8 +271,16 @@ impl Outbox {
     /// One transaction's state. Reads run off the async workers: the reader
     /// may be busy with a relay batch.
     pub async fn get(self: &Arc<Self>, id: String) -> Result<Option<TxView>, String> {
+        self.read(move |c| view(c, &id)).await
+    }
+
+    /// Runs `f` on the reader connection in a blocking task.
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.with_reader(|c| view(c, &id)))
+        tokio::task::spawn_blocking(move || me.with_reader(f))
             .await
             .map_err(|e| format!("outbox read failed: {e}"))?
     }
@@ -283,12 +296,9 @@ impl Outbox {
             "SELECT queued_at FROM tx WHERE {} ORDER BY seq LIMIT 1",
             self.mode.pending_sql()
         );
-        let me = self.clone();
-        let oldest = tokio::task::spawn_blocking(move || {
-            me.with_reader(|c| c.query_row(&sql, [], |r| r.get(0)).optional())
-        })
-        .await
-        .map_err(|e| format!("outbox read failed: {e}"))??;
+        let oldest = self
+            .read(move |c| c.query_row(&sql, [], |r| r.get(0)).optional())
+            .await?;
         Ok((self.backlog_len(), oldest))
     }
 }
