@@ -420,3 +420,23 @@ check = { report_id = 2, report_len = 16, challenge = "a1b2c3d4", response = "5a
     crate::common::close(ws).await;
     d.stop().await;
 }
+
+/// `udevadm trigger` re-announces devices with `change`: the serial number is
+/// read again, as on `add`, so a device found by serial is still told apart.
+#[test]
+fn a_change_event_reads_the_serial_number_like_an_add() {
+    let sys = fake_sys();
+    let mut m = Matcher::new(Vec::new(), Vec::new());
+    let ev = |action: &str| {
+        parse_uevent(format!("{action}@{P}/1-2\0ACTION={action}\0DEVPATH={P}/1-2\0SUBSYSTEM=usb\0DEVNAME=bus/usb/001/005\0DEVTYPE=usb_device\0PRODUCT=403/6001/600\0SEQNUM=1\0").as_bytes())
+            .expect("parses")
+    };
+    for action in ["add", "bind", "change"] {
+        assert_eq!(
+            feed_prerequisites(&mut m, &ev(action), sys.path()).as_deref(),
+            Some("A10K3ZX1"),
+            "{action}"
+        );
+    }
+    assert_eq!(feed_prerequisites(&mut m, &ev("remove"), sys.path()), None);
+}

@@ -210,6 +210,44 @@ async fn untrusted_clients_and_plain_http_are_refused_and_harm_nothing() {
     d.stop().await;
 }
 
+/// Over the connection cap under TLS the client is closed, not sent a
+/// plaintext 503 it would take for a broken handshake; once a place frees,
+/// TLS works again.
+#[tokio::test]
+async fn over_the_cap_a_tls_client_is_closed_not_answered_in_plaintext() {
+    let d = Daemon::start(&sim_config(
+        "tls = true\nmax_connections = 4\nheader_timeout_ms = 1500",
+    ))
+    .await;
+    let ca = ca_of(&d).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(d.addr).await.expect("connect"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut over = TcpStream::connect(d.addr).await.expect("connect");
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(WAIT, over.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "closed at once");
+    assert!(
+        out.is_empty(),
+        "no plaintext answer: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    drop(idle);
+    // The idle ones are reaped (header timeout); TLS is served again.
+    let c = client(Some(ca));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tls(&d, &c, "localhost").await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "TLS never served again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn the_certificate_survives_a_restart_and_the_ca_is_kept() {
     let d = Daemon::start(&sim_config("tls = true")).await;
