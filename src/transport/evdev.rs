@@ -23,7 +23,7 @@ impl EvdevLink {
                 let dev = Device::open(p).map_err(|e| open_error(p, e))?;
                 Ok((p.clone(), dev))
             }
-            (None, Some(m)) => find_by_usb_id(&m.vid, &m.pid),
+            (None, Some(m)) => find_by_usb_id(&m.vid, &m.pid, m.serial.as_deref()),
             (None, None) => Err(OpenError::from("evdev needs path or match".to_owned())),
         })
         .await
@@ -69,8 +69,15 @@ fn open_error(path: &str, e: io::Error) -> OpenError {
     }
 }
 
-/// Finds a keyboard-like input device by USB vendor and product id (hex).
-fn find_by_usb_id(vid: &str, pid: &str) -> Result<(String, Device), OpenError> {
+/// Finds a keyboard-like input device (one with an Enter key: a scanner's
+/// keyboard node, not its consumer-control node) by USB vendor and product
+/// id (hex) and, when given, the serial number (the kernel's `uniq`), so
+/// two identical scanners are told apart.
+fn find_by_usb_id(
+    vid: &str,
+    pid: &str,
+    serial: Option<&str>,
+) -> Result<(String, Device), OpenError> {
     let parse = |s: &str| u16::from_str_radix(s.trim_start_matches("0x"), 16).ok();
     let (Some(v), Some(p)) = (parse(vid), parse(pid)) else {
         return Err(format!("match: vid {vid:?} / pid {pid:?} are not 4-digit hex").into());
@@ -80,11 +87,13 @@ fn find_by_usb_id(vid: &str, pid: &str) -> Result<(String, Device), OpenError> {
         let types_keys = dev
             .supported_keys()
             .is_some_and(|k| k.contains(KeyCode::KEY_ENTER));
-        if id.vendor() == v && id.product() == p && types_keys {
+        let serial_ok = serial.is_none_or(|s| dev.unique_name() == Some(s));
+        if id.vendor() == v && id.product() == p && types_keys && serial_ok {
             return Ok((path.display().to_string(), dev));
         }
     }
     Err(OpenError::absent(format!(
-        "no input device with USB id {v:04x}:{p:04x} (unplugged?)"
+        "no input device with USB id {v:04x}:{p:04x}{} (unplugged?)",
+        serial.map(|s| format!(" serial {s}")).unwrap_or_default()
     )))
 }
