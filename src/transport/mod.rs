@@ -286,12 +286,19 @@ pub async fn open<'a>(
                 return Err(OpenError::from("dongle needs match".to_owned()));
             };
             let (vid, pid) = usb_ids(m)?;
-            match crate::sysinfo::find_usb_device(
-                std::path::Path::new(crate::device::hotplug::SYS),
-                vid,
-                pid,
-                m.serial.as_deref(),
-            ) {
+            // A sysfs walk: off the async workers, like the other lookups.
+            let serial = m.serial.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                crate::sysinfo::find_usb_device(
+                    std::path::Path::new(crate::device::hotplug::SYS),
+                    vid,
+                    pid,
+                    serial.as_deref(),
+                )
+            })
+            .await
+            .map_err(|e| OpenError::from(format!("device lookup task failed: {e}")))?;
+            match found {
                 Some(dir) => Ok(Link::Presence(dir)),
                 None => Err(OpenError::absent(format!(
                     "no USB device {vid:04x}:{pid:04x}{} (unplugged?)",
