@@ -1,9 +1,11 @@
-//! The durable SQLite stores (the outbox, the print queue) open the same way:
+//! The SQLite stores (the outbox, the print queue, the call log) open the same way:
 //! WAL with `synchronous = FULL`, a passing lock waited out, and a file SQLite
 //! calls damaged set aside with its WAL while what can still be read is copied
 //! into a fresh one — the daemon never crash-loops on its own files. Any other
 //! failure (locked, read-only, disk full) names the file and stops the start:
 //! setting a healthy store aside over a passing lock would hide its rows.
+//! (The call log, which is history rather than data owed to anyone, takes
+//! that failure as a reason to keep calls in memory only.)
 
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
