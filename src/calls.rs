@@ -235,7 +235,7 @@ impl Calls {
         tracker.spawn(async move {
             loop {
                 let mut sub = bus.subscribe(
-                    Filter::from_query(Some("call.ringing,call.ended"), None),
+                    Filter::new(["call.ringing", "call.ended"], []),
                     &Resume::default(),
                 );
                 loop {

@@ -9,9 +9,9 @@
 
 use crate::metrics::Metrics;
 use axum::extract::ws::Utf8Bytes;
-use posbridge_drivers::Event;
+use posbridge_drivers::{Event, KINDS};
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
@@ -23,6 +23,8 @@ use ulid::Ulid;
 pub struct Published {
     pub seq: u64,
     pub kind: &'static str,
+    /// `kind`'s place in `KINDS`, which compiled filters test.
+    pub kind_index: usize,
     pub device: Option<Arc<str>>,
     /// The full event. A refcounted WebSocket text payload, so every client's
     /// frame shares these bytes instead of copying them.
@@ -71,40 +73,85 @@ pub fn rfc3339_ms(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
 }
 
-/// Which events a subscriber wants.
+/// Most entries a subscriber's `types=` or `devices=` may list, and the
+/// longest entry. A query string may be 64 KiB; a filter that size must not
+/// reach the bus.
+pub const MAX_FILTER_ENTRIES: usize = 64;
+pub const MAX_FILTER_ENTRY_LEN: usize = 64;
+
+/// Which events a subscriber wants, compiled once when it subscribes: the
+/// `types` globs become a set of event kinds, so matching one event under the
+/// bus lock costs the same whatever the client sent.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
-    /// Globs over `type` (`card.*`); empty = all.
-    pub types: Vec<String>,
-    /// Device ids; empty = all.
-    pub devices: Vec<String>,
+    /// Bit `i` set: `KINDS[i]` is wanted. `None`: every kind.
+    kinds: Option<u64>,
+    /// Device ids; `None`: every device.
+    devices: Option<HashSet<Box<str>>>,
 }
 
 impl Filter {
-    /// Parses the comma-separated query values; blanks are ignored.
-    pub fn from_query(types: Option<&str>, devices: Option<&str>) -> Filter {
-        let split = |s: Option<&str>| -> Vec<String> {
-            s.unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
+    /// From globs over `type` (`card.*`) and device ids; empty lists mean all.
+    pub fn new<'a>(
+        types: impl IntoIterator<Item = &'a str>,
+        devices: impl IntoIterator<Item = &'a str>,
+    ) -> Filter {
+        let globs: Vec<&str> = types.into_iter().collect();
+        let kinds = (!globs.is_empty()).then(|| {
+            KINDS
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| globs.iter().any(|g| glob(g, k)))
+                .fold(0u64, |bits, (i, _)| bits | 1 << i)
+        });
+        let devices: HashSet<Box<str>> = devices.into_iter().map(Into::into).collect();
         Filter {
-            types: split(types),
-            devices: split(devices),
+            kinds,
+            devices: (!devices.is_empty()).then_some(devices),
         }
     }
 
+    /// Parses a client's comma-separated query values (blanks ignored),
+    /// refusing more or longer entries than the limits allow.
+    pub fn from_query(types: Option<&str>, devices: Option<&str>) -> Result<Filter, String> {
+        let types = split_query("types", types)?;
+        let devices = split_query("devices", devices)?;
+        Ok(Filter::new(types, devices))
+    }
+
     pub fn matches(&self, p: &Published) -> bool {
-        let type_ok = self.types.is_empty() || self.types.iter().any(|g| glob(g, p.kind));
-        let dev_ok = self.devices.is_empty()
-            || p.device
-                .as_deref()
-                .is_some_and(|d| self.devices.iter().any(|x| x == d));
+        let type_ok = self.kinds.is_none_or(|k| k & kind_bit(p.kind_index) != 0);
+        let dev_ok = self
+            .devices
+            .as_ref()
+            .is_none_or(|set| p.device.as_deref().is_some_and(|d| set.contains(d)));
         type_ok && dev_ok
     }
+}
+
+fn kind_bit(index: usize) -> u64 {
+    1u64.checked_shl(index as u32).unwrap_or(0)
+}
+
+fn split_query<'a>(key: &str, value: Option<&'a str>) -> Result<Vec<&'a str>, String> {
+    let entries: Vec<&str> = value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .take(MAX_FILTER_ENTRIES + 1)
+        .collect();
+    if entries.len() > MAX_FILTER_ENTRIES {
+        return Err(format!(
+            "{key}: more than {MAX_FILTER_ENTRIES} entries (the limit per filter)"
+        ));
+    }
+    if entries.iter().any(|e| e.len() > MAX_FILTER_ENTRY_LEN) {
+        return Err(format!(
+            "{key}: an entry is longer than {MAX_FILTER_ENTRY_LEN} characters (the limit per entry)"
+        ));
+    }
+    Ok(entries)
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -244,6 +291,7 @@ impl Bus {
         let p = Arc::new(Published {
             seq,
             kind: event.kind(),
+            kind_index: event.kind_index(),
             device: device.map(Into::into),
             json,
             masked_json,
@@ -425,6 +473,39 @@ mod tests {
         assert!(!glob("card.*", "code.scanned"));
         assert!(!glob("card", "card.swiped"));
         assert!(glob("c*d.*d", "card.swiped"));
+    }
+
+    #[test]
+    fn a_compiled_filter_matches_as_its_globs_and_ids_say() {
+        let bus = Bus::new("s", 64, 8, Arc::new(Metrics::default()));
+        let scan = bus.publish(Some("scan-1"), &ev("x"));
+        let other = bus.publish(Some("scan-2"), &ev("y"));
+        let f = |t: &str, d: &str| Filter::from_query(Some(t), Some(d)).expect("filter");
+        assert!(f("", "").matches(&scan));
+        assert!(f("code.*", "").matches(&scan));
+        assert!(f("card.*, *.scanned", "scan-1").matches(&scan));
+        assert!(!f("card.*", "").matches(&scan));
+        assert!(!f("code.scanned", "scan-1").matches(&other));
+        assert!(
+            !f("nothing.*", "").matches(&scan),
+            "globs matching no kind match nothing"
+        );
+        assert!(Filter::new(["code.scanned"], ["scan-2"]).matches(&other));
+    }
+
+    /// Issue 16: 21,800 patterns in one URI made every publish slow.
+    #[test]
+    fn filters_over_the_limits_are_refused_naming_the_limit() {
+        let many = vec!["card.*"; MAX_FILTER_ENTRIES + 1].join(",");
+        let e = Filter::from_query(Some(&many), None).expect_err("too many");
+        assert!(e.starts_with("types:") && e.contains("64"), "{e}");
+        let at_limit = vec!["card.*"; MAX_FILTER_ENTRIES].join(",");
+        assert!(Filter::from_query(Some(&at_limit), None).is_ok());
+        let long = "x".repeat(MAX_FILTER_ENTRY_LEN + 1);
+        let e = Filter::from_query(None, Some(&long)).expect_err("too long");
+        assert!(e.starts_with("devices:") && e.contains("64"), "{e}");
+        // Blanks are not entries.
+        assert!(Filter::from_query(Some(&",".repeat(10_000)), None).is_ok());
     }
 
     #[test]

@@ -366,22 +366,34 @@ fn doctor(
 }
 
 fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use std::io::IsTerminal;
+    use tracing_subscriber::prelude::*;
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
+    let cap = tracing_subscriber::filter::filter_fn(own_or_quiet);
     // Logs go to stderr (journald captures it); colour only for a person at a terminal.
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry();
     // journald stamps lines itself; a second timestamp is noise.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
-        fmt.without_time().init();
+        let fmt = fmt.without_time();
+        registry.with(fmt.with_filter(cap).with_filter(env)).init();
     } else {
-        fmt.init();
+        registry.with(fmt.with_filter(cap).with_filter(env)).init();
     }
+}
+
+/// Other crates log what passes through them at debug and trace (WebSocket
+/// frames, HTTP headers, MQTT packets): an ID card sent to an `idcard`
+/// client, a token, a transaction. They stay at info whatever `log.level` or
+/// `RUST_LOG` ask for; only posbridge's own code, which never logs payloads,
+/// goes finer.
+fn own_or_quiet(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target().starts_with("posbridge") || *meta.level() <= tracing::Level::INFO
 }
 
 fn run(path: &std::path::Path) -> ExitCode {

@@ -156,12 +156,23 @@ async fn every_card_type_reaches_clients_full_with_idcard_scope_and_masked_witho
         );
         let m = &masked["data"];
         let id: Vec<char> = want.id_number.chars().collect();
+        // No birth digit shows: 18 characters keep 6 + 4, the old 15-character
+        // foreigner number (birth at 8–13) keeps 3 + 2.
+        let (head, tail) = if id.len() == 15 { (3, 2) } else { (6, 4) };
         let expect_masked: String = id
             .iter()
             .enumerate()
-            .map(|(i, ch)| if i < 6 || i >= id.len() - 4 { *ch } else { '*' })
+            .map(|(i, ch)| {
+                if i < head || i >= id.len() - tail {
+                    *ch
+                } else {
+                    '*'
+                }
+            })
             .collect();
         assert_eq!(m["id_number"], expect_masked.as_str(), "{layout:?}");
+        assert_eq!(m["birth"], "****-**-**", "{layout:?}");
+        assert_eq!(f["birth"], want.birth.as_str(), "{layout:?}");
         assert_eq!(
             m["address"],
             want.address.chars().take(6).collect::<String>().as_str()

@@ -19,6 +19,7 @@ mod hotplug;
 mod idcard;
 mod print;
 mod reload;
+mod security;
 mod serial;
 mod stream;
 mod systemd;

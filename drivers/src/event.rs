@@ -158,26 +158,52 @@ pub enum Event {
     },
 }
 
+/// Every event's `type`, in the order of [`Event::kind_index`]: a subscriber's
+/// `types=` globs are matched against this list once, not per event.
+pub const KINDS: &[&str] = &[
+    "card.swiped",
+    "card.rejected",
+    "card.tapped",
+    "card.removed",
+    "idcard.read",
+    "code.scanned",
+    "call.ringing",
+    "call.ended",
+    "call.popup",
+    "printer.status",
+    "uplink.status",
+    "dongle.attached",
+    "dongle.detached",
+    "device.attached",
+    "device.detached",
+    "device.error",
+];
+
 impl Event {
     /// The contract's `type` string.
     pub fn kind(&self) -> &'static str {
+        KINDS[self.kind_index()]
+    }
+
+    /// This event's place in [`KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            Event::CardSwiped { .. } => "card.swiped",
-            Event::CardRejected { .. } => "card.rejected",
-            Event::CardTapped { .. } => "card.tapped",
-            Event::CardRemoved { .. } => "card.removed",
-            Event::IdcardRead(_) => "idcard.read",
-            Event::CodeScanned { .. } => "code.scanned",
-            Event::CallRinging { .. } => "call.ringing",
-            Event::CallEnded { .. } => "call.ended",
-            Event::CallPopup { .. } => "call.popup",
-            Event::PrinterStatus { .. } => "printer.status",
-            Event::UplinkStatus { .. } => "uplink.status",
-            Event::DongleAttached { .. } => "dongle.attached",
-            Event::DongleDetached { .. } => "dongle.detached",
-            Event::DeviceAttached { .. } => "device.attached",
-            Event::DeviceDetached { .. } => "device.detached",
-            Event::DeviceError { .. } => "device.error",
+            Event::CardSwiped { .. } => 0,
+            Event::CardRejected { .. } => 1,
+            Event::CardTapped { .. } => 2,
+            Event::CardRemoved { .. } => 3,
+            Event::IdcardRead(_) => 4,
+            Event::CodeScanned { .. } => 5,
+            Event::CallRinging { .. } => 6,
+            Event::CallEnded { .. } => 7,
+            Event::CallPopup { .. } => 8,
+            Event::PrinterStatus { .. } => 9,
+            Event::UplinkStatus { .. } => 10,
+            Event::DongleAttached { .. } => 11,
+            Event::DongleDetached { .. } => 12,
+            Event::DeviceAttached { .. } => 13,
+            Event::DeviceDetached { .. } => 14,
+            Event::DeviceError { .. } => 15,
         }
     }
 
@@ -242,19 +268,43 @@ impl std::fmt::Debug for IdCard {
 }
 
 impl IdCard {
-    /// The copy for clients without scope `idcard`: `id_number` keeps its first 6
-    /// and last 4 characters, `address` its first 6, and the photo is dropped.
+    /// The copy for clients without scope `idcard`. Nothing in it rebuilds
+    /// the number: every character of `id_number` that encodes the birth date
+    /// is starred, `birth` itself is starred, `address` keeps its first 6
+    /// characters, other card numbers are starred and the photo is dropped.
     pub fn masked(&self) -> IdCard {
         let mut m = self.clone();
-        m.id_number = mask_middle(&self.id_number, 6, 4);
+        m.id_number = mask_id_number(&self.id_number);
+        if !m.birth.is_empty() {
+            m.birth = MASKED_BIRTH.into();
+        }
         m.address = self.address.chars().take(6).collect();
         m.photo_wlt = None;
-        for key in ["permit_number", "old_card_number"] {
-            if let Some(v) = m.extra.get_mut(key) {
-                *v = mask_middle(v, 6, 4);
-            }
+        if let Some(v) = m.extra.get_mut("permit_number") {
+            *v = mask_middle(v, 6, 4);
+        }
+        // The holder's older card number: its own birth digits go too.
+        if let Some(v) = m.extra.get_mut("old_card_number") {
+            *v = mask_id_number(v);
         }
         m
+    }
+}
+
+/// What `birth` reads as without scope `idcard`.
+pub const MASKED_BIRTH: &str = "****-**-**";
+
+/// Masks an ID number so no digit of the birth date shows.
+/// 18 characters (resident cards, HK/Macao/Taiwan permits, 2023 foreigner
+/// cards): region 6, birth 8, sequence 3, check 1 — the first 6 and last 4
+/// stay. 15 characters (older foreigner cards: nationality 3, place 4,
+/// birth YYMMDD 6, sequence 2): the first 3 and last 2 stay. Any other
+/// length is a layout we do not know, so all of it is starred.
+pub fn mask_id_number(number: &str) -> String {
+    match number.chars().count() {
+        18 => mask_middle(number, 6, 4),
+        15 => mask_middle(number, 3, 2),
+        n => "*".repeat(n),
     }
 }
 
@@ -347,6 +397,7 @@ mod tests {
         };
         let m = card.masked();
         assert_eq!(m.id_number, "110105********002X");
+        assert_eq!(m.birth, "", "an empty birth stays empty");
         assert_eq!(m.address, "北京市东城区");
         assert_eq!(m.photo_wlt, None);
         let debug = format!("{card:?}");
@@ -361,6 +412,167 @@ mod tests {
             "{json}"
         );
         assert!(Event::IdcardRead(Box::new(card)).masked().is_some());
+    }
+
+    /// Issue 16: `110101********1237` beside `birth: 1990-01-01` was the
+    /// whole number. Whatever the layout, no masked field holds a digit of
+    /// the birth date, and the full number cannot be put back together.
+    #[test]
+    fn a_masked_card_holds_no_part_of_the_birth_date() {
+        let cases = [
+            (IdCardType::Resident, "110101199001011237", "1990-01-01"),
+            (IdCardType::GatResidence, "810000199905050016", "1999-05-05"),
+            (
+                IdCardType::ForeignPermanent,
+                "911156199001010014",
+                "1990-01-01",
+            ),
+            (
+                IdCardType::ForeignPermanent,
+                "USA110086040101",
+                "1986-04-01",
+            ),
+            (IdCardType::Resident, "99999", "1990-01-01"),
+        ];
+        for (card_type, number, birth) in cases {
+            let mut card = IdCard {
+                card_type,
+                id_number: number.into(),
+                birth: birth.into(),
+                address: "北京市东城区景山前街4号".into(),
+                valid_from: "2015-06-01".into(),
+                ..IdCard::default()
+            };
+            card.extra
+                .insert("old_card_number".into(), "USA110086040101".into());
+            card.extra
+                .insert("permit_number".into(), "H1234578801".into());
+            let m = card.masked();
+            assert_eq!(m.birth, MASKED_BIRTH, "{number}");
+            let shown =
+                serde_json::to_string(&Event::IdcardRead(Box::new(m.clone()))).unwrap_or_default();
+            assert!(!shown.contains(number), "{number}: {shown}");
+            // The birth digits as the number writes them (YYYYMMDD or YYMMDD).
+            let compact: String = birth.chars().filter(char::is_ascii_digit).collect();
+            for digits in [&compact[..], &compact[2..], &compact[..4]] {
+                assert!(!m.id_number.contains(digits), "{number}: {}", m.id_number);
+            }
+            assert_eq!(m.extra["old_card_number"], "USA**********01");
+            assert_eq!(m.extra["permit_number"], "H12345*8801");
+            assert_eq!(
+                m.id_number.chars().count(),
+                number.chars().count(),
+                "the masked number keeps its length"
+            );
+        }
+        assert_eq!(mask_id_number("110101199001011237"), "110101********1237");
+        assert_eq!(mask_id_number("USA110086040101"), "USA**********01");
+        assert_eq!(mask_id_number("12345"), "*****");
+    }
+
+    /// `kind()` is what a client filters on and `type` is what it reads:
+    /// they must agree for every variant, and each kind is listed once.
+    #[test]
+    fn every_kind_is_its_serialized_type_and_listed_once() {
+        let s = String::new;
+        let one_of_each = [
+            Event::CardSwiped {
+                card_no: s(),
+                tracks: Tracks::default(),
+            },
+            Event::CardRejected {
+                reason: RejectReason::Unreadable,
+                masked: None,
+            },
+            Event::CardTapped {
+                uid: s(),
+                atr: s(),
+                card_type: CardType::Unknown,
+                reader: s(),
+                decimal: None,
+                blocks: None,
+                read_error: None,
+            },
+            Event::CardRemoved {
+                uid: s(),
+                reader: s(),
+            },
+            Event::IdcardRead(Box::default()),
+            Event::CodeScanned {
+                text: s(),
+                kind: CodeKind::Other,
+                symbology: None,
+            },
+            Event::CallRinging {
+                call_id: s(),
+                number: s(),
+                normalized: None,
+                name: None,
+                line: None,
+                at: None,
+                box_time: None,
+            },
+            Event::CallEnded {
+                call_id: s(),
+                answered: None,
+            },
+            Event::CallPopup {
+                call_id: s(),
+                number: s(),
+                member: None,
+                source: s(),
+                took_ms: 0,
+            },
+            Event::PrinterStatus {
+                online: true,
+                paper: Paper::Ok,
+                cover_open: false,
+            },
+            Event::UplinkStatus {
+                connected: true,
+                backlog: 0,
+                last_error: None,
+            },
+            Event::DongleAttached {
+                vid: s(),
+                pid: s(),
+                serial: None,
+                licensed: None,
+            },
+            Event::DongleDetached {
+                vid: s(),
+                pid: s(),
+                serial: None,
+                licensed: None,
+            },
+            Event::DeviceAttached {
+                driver: s(),
+                transport: s(),
+                path: None,
+            },
+            Event::DeviceDetached {
+                driver: s(),
+                transport: s(),
+                path: None,
+                error: None,
+            },
+            Event::DeviceError {
+                driver: s(),
+                transport: s(),
+                path: None,
+                error: s(),
+            },
+        ];
+        assert_eq!(one_of_each.len(), KINDS.len());
+        for (i, e) in one_of_each.iter().enumerate() {
+            let v = serde_json::to_value(e).unwrap_or_default();
+            assert_eq!(v["type"], e.kind(), "{e:?}");
+            assert_eq!(e.kind_index(), i);
+        }
+        let unique: std::collections::BTreeSet<_> = KINDS.iter().collect();
+        assert_eq!(unique.len(), KINDS.len());
+        // Filters keep the matching kinds as bits of a u64.
+        assert!(KINDS.len() <= 64);
     }
 
     #[test]

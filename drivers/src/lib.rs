@@ -27,7 +27,7 @@ pub mod magstripe;
 pub mod pcsc;
 pub mod rfid;
 
-pub use event::{CardType, CodeKind, Event, IdCard, IdCardType, RejectReason, Tracks};
+pub use event::{CardType, CodeKind, Event, IdCard, IdCardType, RejectReason, Tracks, KINDS};
 
 /// Monotonic time, in milliseconds since an origin the caller picks.
 ///

@@ -280,6 +280,33 @@ fn hex_val(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
+/// Pages anyone may open from a link: they show nothing until their own
+/// same-origin requests, which pass the guards on their own.
+const NAVIGABLE: &[&str] = &["/", "/popup", "/favicon.ico"];
+
+/// Fetch Metadata resource isolation, for requests without an Origin (whose
+/// Origin, when there is one, was checked already): a browser's request from
+/// another site is refused, except a top-level navigation to a page. Requests
+/// without `Sec-Fetch-Site` (native clients, curl, old browsers) pass as before.
+fn fetch_site_ok(req: &Request) -> bool {
+    let h = req.headers();
+    let Some(site) = h.get("sec-fetch-site") else {
+        return true;
+    };
+    match site.as_bytes() {
+        // Typed into the address bar or a bookmark, or the daemon's own page.
+        b"none" | b"same-origin" => true,
+        // cross-site, same-site, or a value this build does not know.
+        _ => {
+            let is = |name: &str, want: &str| h.get(name).is_some_and(|v| v == want);
+            req.method() == Method::GET
+                && is("sec-fetch-mode", "navigate")
+                && is("sec-fetch-dest", "document")
+                && NAVIGABLE.contains(&req.uri().path())
+        }
+    }
+}
+
 fn refuse(state: &AppState, status: StatusCode, code: &'static str, msg: String) -> Response {
     state.metrics.http_refused();
     ApiError::new(status, code, msg).into_response()
@@ -327,6 +354,22 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
                 format!("origin {shown:?} is not in api.allowed_origins"),
             );
         }
+    }
+    if origin.is_none() && !fetch_site_ok(&req) {
+        // A foreign page's no-cors request (`<img src>`, `fetch(…, {mode:
+        // "no-cors"})`) carries no Origin, but the browser says where it came from.
+        tracing::info!(
+            path = req.uri().path(),
+            "refused: a request from another site without an allowed Origin"
+        );
+        return refuse(
+            &state,
+            StatusCode::FORBIDDEN,
+            "forbidden_site",
+            "a request from another site must come from a page in api.allowed_origins \
+             (the browser sent Sec-Fetch-Site but no Origin)"
+                .into(),
+        );
     }
     if req.method() == Method::OPTIONS {
         if let Some(o) = &origin {
@@ -453,6 +496,68 @@ mod tests {
         assert!(!ok("localhost"));
         assert!(!ok("[::1]"));
         assert!(!ok("127.0.0.1.nip.io:8731"));
+    }
+
+    #[test]
+    fn fetch_metadata_refuses_other_sites_but_navigations_to_pages() {
+        let req = |method: Method, path: &str, headers: &[(&'static str, &'static str)]| {
+            let mut r = Request::builder().method(method).uri(path);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.body(axum::body::Body::empty()).unwrap_or_default()
+        };
+        let cross = [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "no-cors"),
+        ];
+        assert!(!fetch_site_ok(&req(
+            Method::GET,
+            "/v1/members/lookup",
+            &cross
+        )));
+        assert!(!fetch_site_ok(&req(
+            Method::GET,
+            "/v1/events/poll",
+            &[("sec-fetch-site", "same-site")]
+        )));
+        assert!(!fetch_site_ok(&req(
+            Method::GET,
+            "/v1/health",
+            &[("sec-fetch-site", "weird")]
+        )));
+        let nav = [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ];
+        assert!(fetch_site_ok(&req(Method::GET, "/popup", &nav)));
+        assert!(fetch_site_ok(&req(Method::GET, "/", &nav)));
+        assert!(
+            !fetch_site_ok(&req(Method::GET, "/v1/calls", &nav)),
+            "only pages"
+        );
+        assert!(!fetch_site_ok(&req(Method::POST, "/", &nav)), "only GET");
+        let framed = [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "iframe"),
+        ];
+        assert!(!fetch_site_ok(&req(Method::GET, "/popup", &framed)));
+        assert!(fetch_site_ok(&req(
+            Method::GET,
+            "/v1/calls",
+            &[("sec-fetch-site", "same-origin")]
+        )));
+        assert!(fetch_site_ok(&req(
+            Method::GET,
+            "/v1/calls",
+            &[("sec-fetch-site", "none")]
+        )));
+        assert!(
+            fetch_site_ok(&req(Method::GET, "/v1/calls", &[])),
+            "curl sends none"
+        );
     }
 
     /// On the scheme's default port a browser sends neither the port in Host

@@ -393,8 +393,9 @@ struct StreamQuery {
 }
 
 impl StreamQuery {
-    fn filter(&self) -> Filter {
+    fn filter(&self) -> Result<Filter, ApiError> {
         Filter::from_query(self.types.as_deref(), self.devices.as_deref())
+            .map_err(ApiError::bad_request)
     }
     fn resume(&self) -> Result<Resume, ApiError> {
         let since = match self.since.as_deref() {
@@ -419,6 +420,7 @@ async fn events_stream(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let resume = q.resume()?;
+    let filter = q.filter()?;
     let max = st.config.api.max_ws_message_bytes;
     // Pages send only pongs and small control messages: a 4 KiB read buffer
     // instead of tungstenite's 128 KiB saves ~124 KiB per connected client.
@@ -444,7 +446,7 @@ async fn events_stream(
         }
     };
     // Subscribe before answering, so no event published after the upgrade is missed.
-    let sub = st.bus.subscribe(q.filter(), &resume);
+    let sub = st.bus.subscribe(filter, &resume);
     let idcard = grant.has(Scope::Idcard);
     Ok(ws
         .on_upgrade(move |socket| {
@@ -463,7 +465,7 @@ async fn events_poll(
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let mut resume = q.resume()?;
-    let filter = q.filter();
+    let filter = q.filter()?;
     let idcard = grant.has(Scope::Idcard);
     let limit = q.limit.unwrap_or(MAX_POLL_EVENTS).clamp(1, MAX_POLL_EVENTS);
     let wait = Duration::from_millis(q.timeout_ms.unwrap_or(DEFAULT_POLL_MS).min(MAX_POLL_MS));

@@ -863,10 +863,10 @@ impl Relay {
         if self.cfg.forward_events.is_empty() {
             return None;
         }
-        let types = self.cfg.forward_events.join(",");
+        let types = self.cfg.forward_events.iter().map(String::as_str);
         Some(
             self.bus
-                .subscribe(Filter::from_query(Some(&types), None), &Resume::default()),
+                .subscribe(Filter::new(types, []), &Resume::default()),
         )
     }
 

@@ -26,7 +26,7 @@ const VERBOSE = !!process.env.BROWSER_TEST_VERBOSE;
 const DEVICE = "scan-1";
 const STORE = "browser-test";
 const PHONE = "phone-1";
-const TESTS = 5; // A, B, C, D, E
+const TESTS = 6; // A, B, C, D, E, F
 const TEST_TIMEOUT_MS = 20_000;
 const WAIT_MS = 10_000; // one condition inside a test
 
@@ -516,6 +516,49 @@ async function main() {
       check(errors.length === 0, `popup page threw: ${errors.join("; ")}`);
     } finally {
       await page.close().catch(() => {});
+    }
+  });
+
+  await runTest("F: a foreign page's no-cors GETs are refused and reach no one", async () => {
+    const base = `http://127.0.0.1:${ctx.port}`;
+    const metric = async (name) => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(name + " "));
+      return Number(line?.split(" ")[1] ?? NaN);
+    };
+    await waitFor(async () => (await (await fetch(`${base}/v1/uplink`)).json()).connected, "the uplink to connect");
+    // HQ's side: every lookup the store asks for.
+    const sub = spawn("mosquitto_sub", ["-p", String(ctx.brokerPort), "-v", "-t", `posbridge/${STORE}/lookup/request`]);
+    let seen = "";
+    sub.stdout.on("data", (c) => (seen += c.toString()));
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // subscribed
+      const lookups = await metric("posbridge_member_lookups_hq_total");
+      const refused = await metric("posbridge_http_refused_total");
+      // What any site can make a browser send without CORS: no Origin header.
+      const outcome = await ctx.foreign.evaluate(async (b) => {
+        const img = (u) => new Promise((res) => {
+          const i = new Image();
+          i.onload = () => res("loaded");
+          i.onerror = () => res("error");
+          i.src = u;
+        });
+        const r = [];
+        r.push(await img(`${b}/v1/members/lookup?phone=13900000001`));
+        r.push(await fetch(`${b}/v1/members/lookup?phone=13900000002`, { mode: "no-cors" }).then(() => "opaque", (e) => String(e)));
+        r.push(await fetch(`${b}/v1/events/poll?timeout_ms=60000`, { mode: "no-cors" }).then(() => "opaque", (e) => String(e)));
+        return r;
+      }, base);
+      log(`foreign no-cors requests: ${JSON.stringify(outcome)}`);
+      await waitFor(async () => (await metric("posbridge_http_refused_total")) >= refused + 3,
+        async () => `3 more refusals (was ${refused}, now ${await metric("posbridge_http_refused_total")})`, WAIT_MS);
+      check((await metric("posbridge_member_lookups_hq_total")) === lookups, "a foreign page's GET sent a lookup to HQ");
+      // The control: the allowed page's lookup does reach HQ, so the watcher works.
+      await ctx.allowed.evaluate((b) => fetch(`${b}/v1/members/lookup?phone=13900000003`).then((r) => r.text()), base);
+      await waitFor(async () => seen.includes("13900000003"), `HQ to see the allowed page's lookup; it saw ${JSON.stringify(seen)}`);
+      check(!/1390000000[12]/.test(seen), `HQ saw a lookup from the foreign page: ${seen}`);
+    } finally {
+      sub.kill("SIGKILL");
     }
   });
 }

@@ -1,0 +1,266 @@
+//! Issue 16: the holes a hostile page, a nosy local user and a forged
+//! downlink found, one test each, against the real daemon (and a real
+//! mosquitto where HQ is involved). Each failed before its fix.
+
+use crate::common::mqtt::{Broker, Hq};
+use crate::common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The sim reader's demo card (src/transport/sim.rs).
+const ID_NUMBER: &str = "110101199001011237";
+const BIRTH_DIGITS: [&str; 3] = ["19900101", "1990-01-01", "900101"];
+const ADDRESS_PART: &str = "示例路";
+const BANK_PAN: &str = "4111111111111111";
+const BANK_SWIPE: &str =
+    "%B4111111111111111^DOE/JOHN^2512101000000000?;4111111111111111=25121010000000000000?\r\n";
+
+fn id_reader(extra: &str) -> String {
+    format!(
+        "[store]\nid = \"s\"\n{extra}\n[[device]]\nid = \"id-1\"\ndriver = \"idcard-sam\"\ntransport = \"sim\"\npoll_ms = 100\n"
+    )
+}
+
+/// Nothing in `text` from which the demo card's number can be rebuilt.
+fn assert_unrebuildable(what: &str, text: &str) {
+    assert!(!text.contains(ID_NUMBER), "{what}: the full number: {text}");
+    for d in BIRTH_DIGITS {
+        assert!(!text.contains(d), "{what}: the birth date {d:?}: {text}");
+    }
+    assert!(!text.contains(ADDRESS_PART), "{what}: the address: {text}");
+}
+
+/// Masked everywhere it leaves the daemon without scope `idcard`: the
+/// stream, long-poll, the device list, metrics, the call and member paths,
+/// and the copy forwarded to HQ. Before the fix `birth` went out in clear
+/// beside `110101********1237`, which is the whole number.
+#[tokio::test]
+async fn a_masked_id_card_leaves_nothing_that_rebuilds_the_number() {
+    let broker = Broker::start();
+    let mut hq = Hq::connect(broker.port, "hq-idcard", &["posbridge/s/events/#"]).await;
+    let uplink = format!(
+        "[uplink]\nurl = \"{}\"\nclient_id = \"s-idcard\"\nforward_events = [\"idcard.*\"]\nlookup_timeout_ms = 200\n",
+        broker.url()
+    );
+    let d = Daemon::start(&id_reader(&uplink)).await;
+    let mut ws = d.ws("/v1/events?types=idcard.read").await;
+    d.simulate("id-1", "place").await;
+    let ev = next_event(&mut ws).await;
+    assert_eq!(ev["data"]["id_number"], "110101********1237", "{ev}");
+    assert_eq!(ev["data"]["birth"], "****-**-**", "{ev}");
+    assert_eq!(ev["data"]["name"], "张三", "the rest is as read: {ev}");
+    assert_unrebuildable("websocket", &ev.to_string());
+    let forwarded = hq.next(WAIT).await.expect("forwarded to HQ");
+    assert_eq!(forwarded.topic, "posbridge/s/events/idcard.read");
+    let up = String::from_utf8_lossy(&forwarded.payload).into_owned();
+    assert!(up.contains("110101********1237"), "{up}");
+    assert_unrebuildable("uplink", &up);
+    for path in [
+        "/v1/events/poll?since=0&timeout_ms=0",
+        "/v1/devices",
+        "/metrics",
+        "/v1/calls",
+        "/v1/members/lookup?phone=13800000000",
+        "/v1/health",
+    ] {
+        let body = d
+            .http
+            .get(d.url(path))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body");
+        assert_unrebuildable(path, &body);
+    }
+    d.stop().await;
+}
+
+/// One query string made every publish walk ~21,800 globs under the bus
+/// lock. Now a filter has at most 64 entries of at most 64 characters
+/// (400 naming the limit), compiled once when the client subscribes.
+#[tokio::test]
+async fn an_oversized_event_filter_is_refused_naming_the_limit() {
+    let d = Daemon::start(&sim_config("")).await;
+    // ~21,800 patterns fit in the 64 KiB a request line may take.
+    let many = vec!["*"; 21_800].join(",");
+    let refused =
+        tokio_tungstenite::connect_async(d.ws_url(&format!("/v1/events?types={many}"))).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        Err(e) => panic!(
+            "expected a 400 answer to the upgrade: {}",
+            e.to_string().len()
+        ),
+        Ok(_) => panic!("a stream with 21,800 patterns was accepted"),
+    }
+    for path in [
+        format!("/v1/events/poll?since=0&timeout_ms=0&types={many}"),
+        format!("/v1/events/poll?timeout_ms=0&devices={}", "d".repeat(65)),
+    ] {
+        // (Not `expect`: the error would print the whole URL.)
+        let Ok(r) = d.http.get(d.url(&path)).send().await else {
+            panic!("request failed: {}", &path[..40]);
+        };
+        assert_eq!(r.status(), 400, "{}", &path[..40]);
+        let v: Value = r.json().await.expect("json");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.contains("64"), "names the limit: {msg}");
+        assert!(
+            msg.starts_with("types:") || msg.starts_with("devices:"),
+            "{msg}"
+        );
+    }
+    // At the limit the filter works, and events still flow to it.
+    let at_limit = vec!["nothing.*"; 63].join(",") + ",code.*";
+    let mut ws = d.ws(&format!("/v1/events?types={at_limit}")).await;
+    d.simulate("scan-1", "M1\r").await;
+    assert_eq!(next_event(&mut ws).await["data"]["text"], "M1");
+    d.stop().await;
+}
+
+/// A foreign page's `<img src>` and no-cors fetch carry no Origin, but the
+/// browser says `Sec-Fetch-Site: cross-site`; every route refuses them unless
+/// the Origin is allowed, and no member lookup reaches HQ. Top-level
+/// navigations to the pages still open (a link to /popup).
+#[tokio::test]
+async fn requests_from_another_site_are_refused_on_every_route() {
+    let broker = Broker::start();
+    let mut hq = Hq::connect(broker.port, "hq-fetch", &["posbridge/store-test/lookup/#"]).await;
+    let uplink = format!(
+        "[uplink]\nurl = \"{}\"\nclient_id = \"s-fetch\"\nlookup_timeout_ms = 200\n",
+        broker.url()
+    );
+    let d = Daemon::start(&sim_config(&uplink)).await;
+    let routes = [
+        ("GET", "/v1/members/lookup?phone=13900000001"),
+        ("GET", "/v1/events/poll?timeout_ms=30000"),
+        ("GET", "/v1/events"),
+        ("GET", "/v1/devices"),
+        ("GET", "/v1/calls"),
+        ("GET", "/v1/uplink"),
+        ("GET", "/v1/health"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/printers"),
+        ("POST", "/v1/devices/scan-1/simulate"),
+        ("POST", "/v1/transactions"),
+        ("POST", "/v1/print"),
+        ("POST", "/v1/drawer/open"),
+    ];
+    for site in ["cross-site", "same-site"] {
+        for (method, path) in routes {
+            let r = d
+                .http
+                .request(method.parse().expect("method"), d.url(path))
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", "no-cors")
+                .header("sec-fetch-dest", "image")
+                .header("content-type", "text/plain")
+                .body(r#"{"id":"t1","data":"x"}"#)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), 403, "{site} {method} {path}");
+            let v: Value = r.json().await.expect("json");
+            assert_eq!(v["error"]["code"], "forbidden_site", "{path}");
+        }
+    }
+    assert!(
+        hq.next(Duration::from_millis(500)).await.is_none(),
+        "a refused GET asked HQ for a member"
+    );
+    // An allowed page's CORS request from another site passes.
+    let r = d
+        .http
+        .get(d.url("/v1/members/lookup?phone=13900000002"))
+        .header("origin", "https://pos.example.com")
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .expect("allowed");
+    assert_eq!(r.status(), 200);
+    let asked = hq.next(WAIT).await.expect("the allowed lookup reaches HQ");
+    assert!(String::from_utf8_lossy(&asked.payload).contains("13900000002"));
+    // A link to the popup from another site opens it; a frame does not.
+    for (dest, want) in [("document", 200), ("iframe", 403)] {
+        let r = d
+            .http
+            .get(d.url("/popup"))
+            .header("sec-fetch-site", "cross-site")
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-dest", dest)
+            .send()
+            .await
+            .expect("navigate");
+        assert_eq!(r.status(), want, "{dest}");
+    }
+    // Native clients send no Fetch Metadata and are judged as before.
+    assert_eq!(d.get_json("/v1/health").await["status"], "ok");
+    d.stop().await;
+}
+
+/// At trace level, whether set by `log.level` or by `RUST_LOG` naming the
+/// WebSocket, HTTP and MQTT crates themselves, the log holds no ID number,
+/// address or bank-card track while an `idcard` client receives the full
+/// card and a bank card is swiped.
+#[tokio::test]
+async fn the_log_at_trace_holds_no_id_number_address_or_track() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let devices = "[[api.tokens]]\nname = \"hotel\"\ntoken = \"hotel-token-0123456789\"\nscopes = [\"events\", \"idcard\", \"admin\"]\n\
+        [[device]]\nid = \"id-1\"\ndriver = \"idcard-sam\"\ntransport = \"sim\"\npoll_ms = 100\n\
+        [[device]]\nid = \"msr\"\ndriver = \"magstripe\"\ntransport = \"sim\"\n";
+    let runs: [(&str, &[(&str, &str)]); 2] = [
+        ("[log]\nlevel = \"trace\"\n", &[]),
+        (
+            "",
+            &[(
+                "RUST_LOG",
+                "trace,tungstenite=trace,tokio_tungstenite=trace,hyper=trace,axum=trace,rumqttc=trace",
+            )],
+        ),
+    ];
+    for (i, (log, env)) in runs.into_iter().enumerate() {
+        let state = dir.path().join(format!("state-{i}"));
+        let daemon = Binary::start(&state, &format!("{log}{devices}"), env).await;
+        let ws_url = daemon.url.replace("http://", "ws://")
+            + "/v1/events?types=idcard.read,card.*&token=hotel-token-0123456789";
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("ws");
+        let http = reqwest::Client::new();
+        // A refused Host is logged at debug: proof the level took effect.
+        let r = http
+            .get(format!("{}/v1/health", daemon.url))
+            .header("host", "evil.example")
+            .send()
+            .await
+            .expect("refused host");
+        assert_eq!(r.status(), 403);
+        for (dev, data) in [("id-1", "place"), ("msr", BANK_SWIPE)] {
+            let r = http
+                .post(format!("{}/v1/devices/{dev}/simulate", daemon.url))
+                .bearer_auth("hotel-token-0123456789")
+                .json(&json!({ "data": data }))
+                .send()
+                .await
+                .expect("simulate");
+            assert_eq!(r.status(), 202);
+        }
+        let card = next_event(&mut ws).await;
+        assert_eq!(
+            card["data"]["id_number"], ID_NUMBER,
+            "the idcard client got it all"
+        );
+        let swipe = next_event(&mut ws).await;
+        assert_eq!(swipe["type"], "card.rejected", "{swipe}");
+        close(ws).await;
+        let log = daemon.stop_and_log();
+        assert!(
+            log.contains("refused: Host"),
+            "run {i} logged at debug: {log}"
+        );
+        for secret in [ID_NUMBER, ADDRESS_PART, BANK_PAN, "DOE/JOHN", "2512101"] {
+            assert!(!log.contains(secret), "run {i}: {secret:?} reached the log");
+        }
+    }
+}
