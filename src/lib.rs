@@ -62,6 +62,11 @@ pub async fn run_reloadable(
     );
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    if let Some(told) = storage::private_dir(&config.storage.dir)
+        .map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?
+    {
+        tracing::warn!("{told}");
+    }
     // First: a certificate problem stops the start before any device is opened.
     let tls = start_tls(&config, &tracker, &cancel)?;
     let uplink = start_uplink(&config, &bus, &tracker, &cancel)?;

@@ -24,8 +24,75 @@ pub struct Store<'a> {
     pub columns: &'a [&'a str],
 }
 
-/// A connection with the durability every store needs.
+/// Makes `dir` the daemon's own: created 0700, or, when it exists with any
+/// access for group or others, tightened to 0700. The stores hold
+/// transactions, callers' numbers and members; outside the shipped unit
+/// (whose `StateDirectoryMode` says the same) the umask would leave them
+/// readable. Returns what to tell the log.
+pub fn private_dir(dir: &Path) -> Result<Option<String>, String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let shown = dir.display();
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{shown}: {e}"))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("{shown}: {e}")),
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_dir() {
+        return Err(format!("{shown} is not a directory"));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    let told = match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        Ok(()) => format!(
+            "storage.dir {shown} was mode {mode:04o}, so other users could read the stores; it is now 0700"
+        ),
+        Err(e) => format!(
+            "storage.dir {shown} is mode {mode:04o}, so other users can read the stores, and it could not be tightened ({e}); run: chmod 700 {shown}"
+        ),
+    };
+    Ok(Some(told))
+}
+
+/// Makes a store's file, and its WAL and shared-memory files where they
+/// exist, readable by the daemon alone (0600) before SQLite opens it. SQLite
+/// gives the WAL and -shm files it creates the database file's mode.
+pub fn private_files(path: &Path) -> rusqlite::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tighten = || -> std::io::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        for side in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{side}", path.display()));
+            match std::fs::metadata(&p) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    tighten().map_err(|e| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("{}: {e}", path.display())),
+        )
+    })
+}
+
+/// A connection with the durability every store needs, on a private file.
 pub fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    private_files(path)?;
     let c = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

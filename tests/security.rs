@@ -264,3 +264,56 @@ async fn the_log_at_trace_holds_no_id_number_address_or_track() {
         }
     }
 }
+
+/// Outside the shipped unit nothing but the umask protected the stores:
+/// `storage.dir` came out 0755 and the databases 0644. The daemon now makes
+/// a new one 0700, tightens an existing wider one (saying so in the log), and
+/// keeps every store file, WAL and -shm 0600.
+#[tokio::test]
+async fn the_state_directory_and_its_stores_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    // An existing state directory left wide open, with a store from before.
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).expect("mkdir");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(old.join("members.db"), b"").expect("old store");
+    std::fs::set_permissions(
+        old.join("members.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    // And one that does not exist yet.
+    let new = dir.path().join("new");
+    for (state, tightened) in [(&old, true), (&new, false)] {
+        let daemon = Binary::start(state, "", &[]).await;
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/transactions", daemon.url))
+            .json(&json!({"id": "t-1", "total_fen": 100}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 202);
+        let log = daemon.stop_and_log();
+        assert_eq!(mode(state), 0o700, "{}", state.display());
+        let mut stores = 0;
+        for e in std::fs::read_dir(state).expect("ls") {
+            let p = e.expect("entry").path();
+            if p.is_file() {
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+                stores += p.extension().is_some_and(|x| x == "db") as usize;
+            }
+        }
+        assert!(stores >= 3, "outbox, members, print queue, calls");
+        assert_eq!(
+            log.contains("was mode 0755, so other users could read the stores; it is now 0700"),
+            tightened,
+            "{log}"
+        );
+    }
+}

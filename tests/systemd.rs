@@ -103,7 +103,7 @@ fn sysusers_and_tmpfiles_declare_the_user_and_private_state() {
     let tmp = include_str!("../systemd/posbridge.tmpfiles");
     assert!(tmp
         .lines()
-        .any(|l| l == "d /var/lib/posbridge 0750 posbridge posbridge -"));
+        .any(|l| l == "d /var/lib/posbridge 0700 posbridge posbridge -"));
     // systemd-tmpfiles parses it (dry run: --create on a temp root).
     let root = tempfile::tempdir().expect("tmp");
     let file = root.path().join("posbridge.conf");

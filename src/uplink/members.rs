@@ -36,6 +36,7 @@ pub struct Upserted {
 }
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    crate::storage::private_files(path)?;
     let c = Connection::open(path)?;
     c.busy_timeout(std::time::Duration::from_secs(5))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
