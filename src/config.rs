@@ -505,34 +505,6 @@ impl Config {
         Self::parse(&text, std::env::vars(), &source)
     }
 
-    /// A warning when other users can change the file at `path` (or, through a
-    /// writable directory, replace it): they could then add origins or tokens.
-    pub fn permission_warning(path: &Path) -> Option<String> {
-        use std::os::unix::fs::PermissionsExt;
-        let writable_by_others = |p: &Path| {
-            std::fs::metadata(p)
-                .map(|m| {
-                    m.permissions().mode() & 0o022 != 0 && m.permissions().mode() & 0o1000 == 0
-                })
-                .unwrap_or(false)
-        };
-        if writable_by_others(path) {
-            return Some(format!(
-                "{} is writable by other users, who could add allowed origins or tokens; run: chmod go-w {}",
-                path.display(),
-                path.display()
-            ));
-        }
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
-        writable_by_others(dir).then(|| {
-            format!(
-                "{} (the folder holding the config) is writable by other users, who could replace the config; run: chmod go-w {}",
-                dir.display(),
-                dir.display()
-            )
-        })
-    }
-
     /// Parses TOML text, applies `POSBRIDGE__…` overrides from `env`, and validates.
     pub fn parse(
         text: &str,

@@ -8,6 +8,7 @@ pub mod calls;
 pub mod config;
 pub mod device;
 pub mod event;
+pub mod load;
 pub mod metrics;
 pub mod print;
 pub mod storage;

@@ -116,9 +116,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { config } => run(&config),
-        Cmd::CheckConfig { config } => match Config::load(&config) {
-            Ok(c) => {
-                if let Some(w) = Config::permission_warning(&config) {
+        Cmd::CheckConfig { config } => match posbridge::load::load(&config) {
+            Ok(posbridge::load::Loaded {
+                config: c,
+                warnings,
+            }) => {
+                for w in warnings {
                     eprintln!("warning: {w}");
                 }
                 println!(
@@ -397,8 +400,8 @@ fn own_or_quiet(meta: &tracing::Metadata<'_>) -> bool {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(c) => c,
+    let (config, warnings) = match posbridge::load::load(path) {
+        Ok(l) => (l.config, l.warnings),
         Err(e) => {
             eprint!("{e}");
             eprintln!("posbridge: not starting until the config is fixed");
@@ -406,7 +409,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     init_tracing(&config.log.level);
-    if let Some(w) = Config::permission_warning(path) {
+    for w in warnings {
         tracing::warn!("{w}");
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -453,11 +456,14 @@ async fn reload_on_sighup(path: std::path::PathBuf, tx: tokio::sync::mpsc::Sende
         tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
         let loaded = {
             let p = path.clone();
-            tokio::task::spawn_blocking(move || Config::load(&p)).await
+            tokio::task::spawn_blocking(move || posbridge::load::load(&p)).await
         };
         match loaded {
-            Ok(Ok(c)) => {
-                if tx.send(c).await.is_err() {
+            Ok(Ok(l)) => {
+                for w in l.warnings {
+                    tracing::warn!("{w}");
+                }
+                if tx.send(l.config).await.is_err() {
                     return;
                 }
             }

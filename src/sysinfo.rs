@@ -585,11 +585,8 @@ pub fn doctor(
             None
         }
     };
-    if let Some(w) = crate::Config::permission_warning(config_path) {
-        out.push(Finding::problem(
-            w.split("; run: ").next().unwrap_or(&w).to_owned(),
-            format!("chmod go-w {}", config_path.display()),
-        ));
+    for w in crate::load::file_warnings(config_path) {
+        out.push(Finding::problem(w.problem, w.fix));
     }
     out.extend(check_files(sys, dev, rules_dirs, catalog, who));
     let Some(config) = config else {

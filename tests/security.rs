@@ -317,3 +317,59 @@ async fn the_state_directory_and_its_stores_are_private() {
         );
     }
 }
+
+/// `check-config` warns about every way another user could change the
+/// config, which the old check (file and folder, mode only) missed: a 1666
+/// file, a 0777 grandparent, a symlink whose target's folder is 0777, and
+/// (as root) a 0644 file owned by another user.
+#[test]
+fn check_config_warns_about_every_way_others_could_change_the_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    let check = |p: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"))
+            .args(["check-config", "--config"])
+            .arg(p)
+            .output()
+            .expect("check-config");
+        assert!(out.status.success(), "warnings, not errors");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let t = tempfile::tempdir().expect("tmp");
+    chmod(t.path(), 0o700);
+    let file = |dir: &std::path::Path, mode: u32| {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let f = dir.join("posbridge.toml");
+        std::fs::write(&f, "[store]\nid = \"s\"\n").expect("write");
+        chmod(&f, mode);
+        f
+    };
+    let sticky_file = file(&t.path().join("a"), 0o1666);
+    let err = check(&sticky_file);
+    assert!(err.contains("is writable by other users (mode 1666)"), "{err}");
+    let deep = file(&t.path().join("b/etc/posbridge"), 0o600);
+    chmod(&t.path().join("b"), 0o777);
+    let err = check(&deep);
+    let b = t.path().join("b");
+    assert!(
+        err.contains(&format!("{} (on the way to the config) is writable", b.display())),
+        "{err}"
+    );
+    let target = file(&t.path().join("c"), 0o600);
+    chmod(&t.path().join("c"), 0o777);
+    let link = t.path().join("link.toml");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let err = check(&link);
+    assert!(
+        err.contains(&format!("{} (on the way", t.path().join("c").display())),
+        "{err}"
+    );
+    if nix::unistd::geteuid().is_root() {
+        let theirs = file(&t.path().join("d"), 0o644);
+        std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+        let err = check(&theirs);
+        assert!(err.contains("belongs to") && err.contains("uid 65534"), "{err}");
+    }
+}
