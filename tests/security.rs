@@ -348,13 +348,19 @@ fn check_config_warns_about_every_way_others_could_change_the_config() {
     };
     let sticky_file = file(&t.path().join("a"), 0o1666);
     let err = check(&sticky_file);
-    assert!(err.contains("is writable by other users (mode 1666)"), "{err}");
+    assert!(
+        err.contains("is writable by other users (mode 1666)"),
+        "{err}"
+    );
     let deep = file(&t.path().join("b/etc/posbridge"), 0o600);
     chmod(&t.path().join("b"), 0o777);
     let err = check(&deep);
     let b = t.path().join("b");
     assert!(
-        err.contains(&format!("{} (on the way to the config) is writable", b.display())),
+        err.contains(&format!(
+            "{} (on the way to the config) is writable",
+            b.display()
+        )),
         "{err}"
     );
     let target = file(&t.path().join("c"), 0o600);
@@ -370,6 +376,90 @@ fn check_config_warns_about_every_way_others_could_change_the_config() {
         let theirs = file(&t.path().join("d"), 0o644);
         std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
         let err = check(&theirs);
-        assert!(err.contains("belongs to") && err.contains("uid 65534"), "{err}");
+        assert!(
+            err.contains("belongs to") && err.contains("uid 65534"),
+            "{err}"
+        );
     }
+}
+
+fn file_printer(path: &std::path::Path) -> String {
+    format!(
+        "[store]\nid = \"s\"\n[[device]]\nid = \"printer-1\"\ndriver = \"escpos\"\ntransport = \"file\"\npath = \"{}\"\n",
+        path.display()
+    )
+}
+
+/// The device's `last_error` once it contains `want`.
+async fn device_error(d: &Daemon, want: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let devs = d.get_json("/v1/devices").await;
+        let e = devs[0]["last_error"].as_str().unwrap_or("").to_owned();
+        if e.contains(want) {
+            return e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {want:?} error: {devs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn print_raw(d: &Daemon, bytes: &[u8]) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let r = d
+        .http
+        .post(d.url("/v1/print"))
+        .json(&json!({"printer": "printer-1", "raw": b64}))
+        .send()
+        .await
+        .expect("print");
+    assert_eq!(r.status(), 202);
+}
+
+/// A symlink at a `file` printer's path made print clients append to any
+/// file the daemon can write. Now the file is opened with O_NOFOLLOW, at start
+/// and for every job, and a folder others can write is refused: each is a
+/// device error saying why, and the victim file is untouched.
+#[tokio::test]
+async fn a_file_printer_never_follows_a_link_or_trusts_an_open_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().expect("tmp");
+    let victim = t.path().join("victim.conf");
+    std::fs::write(&victim, b"precious\n").expect("victim");
+    // A link there from the start.
+    let out = t.path().join("receipts.bin");
+    std::os::unix::fs::symlink(&victim, &out).expect("symlink");
+    let d = Daemon::start(&file_printer(&out)).await;
+    device_error(&d, "is a symbolic link").await;
+    print_raw(&d, b"RECEIPT-1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.stop().await;
+    // A link planted after the printer was opened: the next job sees it.
+    std::fs::remove_file(&out).expect("unlink");
+    let d = Daemon::start(&file_printer(&out)).await;
+    print_raw(&d, b"RECEIPT-2").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while std::fs::read(&out).unwrap_or_default() != b"RECEIPT-2" {
+        assert!(tokio::time::Instant::now() < deadline, "first job printed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::remove_file(&out).expect("unlink");
+    std::os::unix::fs::symlink(&victim, &out).expect("symlink");
+    print_raw(&d, b"RECEIPT-3").await;
+    device_error(&d, "is a symbolic link").await;
+    d.stop().await;
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"precious\n");
+    // A folder everyone can write (even with the sticky bit, like /tmp).
+    let open = t.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let d = Daemon::start(&file_printer(&open.join("r.bin"))).await;
+    let e = device_error(&d, "other users can write the folder").await;
+    assert!(e.contains("mode 1777"), "{e}");
+    d.stop().await;
+    assert!(!open.join("r.bin").exists(), "nothing created there");
 }

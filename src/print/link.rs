@@ -36,6 +36,49 @@ fn not_found(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(libc::ENODEV)
 }
 
+/// Opens a `file` printer's output for appending, refusing what would let
+/// another user point it elsewhere: a symlink at the path (`O_NOFOLLOW`:
+/// print clients would append to any file the daemon can write), a folder
+/// others can write or that belongs to another user (they could plant one,
+/// or a file of theirs that collects the receipts), or something that is
+/// not a plain file (a FIFO would hang the worker).
+fn open_print_file(p: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let shown = p.display();
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let d =
+        std::fs::metadata(dir).map_err(|e| format!("{shown}: folder {}: {e}", dir.display()))?;
+    let mode = d.mode() & 0o7777;
+    let ours = [0, nix::unistd::geteuid().as_raw()];
+    if mode & 0o022 != 0 || !ours.contains(&d.uid()) {
+        return Err(format!(
+            "{shown}: other users can write the folder {} (mode {mode:04o}, owner uid {}), so they could swap the file for a link; use a folder only posbridge and root can write",
+            dir.display(),
+            d.uid()
+        ));
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => format!(
+                "{shown} is a symbolic link; a file printer writes only to a plain file (remove the link)"
+            ),
+            _ => format!("{shown}: {e}"),
+        })?;
+    let m = f.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !m.is_file() {
+        return Err(format!("{shown} is not a plain file"));
+    }
+    Ok(f)
+}
+
 impl Link {
     /// Opens the configured transport. `absent` errors (nothing listening,
     /// unplugged) show the device as disconnected; the rest as error.
@@ -102,12 +145,8 @@ impl Link {
             }
             "file" => {
                 let p = PathBuf::from(path(cfg));
-                // Opened here once so a bad path shows on the device at start.
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&p)
-                    .map_err(|e| OpenError::from(format!("{}: {e}", p.display())))?;
+                // Checked and opened here once so a bad path shows on the device at start.
+                open_print_file(&p).map_err(OpenError::from)?;
                 Ok(Link::File(p))
             }
             t => Err(OpenError::from(format!(
@@ -176,10 +215,7 @@ impl Link {
                 let bytes = bytes.to_vec();
                 // One write of the whole job on an O_APPEND file: jobs never interleave.
                 tokio::task::spawn_blocking(move || {
-                    let mut f = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&p)?;
+                    let mut f = open_print_file(&p).map_err(io::Error::other)?;
                     io::Write::write_all(&mut f, &bytes)?;
                     f.sync_data()
                 })
