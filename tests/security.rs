@@ -463,3 +463,299 @@ async fn a_file_printer_never_follows_a_link_or_trusts_an_open_folder() {
     d.stop().await;
     assert!(!open.join("r.bin").exists(), "nothing created there");
 }
+
+/// The fenced block after `<!-- marker -->` in SECURITY.md, without its
+/// comments and blank lines.
+fn security_md_block(marker: &str) -> Vec<String> {
+    let doc = include_str!("../SECURITY.md");
+    let after = doc
+        .split(&format!("<!-- {marker} -->"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("SECURITY.md has no {marker} block"));
+    after
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("```"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `m` says `metric value`.
+fn metric_is(m: &str, metric: &str, value: u64) -> bool {
+    m.lines().any(|l| l == format!("{metric} {value}"))
+}
+
+/// A forged `tx/ack` waiting in the store's persistent session, for ids the
+/// store queued while offline, used to mark them acked before they were ever
+/// published: past the first window (64) HQ never got them. A
+/// `lookup/response` nobody asked for used to fill the member cache. Now
+/// every queued id reaches HQ, and the stray answer is dropped and counted.
+#[tokio::test]
+async fn forged_acks_and_answers_on_the_downlink_change_nothing() {
+    let broker = Broker::start();
+    // HQ keeps a persistent session through the broker restart below.
+    let mut hq = Hq::connect(broker.port, "hq-forged", &["posbridge/s/tx"]).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let cfg = format!(
+        "[uplink]\nurl = \"{}\"\nclient_id = \"s-forged\"\nlookup_timeout_ms = 300\n",
+        broker.url()
+    );
+    let up = |b: &Binary| {
+        let url = format!("{}/v1/uplink", b.url);
+        async move { reqwest::get(url).await.ok()?.json::<Value>().await.ok() }
+    };
+    // Connect once, so the broker keeps a session for the store.
+    let first = Binary::start(&state, &cfg, &[]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while up(&first).await.is_none_or(|v| v["connected"] != true) {
+        assert!(tokio::time::Instant::now() < deadline, "connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.stop_and_log();
+    // The forger, while the store is away: acks for what it will queue next.
+    let forger = Hq::connect(broker.port, "forger", &[]).await;
+    let ids: Vec<String> = (1..=100).map(|i| format!("t-{i}")).collect();
+    forger
+        .publish("posbridge/s/tx/ack", json!({ "ids": ids }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(forger);
+    // The store queues them with HQ out of reach (a port nobody listens on)…
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let offline = Binary::start(
+        &state,
+        &cfg.replace(&broker.url(), &format!("mqtt://{nowhere}")),
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for id in &ids {
+        let r = http
+            .post(format!("{}/v1/transactions", offline.url))
+            .json(&json!({"id": id, "total_fen": 1}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 202);
+    }
+    offline.stop_and_log();
+    // …and comes back to its session, where the forged ack waits.
+    let d = Binary::start(&state, &cfg, &[]).await;
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < ids.len() {
+        let m = hq.next(WAIT).await.unwrap_or_else(|| {
+            panic!(
+                "HQ got {} of 100; the forged ack stopped the rest",
+                got.len()
+            )
+        });
+        let v: Value = serde_json::from_slice(&m.payload).expect("json");
+        got.insert(v["id"].as_str().unwrap_or("").to_owned());
+    }
+    assert_eq!(got, ids.iter().cloned().collect());
+    let m = http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
+    // The forged ack did arrive: every id it named is accounted for.
+    let count = |name: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        count("posbridge_uplink_acks_ignored_total") + count("posbridge_uplink_hq_acked_total"),
+        100
+    );
+    // An answer to a lookup nobody asked for.
+    hq.publish(
+        "posbridge/s/lookup/response",
+        json!({"corr": "forged", "member": {"id": "m-x", "name": "冒充", "phones": ["13911112222"]}}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let m = http
+            .get(format!("{}/metrics", d.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metric_is(&m, "posbridge_uplink_bad_downlink_total", 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "counted: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v: Value = http
+        .get(format!("{}/v1/members/lookup?phone=13911112222", d.url))
+        .send()
+        .await
+        .expect("lookup")
+        .json()
+        .await
+        .expect("json");
+    let log = d.stop_and_log();
+    assert_eq!(
+        v["source"], "none",
+        "the forged member is not cached: {v} {log}"
+    );
+}
+
+/// SECURITY.md's mosquitto listener settings and ACL, loaded as written:
+/// a store relays, reads its own and `_all` downlink; another store's login
+/// can neither read its transactions nor forge its acks, member pushes or
+/// transactions toward HQ.
+#[tokio::test]
+async fn the_documented_mosquitto_acl_keeps_stores_apart() {
+    use std::os::unix::fs::PermissionsExt;
+    // mosquitto drops root to its own user: the files must be readable to it.
+    let files = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let acl = files.path().join("posbridge.acl");
+    std::fs::write(&acl, security_md_block("mosquitto-acl").join("\n") + "\n").expect("acl");
+    let passwd = files.path().join("posbridge.passwd");
+    for (i, (user, pass)) in [("hq", "hq-pw"), ("store-1", "s1-pw"), ("store-2", "s2-pw")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut cmd = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let st = cmd
+            .arg("-b")
+            .arg(&passwd)
+            .args([user, pass])
+            .status()
+            .expect("mosquitto_passwd (apt install mosquitto)");
+        assert!(st.success());
+    }
+    for f in [&acl, &passwd] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let conf: Vec<String> = security_md_block("mosquitto-conf")
+        .into_iter()
+        .filter(|l| !l.starts_with("listener"))
+        .map(|l| {
+            l.replace(
+                "/etc/mosquitto/posbridge.passwd",
+                &passwd.display().to_string(),
+            )
+            .replace("/etc/mosquitto/posbridge.acl", &acl.display().to_string())
+        })
+        .collect();
+    assert!(
+        conf.iter().any(|l| l == "use_username_as_clientid true"),
+        "{conf:?}"
+    );
+    let broker = Broker::start_with(&(conf.join("\n") + "\n"));
+    let mut hq = Hq::connect_as(
+        broker.port,
+        "hq",
+        Some(("hq", "hq-pw")),
+        &["posbridge/+/tx", "posbridge/+/lookup/request"],
+    )
+    .await;
+    let cfg = format!(
+        "[store]\nid = \"store-1\"\n[uplink]\nurl = \"{}\"\nusername = \"store-1\"\npassword = \"s1-pw\"\nlookup_timeout_ms = 200\n",
+        broker.url()
+    );
+    let d = Daemon::start(&cfg).await;
+    let post = |id: &str| {
+        let req = d
+            .http
+            .post(d.url("/v1/transactions"))
+            .json(&json!({ "id": id, "total_fen": 1 }));
+        async move { req.send().await.expect("post").status() }
+    };
+    assert_eq!(post("t-1").await, 202);
+    let first = hq
+        .next(WAIT)
+        .await
+        .expect("the store's transaction reaches HQ");
+    assert_eq!(first.topic, "posbridge/store-1/tx");
+    // Another store's login tries everything against store-1.
+    let mut intruder = Hq::connect_as(
+        broker.port,
+        "store-2",
+        Some(("store-2", "s2-pw")),
+        &["posbridge/store-1/#", "posbridge/+/tx"],
+    )
+    .await;
+    let upsert = |phone: &str| json!({"op": "upsert", "members": [{"id": phone, "name": "x", "phones": [phone]}]});
+    intruder
+        .publish("posbridge/store-1/members", upsert("13900000009"))
+        .await;
+    intruder
+        .publish("posbridge/_all/members", upsert("13900000008"))
+        .await;
+    intruder
+        .publish("posbridge/store-1/tx", json!({"id": "fake"}))
+        .await;
+    intruder
+        .publish("posbridge/store-1/tx/ack", json!({"ids": ["t-2"]}))
+        .await;
+    // Its own topics it may use: HQ seeing this proves the ones above were sent.
+    intruder
+        .publish("posbridge/store-2/tx", json!({"id": "own"}))
+        .await;
+    let own = hq.next(WAIT).await.expect("store-2's own transaction");
+    assert_eq!(
+        own.topic, "posbridge/store-2/tx",
+        "HQ got a forged store-1 message first"
+    );
+    assert_eq!(post("t-2").await, 202);
+    let second = hq.next(WAIT).await.expect("t-2 reaches HQ");
+    assert_eq!(second.topic, "posbridge/store-1/tx");
+    assert!(String::from_utf8_lossy(&second.payload).contains("\"t-2\""));
+    // HQ's own push to every store arrives.
+    hq.publish("posbridge/_all/members", upsert("13900000007"))
+        .await;
+    let lookup = |phone: &'static str| {
+        let req = d
+            .http
+            .get(d.url(&format!("/v1/members/lookup?phone={phone}")));
+        async move {
+            req.send()
+                .await
+                .expect("lookup")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while lookup("13900000007").await["source"] != "cache" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "HQ's _all push was not cached"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for forged in ["13900000009", "13900000008"] {
+        assert_eq!(
+            lookup(forged).await["member"],
+            Value::Null,
+            "{forged} was cached"
+        );
+    }
+    assert!(
+        intruder.next(Duration::from_millis(300)).await.is_none(),
+        "store-2 read store-1's topics"
+    );
+    d.stop().await;
+}

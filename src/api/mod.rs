@@ -301,6 +301,12 @@ async fn metrics(State(st): State<AppState>) -> Response {
             r.hq_acked.load(Relaxed),
         ),
         (
+            "posbridge_uplink_acks_ignored_total",
+            "counter",
+            "Ids in tx/ack messages that named no sent transaction (unknown, not yet published, or acked already).",
+            r.acks_ignored.load(Relaxed),
+        ),
+        (
             "posbridge_uplink_resent_total",
             "counter",
             "Transactions published again because HQ had not acknowledged them (ack = hq).",

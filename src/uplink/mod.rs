@@ -21,6 +21,8 @@ pub struct RelayStatus {
     pub broker_acked: AtomicU64,
     /// Transactions HQ acknowledged (`tx/ack`).
     pub hq_acked: AtomicU64,
+    /// Ids in a `tx/ack` that were not `sent` (never published, or acked already).
+    pub acks_ignored: AtomicU64,
     /// Re-sends on a live connection because HQ had not acknowledged (`ack = "hq"`).
     pub resent: AtomicU64,
     /// Member pushes are not subscribed to until then (monotonic, and as
@@ -29,7 +31,8 @@ pub struct RelayStatus {
     /// Connection attempts that failed or connections that broke.
     pub errors: AtomicU64,
     pub connects: AtomicU64,
-    /// Downlink messages that could not be used.
+    /// Downlink messages that could not be used (including lookup answers
+    /// for no lookup in flight).
     pub bad_downlink: AtomicU64,
     pub events_forwarded: AtomicU64,
     pub lookups_hq: AtomicU64,

@@ -683,6 +683,9 @@ impl Relay {
                     }
                 }
                 Some(Ok(MqEvent::Incoming(Packet::Publish(p)))) => {
+                    // PUBACKs read before it are recorded first: HQ's ack for
+                    // a transaction must find it `sent`, not still `queued`.
+                    self.record_sent(s, &mut acked).await?;
                     // Acked only once applied (or found unusable): a crash or a
                     // storage failure before the ack gets it redelivered.
                     if let Err(e) = self.on_downlink(&p).await {
@@ -715,16 +718,23 @@ impl Relay {
             }
         }
         // Marked even when the connection just broke: these did reach the broker.
-        if !acked.is_empty() {
-            let n = acked.len() as u64;
-            self.outbox.mark_sent(acked).await?;
-            self.status.broker_acked.fetch_add(n, Relaxed);
-            s.drained = false;
-        }
+        self.record_sent(s, &mut acked).await?;
         match failure {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Records the transactions the broker acknowledged as `sent`.
+    async fn record_sent(&self, s: &mut Session, acked: &mut Vec<i64>) -> Result<(), String> {
+        if acked.is_empty() {
+            return Ok(());
+        }
+        let n = acked.len() as u64;
+        self.outbox.mark_sent(std::mem::take(acked)).await?;
+        self.status.broker_acked.fetch_add(n, Relaxed);
+        s.drained = false;
+        Ok(())
     }
 
     fn connection_lost(&self, e: ConnectionError) -> String {
@@ -795,31 +805,43 @@ impl Relay {
         };
         match msg {
             Downlink::TxAck { ids } => {
-                let n = self
+                let r = self
                     .outbox
                     .mark_acked(ids)
                     .await
                     .map_err(|e| format!("could not record HQ's ack: {e}"))?;
-                self.status.hq_acked.fetch_add(n, Relaxed);
+                self.status.hq_acked.fetch_add(r.acked, Relaxed);
+                if r.ignored > 0 {
+                    self.status.acks_ignored.fetch_add(r.ignored, Relaxed);
+                    tracing::info!(
+                        ignored = r.ignored,
+                        "HQ acked ids that name no sent transaction; ignored"
+                    );
+                }
                 Ok(())
             }
             Downlink::Upsert { members } => self.apply_members(Ok(members), bad).await,
             Downlink::Delete { ids } => self.apply_members(Err(ids), bad).await,
             Downlink::Lookup { corr, member } => {
+                // Only an answer to a question this daemon asked and still
+                // waits for: anyone else's would fill the cache.
+                let waiter = self
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&corr);
+                let Some(waiter) = waiter else {
+                    return bad(
+                        "a lookup answer for no lookup in flight (late, or not ours)".into(),
+                    );
+                };
                 if let Some(m) = &member {
                     // Cached, so the next call from this number pops at once.
                     let members = self.members.clone();
                     let m = m.clone();
                     let _ = tokio::task::spawn_blocking(move || members.upsert(&[m])).await;
                 }
-                let waiter = self
-                    .waiting
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&corr);
-                if let Some(w) = waiter {
-                    let _ = w.send(member);
-                }
+                let _ = waiter.send(member);
                 Ok(())
             }
         }

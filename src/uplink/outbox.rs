@@ -67,7 +67,7 @@ enum Op {
     /// The broker acknowledged these (by `seq`).
     Sent(Vec<i64>, oneshot::Sender<Result<u64, String>>),
     /// HQ acknowledged these (by `id`).
-    Acked(Vec<String>, oneshot::Sender<Result<u64, String>>),
+    Acked(Vec<String>, oneshot::Sender<Result<Acked, String>>),
     /// These were published once more.
     Attempted(Vec<i64>),
 }
@@ -95,6 +95,15 @@ impl AckMode {
             AckMode::Hq => state != "acked",
         }
     }
+}
+
+/// What one `tx/ack` came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// `sent` transactions now `acked`.
+    pub acked: u64,
+    /// Ids that were not `sent`: unknown, still queued, or acked already.
+    pub ignored: u64,
 }
 
 /// A transaction waiting for HQ, as the relay publishes it.
@@ -214,8 +223,8 @@ impl Outbox {
         self.ask(|r| Op::Sent(seqs, r)).await
     }
 
-    /// HQ has these; returns how many changed state.
-    pub async fn mark_acked(&self, ids: Vec<String>) -> Result<u64, String> {
+    /// HQ has these. Only `sent` ones change.
+    pub async fn mark_acked(&self, ids: Vec<String>) -> Result<Acked, String> {
         self.ask(|r| Op::Acked(ids, r)).await
     }
 
@@ -414,26 +423,24 @@ impl Writer {
                 let _ = reply.send(r);
             }
             Op::Acked(ids, reply) => {
+                // Only what was published and reached the broker (`sent`) can
+                // be acked: an ack for an id never sent is a forgery (or a
+                // mistake) and must not stop that transaction's relay.
+                let mut acked = 0;
                 let r = self.transition(|t, now| {
-                    let mut done = 0;
                     for id in &ids {
-                        let old: Option<String> = t
-                            .query_row("SELECT state FROM tx WHERE id = ?1", [id], |r| r.get(0))
-                            .optional()?;
-                        let Some(old) = old.filter(|s| s != "acked") else {
-                            continue;
-                        };
-                        t.execute(
-                            "UPDATE tx SET state = 'acked', sent_at = COALESCE(sent_at, ?2) WHERE id = ?1",
+                        acked += t.execute(
+                            "UPDATE tx SET state = 'acked', sent_at = COALESCE(sent_at, ?2) WHERE id = ?1 AND state = 'sent'",
                             params![id, now],
-                        )?;
-                        if mode.is_pending(&old) {
-                            done += 1;
-                        }
+                        )? as u64;
                     }
-                    Ok(done)
+                    // What stops being pending, for the backlog count.
+                    Ok(if mode.is_pending("sent") { acked } else { 0 })
                 });
-                let _ = reply.send(r);
+                let _ = reply.send(r.map(|_| Acked {
+                    acked,
+                    ignored: ids.len() as u64 - acked,
+                }));
             }
             Op::Attempted(seqs) => {
                 let r = self.transition(|t, _| {
@@ -533,4 +540,74 @@ fn commit_group(
     // Durable here: WAL + synchronous=FULL syncs the log on commit.
     t.commit()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn state(o: &Arc<Outbox>, id: &str) -> String {
+        o.get(id.into())
+            .await
+            .ok()
+            .flatten()
+            .map(|v| v.state)
+            .unwrap_or_default()
+    }
+
+    /// Issue 16: a forged `tx/ack` for ids never sent marked them acked, so
+    /// they were never relayed. Only `sent` transactions take an ack.
+    #[tokio::test]
+    async fn only_sent_transactions_take_an_ack() {
+        for mode in [AckMode::Broker, AckMode::Hq] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let o = Outbox::open(dir.path(), 100, mode, std::time::Duration::from_secs(60))
+                .expect("open");
+            let mut seqs = Vec::new();
+            for id in ["t-1", "t-2"] {
+                match o.insert(id.into(), "{}".into()).await {
+                    Ok(Inserted::Queued(_)) => {}
+                    other => panic!("{other:?}"),
+                }
+                let p = o.pending_after(seqs.last().copied().unwrap_or(0), 1).await;
+                seqs.push(p.expect("pending")[0].seq);
+            }
+            let forged = o
+                .mark_acked(vec!["t-1".into(), "t-2".into(), "nope".into()])
+                .await
+                .expect("ack");
+            assert_eq!(
+                forged,
+                Acked {
+                    acked: 0,
+                    ignored: 3
+                },
+                "{mode:?}"
+            );
+            assert_eq!(state(&o, "t-1").await, "queued");
+            assert_eq!(o.backlog_len(), 2);
+            o.mark_sent(vec![seqs[0]]).await.expect("sent");
+            let real = o.mark_acked(vec!["t-1".into()]).await.expect("ack");
+            assert_eq!(
+                real,
+                Acked {
+                    acked: 1,
+                    ignored: 0
+                },
+                "{mode:?}"
+            );
+            assert_eq!(state(&o, "t-1").await, "acked");
+            assert_eq!(state(&o, "t-2").await, "queued");
+            assert_eq!(o.backlog_len(), 1, "{mode:?}: t-2 is still owed to HQ");
+            let again = o.mark_acked(vec!["t-1".into()]).await.expect("ack");
+            assert_eq!(
+                again,
+                Acked {
+                    acked: 0,
+                    ignored: 1
+                },
+                "a repeated ack changes nothing"
+            );
+        }
+    }
 }

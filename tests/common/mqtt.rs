@@ -112,10 +112,23 @@ impl Hq {
     /// Connects with a persistent session (as an HQ consumer would) and waits
     /// until its subscriptions are in place.
     pub async fn connect(port: u16, id: &str, topics: &[&str]) -> Hq {
+        Hq::connect_as(port, id, None, topics).await
+    }
+
+    /// The same, logging in as `user` with `password` when given.
+    pub async fn connect_as(
+        port: u16,
+        id: &str,
+        login: Option<(&str, &str)>,
+        topics: &[&str],
+    ) -> Hq {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_clean_session(false);
         o.set_keep_alive(Duration::from_secs(5));
         o.set_max_packet_size(16 << 20, 16 << 20);
+        if let Some((user, password)) = login {
+            o.set_credentials(user, password);
+        }
         let (client, mut el) = AsyncClient::new(o, 1024);
         for t in topics {
             client
