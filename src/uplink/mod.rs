@@ -5,6 +5,7 @@
 pub mod members;
 pub mod mqtt;
 pub mod outbox;
+pub mod window;
 
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

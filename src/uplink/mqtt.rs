@@ -13,6 +13,7 @@
 
 use super::members::Members;
 use super::outbox::{AckMode, Outbox, Pending};
+use super::window::Window;
 use super::RelayStatus;
 use crate::config::{BrokerAddr, UplinkConfig};
 use crate::event::{Bus, Filter, Resume};
@@ -22,7 +23,7 @@ use rumqttc::{
     Publish, QoS, SubscribeFilter, TlsConfiguration, Transport,
 };
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -268,17 +269,8 @@ impl Resend {
 /// One connection's bookkeeping.
 struct Session {
     client: AsyncClient,
-    /// What each requested publish was, in request order: `Some(seq)` for a
-    /// transaction, `None` for anything else.
-    requested: VecDeque<Option<i64>>,
-    /// Transactions on the wire, by packet id.
-    by_pkid: HashMap<u16, i64>,
-    /// Transactions published and not yet PUBACKed.
-    outstanding: usize,
-    /// The last `seq` published on this connection.
-    cursor: i64,
-    /// Nothing more to read until the outbox says something was stored.
-    drained: bool,
+    /// Which publish is which transaction, and what awaits a PUBACK.
+    window: Window,
 }
 
 impl Relay {
@@ -464,11 +456,7 @@ impl Relay {
             .map_err(|e| format!("{url}: subscribe: {e}"))?;
         let mut s = Session {
             client,
-            requested: VecDeque::new(),
-            by_pkid: HashMap::new(),
-            outstanding: 0,
-            cursor: 0,
-            drained: false,
+            window: Window::new(WINDOW),
         };
         self.publish(
             &mut s,
@@ -491,7 +479,7 @@ impl Relay {
         let mut resend = (self.outbox.mode() == AckMode::Hq)
             .then(|| Resend::new(Duration::from_millis(self.cfg.resend_after_ms)));
         loop {
-            if !s.drained && s.outstanding < WINDOW {
+            if s.window.wants_more() {
                 self.fill(&mut s).await?;
             }
             tokio::select! {
@@ -510,7 +498,7 @@ impl Relay {
                     }
                     self.on_events(&mut s, batch).await?;
                 }
-                _ = self.outbox.stored.notified(), if s.drained => s.drained = false,
+                _ = self.outbox.stored.notified(), if s.window.drained() => s.window.wake(),
                 _ = sleep_until(resend.as_ref().map(|r| r.due)), if resend.is_some() => {
                     if let Some(r) = resend.as_mut() {
                         self.resend_stuck(&mut s, r).await?;
@@ -547,16 +535,12 @@ impl Relay {
     async fn fill(&self, s: &mut Session) -> Result<(), String> {
         let rows = self
             .outbox
-            .pending_after(s.cursor, WINDOW - s.outstanding)
+            .pending_after(s.window.cursor(), s.window.room())
             .await?;
-        if rows.is_empty() {
-            s.drained = true;
-            return Ok(());
-        }
-        self.publish_txs(s, &rows.iter().collect::<Vec<_>>())
-            .await?;
-        if let Some(last) = rows.last() {
-            s.cursor = last.seq;
+        s.window.read_to(rows.last().map(|p| p.seq));
+        if !rows.is_empty() {
+            self.publish_txs(s, &rows.iter().collect::<Vec<_>>())
+                .await?;
         }
         Ok(())
     }
@@ -576,7 +560,6 @@ impl Relay {
                 Some(p.seq),
             )
             .await?;
-            s.outstanding += 1;
             seqs.push(p.seq);
         }
         self.status.published.fetch_add(seqs.len() as u64, Relaxed);
@@ -590,10 +573,10 @@ impl Relay {
         let rows = self.outbox.pending_after(0, WINDOW).await?;
         // Only what this connection already published (the rest is still to
         // come), and only as far as the window has room.
-        let room = WINDOW.saturating_sub(s.outstanding);
+        let room = s.window.room();
         let again: Vec<&Pending> = rows
             .iter()
-            .filter(|p| p.seq <= s.cursor)
+            .filter(|p| p.seq <= s.window.cursor())
             .take(room)
             .collect();
         if !r.stuck(rows.first().map(|p| p.seq), !again.is_empty()) {
@@ -628,7 +611,10 @@ impl Relay {
                 ))
             }
         }
-        s.requested.push_back(tx);
+        match tx {
+            Some(seq) => s.window.requested_tx(seq),
+            None => s.window.requested_other(),
+        }
         Ok(())
     }
 
@@ -650,20 +636,12 @@ impl Relay {
                     break;
                 }
                 Some(Ok(MqEvent::Outgoing(Outgoing::Publish(pkid)))) => {
-                    match s.requested.pop_front() {
-                        Some(Some(seq)) => {
-                            s.by_pkid.insert(pkid, seq);
-                        }
-                        Some(None) => {}
-                        None => tracing::warn!(
-                            pkid,
-                            "a publish went out that the relay did not ask for"
-                        ),
+                    if let Err(e) = s.window.sent(pkid) {
+                        tracing::warn!("{e}");
                     }
                 }
                 Some(Ok(MqEvent::Incoming(Packet::PubAck(ack)))) => {
-                    if let Some(seq) = s.by_pkid.remove(&ack.pkid) {
-                        s.outstanding = s.outstanding.saturating_sub(1);
+                    if let Some(seq) = s.window.puback(ack.pkid) {
                         acked.push(seq);
                     }
                 }
@@ -733,7 +711,7 @@ impl Relay {
         let n = acked.len() as u64;
         self.outbox.mark_sent(std::mem::take(acked)).await?;
         self.status.broker_acked.fetch_add(n, Relaxed);
-        s.drained = false;
+        s.window.wake();
         Ok(())
     }
 
@@ -899,7 +877,7 @@ impl Relay {
         let payload = p.json_for(false).as_str().to_owned();
         match s.client.try_publish(topic, QoS::AtMostOnce, false, payload) {
             Ok(()) => {
-                s.requested.push_back(None);
+                s.window.requested_other();
                 self.status.events_forwarded.fetch_add(1, Relaxed);
             }
             Err(e) => tracing::debug!(error = %e, "event not forwarded"),

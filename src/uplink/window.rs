@@ -1,0 +1,193 @@
+//! The relay's accounting for one connection, apart from its I/O: which
+//! requested publishes are transactions, the packet id each one got, how many
+//! await their PUBACK, and how far this connection has read the outbox. No
+//! socket, no clock, no async: the MQTT task tells it what happened and asks
+//! it what to do, and the unit tests below play a broker.
+//!
+//! rumqttc reports `Outgoing::Publish(pkid)` in the order publishes were
+//! requested, and the relay is the connection's only publisher, so a FIFO of
+//! requests maps packet ids back to transactions.
+
+use std::collections::{HashMap, VecDeque};
+
+/// One connection's publish window. A new connection starts a new one: the
+/// outbox, not this, remembers what HQ may lack.
+#[derive(Debug)]
+pub struct Window {
+    limit: usize,
+    /// Each requested publish in request order: `Some(seq)` for a
+    /// transaction, `None` for anything else (status, lookups, events).
+    requested: VecDeque<Option<i64>>,
+    /// Transactions on the wire, by packet id.
+    by_pkid: HashMap<u16, i64>,
+    /// Transactions requested and not yet PUBACKed.
+    outstanding: usize,
+    /// The last `seq` read from the outbox on this connection.
+    cursor: i64,
+    /// Nothing more to read until the outbox says something was stored.
+    drained: bool,
+}
+
+/// A packet id went out for a publish nobody requested (a bug, or rumqttc
+/// changed how it reports publishes).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("packet id {0} went out for a publish the relay did not ask for")]
+pub struct Unrequested(pub u16);
+
+impl Window {
+    /// At most `limit` transactions await a PUBACK at once.
+    pub fn new(limit: usize) -> Window {
+        Window {
+            limit: limit.max(1),
+            requested: VecDeque::new(),
+            by_pkid: HashMap::new(),
+            outstanding: 0,
+            cursor: 0,
+            drained: false,
+        }
+    }
+
+    /// How many more transactions may be published now.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.outstanding)
+    }
+
+    /// Whether to read the outbox for more: there is room, and it may hold some.
+    pub fn wants_more(&self) -> bool {
+        !self.drained && self.room() > 0
+    }
+
+    /// The last `seq` this connection read; the next read starts after it.
+    pub fn cursor(&self) -> i64 {
+        self.cursor
+    }
+
+    /// The last read found nothing: wait for the outbox to store something.
+    pub fn drained(&self) -> bool {
+        self.drained
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// A read of the outbox returned rows up to `last` (`None`: nothing new).
+    pub fn read_to(&mut self, last: Option<i64>) {
+        match last {
+            Some(seq) => self.cursor = self.cursor.max(seq),
+            None => self.drained = true,
+        }
+    }
+
+    /// The outbox stored something, or PUBACKs made room: read again.
+    pub fn wake(&mut self) {
+        self.drained = false;
+    }
+
+    /// A transaction's publish was handed to the client (a first send or a re-send).
+    pub fn requested_tx(&mut self, seq: i64) {
+        self.requested.push_back(Some(seq));
+        self.outstanding += 1;
+    }
+
+    /// Any other publish was handed to the client.
+    pub fn requested_other(&mut self) {
+        self.requested.push_back(None);
+    }
+
+    /// The client sent the oldest requested publish with packet id `pkid`.
+    pub fn sent(&mut self, pkid: u16) -> Result<(), Unrequested> {
+        match self.requested.pop_front() {
+            Some(Some(seq)) => {
+                self.by_pkid.insert(pkid, seq);
+                Ok(())
+            }
+            Some(None) => Ok(()),
+            None => Err(Unrequested(pkid)),
+        }
+    }
+
+    /// The broker acknowledged `pkid`: the transaction it carried, if any.
+    pub fn puback(&mut self, pkid: u16) -> Option<i64> {
+        let seq = self.by_pkid.remove(&pkid)?;
+        self.outstanding = self.outstanding.saturating_sub(1);
+        Some(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_is_matched_to_its_puback_by_packet_id() {
+        let mut w = Window::new(4);
+        assert!(w.wants_more());
+        w.requested_other(); // the retained "online" status
+        w.requested_tx(10);
+        w.requested_tx(11);
+        w.read_to(Some(11));
+        assert_eq!((w.room(), w.cursor()), (2, 11));
+        assert_eq!(w.sent(1), Ok(())); // the status
+        assert_eq!(w.sent(2), Ok(()));
+        assert_eq!(w.sent(3), Ok(()));
+        // PUBACKs may come in any order; the status's is not a transaction.
+        assert_eq!(w.puback(3), Some(11));
+        assert_eq!(w.puback(1), None);
+        assert_eq!(w.puback(2), Some(10));
+        assert_eq!((w.outstanding(), w.room()), (0, 4));
+        assert_eq!(w.puback(2), None, "a duplicate PUBACK counts once");
+    }
+
+    #[test]
+    fn the_window_closes_when_full_and_opens_on_puback() {
+        let mut w = Window::new(2);
+        w.requested_tx(1);
+        w.requested_tx(2);
+        assert!(!w.wants_more(), "full");
+        w.sent(7).expect("requested");
+        w.sent(8).expect("requested");
+        assert_eq!(w.puback(7), Some(1));
+        assert!(w.wants_more());
+        assert_eq!(w.room(), 1);
+    }
+
+    #[test]
+    fn a_drained_outbox_is_read_again_only_when_woken() {
+        let mut w = Window::new(8);
+        w.read_to(None);
+        assert!(!w.wants_more());
+        w.wake();
+        assert!(w.wants_more());
+        w.read_to(Some(5));
+        w.read_to(Some(3));
+        assert_eq!(w.cursor(), 5, "the cursor never goes back");
+    }
+
+    #[test]
+    fn a_packet_id_nobody_asked_for_is_reported() {
+        let mut w = Window::new(8);
+        assert_eq!(w.sent(9), Err(Unrequested(9)));
+    }
+
+    /// A re-send (HQ acks nothing) and a reconnect: packet ids are reused by
+    /// the client, and a fresh window after a reconnect knows nothing of the
+    /// old one; what was not PUBACKed is read from the outbox again.
+    #[test]
+    fn resends_and_reconnects_keep_each_packet_id_to_its_transaction() {
+        let mut w = Window::new(8);
+        w.requested_tx(1);
+        w.sent(1).expect("requested");
+        assert_eq!(w.puback(1), Some(1));
+        w.requested_tx(1); // published again, same seq
+        w.sent(1).expect("requested"); // packet id 1 is free again
+        assert_eq!(w.outstanding(), 1);
+        // The connection drops before the PUBACK.
+        let mut next = Window::new(8);
+        assert_eq!((next.cursor(), next.outstanding()), (0, 0));
+        assert_eq!(next.puback(1), None, "an old connection's packet id");
+        next.requested_tx(1);
+        next.sent(1).expect("requested");
+        assert_eq!(next.puback(1), Some(1));
+    }
+}
