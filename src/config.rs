@@ -551,14 +551,83 @@ impl Config {
     /// that failed to parse are absent but keep their numbering in messages).
     fn validate(&self, device_index: &[usize], problems: &mut Vec<Problem>) {
         let mut err = |key: String, message: String| problems.push(Problem { key, message });
-
         if !is_id(&self.store.id) {
             err(
                 "store.id".into(),
                 "must be 1-64 characters of A-Z a-z 0-9 . _ - (it is used in MQTT topics)".into(),
             );
         }
+        for (key, v, lo, hi) in self.ranges() {
+            if !(lo..=hi).contains(&v) {
+                let why = match hi {
+                    u64::MAX => format!("must be at least {lo}"),
+                    _ => format!("must be from {lo} to {hi}"),
+                };
+                err(key.into(), why);
+            }
+        }
+        self.validate_api(&mut err);
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            err(
+                "log.level".into(),
+                format!(
+                    "{:?} is not a level or filter (try \"info\" or \"debug\")",
+                    self.log.level
+                ),
+            );
+        }
+        self.validate_devices(device_index, &mut err);
+        if let Some(u) = &self.uplink {
+            u.validate(&self.store.id, &mut err);
+        }
+    }
 
+    /// Every bounded number in the config, as (key, value, lowest, highest):
+    /// one table, one message. The bounds also keep deadlines computed from
+    /// these values from overflowing.
+    fn ranges(&self) -> Vec<(&'static str, u64, u64, u64)> {
+        let (api, ev, st) = (&self.api, &self.events, &self.storage);
+        let mut r = vec![
+            ("api.max_connections", api.max_connections as u64, 4, 65_536),
+            ("api.max_streams", api.max_streams as u64, 1, 10_000),
+            (
+                "api.max_streams_per_origin",
+                api.max_streams_per_origin as u64,
+                1,
+                10_000,
+            ),
+            ("api.header_timeout_ms", api.header_timeout_ms, 100, 600_000),
+            (
+                "api.max_ws_message_bytes",
+                api.max_ws_message_bytes as u64,
+                1024,
+                16 << 20,
+            ),
+            ("api.tls_renew_days", api.tls_renew_days, 1, 300),
+            ("storage.max_backlog", st.max_backlog, 1, u64::MAX),
+            ("storage.retain_days", st.retain_days, 1, 3650),
+            ("events.buffer", ev.buffer as u64, 16, 1_000_000),
+            ("events.client_queue", ev.client_queue as u64, 8, 100_000),
+            ("events.stall_timeout_ms", ev.stall_timeout_ms, 100, 600_000),
+            ("events.ping_interval_s", ev.ping_interval_s, 1, 3600),
+        ];
+        if let Some(u) = &self.uplink {
+            r.extend([
+                ("uplink.keep_alive_s", u.keep_alive_s, 5, 3600),
+                ("uplink.lookup_timeout_ms", u.lookup_timeout_ms, 100, 60_000),
+                ("uplink.resend_after_ms", u.resend_after_ms, 100, 86_400_000),
+                (
+                    "uplink.members_pause_ms",
+                    u.members_pause_ms,
+                    1000,
+                    86_400_000,
+                ),
+            ]);
+        }
+        r
+    }
+
+    fn validate_api(&self, err: &mut impl FnMut(String, String)) {
         let api = &self.api;
         if !api.allow_remote && !api.listen.ip().is_loopback() {
             err(
@@ -581,115 +650,40 @@ impl Config {
                 err(format!("api.allowed_origins[{i}]"), why);
             }
         }
+        self.validate_tokens(err);
+    }
+
+    fn validate_tokens(&self, err: &mut impl FnMut(String, String)) {
         let mut names = HashSet::new();
         let mut secrets = HashSet::new();
-        for (i, t) in api.tokens.iter().enumerate() {
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            let key = |k: &str| format!("api.tokens[{i}].{k}");
             if t.name.is_empty() {
-                err(format!("api.tokens[{i}].name"), "must not be empty".into());
+                err(key("name"), "must not be empty".into());
             } else if !names.insert(t.name.as_str()) {
-                err(
-                    format!("api.tokens[{i}].name"),
-                    format!("duplicate token name {:?}", t.name),
-                );
+                err(key("name"), format!("duplicate token name {:?}", t.name));
             }
             if t.token.len() < 16 {
                 err(
-                    format!("api.tokens[{i}].token"),
+                    key("token"),
                     "must be at least 16 characters (use a random string)".into(),
                 );
             } else if !secrets.insert(t.token.as_str()) {
-                err(
-                    format!("api.tokens[{i}].token"),
-                    "the same token is configured twice".into(),
-                );
+                err(key("token"), "the same token is configured twice".into());
             }
             if t.scopes.is_empty() {
-                err(
-                    format!("api.tokens[{i}].scopes"),
-                    "must name at least one scope".into(),
-                );
+                err(key("scopes"), "must name at least one scope".into());
             }
-        }
-
-        let limits: [(&str, u64, u64, u64); 5] = [
-            ("api.max_connections", api.max_connections as u64, 4, 65_536),
-            ("api.max_streams", api.max_streams as u64, 1, 10_000),
-            (
-                "api.max_streams_per_origin",
-                api.max_streams_per_origin as u64,
-                1,
-                10_000,
-            ),
-            ("api.header_timeout_ms", api.header_timeout_ms, 100, 600_000),
-            (
-                "api.max_ws_message_bytes",
-                api.max_ws_message_bytes as u64,
-                1024,
-                16 << 20,
-            ),
-        ];
-        for (key, v, lo, hi) in limits {
-            if !(lo..=hi).contains(&v) {
-                err(key.into(), format!("must be from {lo} to {hi}"));
-            }
-        }
-        if !(1..=300).contains(&api.tls_renew_days) {
-            err("api.tls_renew_days".into(), "must be from 1 to 300".into());
-        }
-        for (i, t) in api.tokens.iter().enumerate() {
             if t.expires.is_some() && t.expires_unix().is_none() {
                 err(
-                    format!("api.tokens[{i}].expires"),
+                    key("expires"),
                     "must be an RFC 3339 time such as \"2026-12-31T23:59:59Z\"".into(),
                 );
             }
         }
+    }
 
-        if self.storage.max_backlog == 0 {
-            err("storage.max_backlog".into(), "must be at least 1".into());
-        }
-        if !(1..=3650).contains(&self.storage.retain_days) {
-            err(
-                "storage.retain_days".into(),
-                "must be from 1 to 3650".into(),
-            );
-        }
-        let ev = &self.events;
-        if !(16..=1_000_000).contains(&ev.buffer) {
-            err(
-                "events.buffer".into(),
-                "must be between 16 and 1000000".into(),
-            );
-        }
-        if !(8..=100_000).contains(&ev.client_queue) {
-            err(
-                "events.client_queue".into(),
-                "must be between 8 and 100000".into(),
-            );
-        }
-        // Bounded so no value can overflow a deadline computed from it.
-        if !(100..=600_000).contains(&ev.stall_timeout_ms) {
-            err(
-                "events.stall_timeout_ms".into(),
-                "must be between 100 and 600000".into(),
-            );
-        }
-        if !(1..=3600).contains(&ev.ping_interval_s) {
-            err(
-                "events.ping_interval_s".into(),
-                "must be between 1 and 3600".into(),
-            );
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            err(
-                "log.level".into(),
-                format!(
-                    "{:?} is not a level or filter (try \"info\" or \"debug\")",
-                    self.log.level
-                ),
-            );
-        }
-
+    fn validate_devices(&self, device_index: &[usize], err: &mut impl FnMut(String, String)) {
         let mut ids = HashSet::new();
         for (n, d) in self.devices.iter().enumerate() {
             let i = device_index.get(n).copied();
@@ -710,83 +704,63 @@ impl Config {
                 err(key(k), why);
             }
         }
+    }
+}
 
-        if let Some(u) = &self.uplink {
-            match u.broker() {
-                Err(why) => err("uplink.url".into(), why),
-                Ok(b) if !b.tls && (u.ca.is_some() || u.cert.is_some()) => err(
-                    "uplink.url".into(),
-                    "ca/cert/key are set but the url is mqtt://; use mqtts:// for TLS".into(),
-                ),
-                Ok(_) => {}
-            }
-            if u.cert.is_some() != u.key.is_some() {
-                err(
-                    "uplink.key".into(),
-                    "a client certificate needs both cert and key".into(),
-                );
-            }
-            for (k, p) in [("ca", &u.ca), ("cert", &u.cert), ("key", &u.key)] {
-                if let Some(p) = p {
-                    if let Err(e) = std::fs::metadata(p) {
-                        err(format!("uplink.{k}"), format!("{}: {e}", p.display()));
-                    }
+impl UplinkConfig {
+    /// What is wrong in `[uplink]` beyond the number ranges.
+    fn validate(&self, store: &str, err: &mut impl FnMut(String, String)) {
+        let u = self;
+        match u.broker() {
+            Err(why) => err("uplink.url".into(), why),
+            Ok(b) if !b.tls && (u.ca.is_some() || u.cert.is_some()) => err(
+                "uplink.url".into(),
+                "ca/cert/key are set but the url is mqtt://; use mqtts:// for TLS".into(),
+            ),
+            Ok(_) => {}
+        }
+        if u.cert.is_some() != u.key.is_some() {
+            err(
+                "uplink.key".into(),
+                "a client certificate needs both cert and key".into(),
+            );
+        }
+        for (k, p) in [("ca", &u.ca), ("cert", &u.cert), ("key", &u.key)] {
+            if let Some(p) = p {
+                if let Err(e) = std::fs::metadata(p) {
+                    err(format!("uplink.{k}"), format!("{}: {e}", p.display()));
                 }
             }
-            if u.password.is_some() && u.username.is_none() {
+        }
+        if u.password.is_some() && u.username.is_none() {
+            err(
+                "uplink.password".into(),
+                "a password needs a username".into(),
+            );
+        }
+        let id = u.client_id_for(store);
+        if id.is_empty() || id.len() > 128 {
+            err(
+                "uplink.client_id".into(),
+                "must be 1 to 128 characters".into(),
+            );
+        }
+        for (i, f) in u.forward_events.iter().enumerate() {
+            if f.is_empty() || f.contains(['+', '#', '/']) {
                 err(
-                    "uplink.password".into(),
-                    "a password needs a username".into(),
+                    format!("uplink.forward_events[{i}]"),
+                    "an event type or glob (card.*), without MQTT wildcards or /".into(),
                 );
             }
-            if !(5..=3600).contains(&u.keep_alive_s) {
-                err(
-                    "uplink.keep_alive_s".into(),
-                    "must be from 5 to 3600".into(),
-                );
-            }
-            if !(100..=60_000).contains(&u.lookup_timeout_ms) {
-                err(
-                    "uplink.lookup_timeout_ms".into(),
-                    "must be from 100 to 60000".into(),
-                );
-            }
-            if !(100..=86_400_000).contains(&u.resend_after_ms) {
-                err(
-                    "uplink.resend_after_ms".into(),
-                    "must be from 100 to 86400000 (a day)".into(),
-                );
-            }
-            if !(1000..=86_400_000).contains(&u.members_pause_ms) {
-                err(
-                    "uplink.members_pause_ms".into(),
-                    "must be from 1000 to 86400000 (a day)".into(),
-                );
-            }
-            let id = u.client_id_for(&self.store.id);
-            if id.is_empty() || id.len() > 128 {
-                err(
-                    "uplink.client_id".into(),
-                    "must be 1 to 128 characters".into(),
-                );
-            }
-            for (i, f) in u.forward_events.iter().enumerate() {
-                if f.is_empty() || f.contains(['+', '#', '/']) {
-                    err(
-                        format!("uplink.forward_events[{i}]"),
-                        "an event type or glob (card.*), without MQTT wildcards or /".into(),
-                    );
-                }
-            }
-            if u.ack != "broker" && u.ack != "hq" {
-                err("uplink.ack".into(), "must be \"broker\" or \"hq\"".into());
-            }
-            if u.topic_prefix.is_empty() || u.topic_prefix.contains(['+', '#']) {
-                err(
-                    "uplink.topic_prefix".into(),
-                    "must be non-empty and contain no MQTT wildcards".into(),
-                );
-            }
+        }
+        if u.ack != "broker" && u.ack != "hq" {
+            err("uplink.ack".into(), "must be \"broker\" or \"hq\"".into());
+        }
+        if u.topic_prefix.is_empty() || u.topic_prefix.contains(['+', '#']) {
+            err(
+                "uplink.topic_prefix".into(),
+                "must be non-empty and contain no MQTT wildcards".into(),
+            );
         }
     }
 }

@@ -63,16 +63,6 @@ struct NoticeBody<'a> {
     data: serde_json::Value,
 }
 
-/// RFC 3339 UTC with milliseconds, as the contract shows.
-pub fn rfc3339_ms(t: OffsetDateTime) -> String {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&fmt)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
-}
-
 /// Most entries a subscriber's `types=` or `devices=` may list, and the
 /// longest entry. A query string may be 64 KiB; a filter that size must not
 /// reach the bus.
@@ -441,7 +431,7 @@ impl Bus {
             seq,
             boot: &self.boot,
             id,
-            time: rfc3339_ms(time),
+            time: crate::clock::rfc3339_ms(time),
             store: &self.store,
             device,
             body,

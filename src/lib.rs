@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod calls;
+pub mod clock;
 pub mod config;
 pub mod device;
 pub mod event;

@@ -82,25 +82,12 @@ impl Barcode {
     }
 
     fn emit(&self, raw: &[u8], out: &mut Vec<Action>) {
-        let text = match std::str::from_utf8(raw) {
-            Ok(t) => t.to_owned(),
-            Err(_) => {
-                out.push(Action::Malformed(format!(
-                    "scanner sent {} bytes that are not UTF-8; replaced invalid bytes",
-                    raw.len()
-                )));
-                String::from_utf8_lossy(raw).into_owned()
-            }
-        };
-        // Some scanners wrap codes in STX/ETX or pad them; those are not part of the code.
-        let text = text.trim_matches(|c: char| c.is_control() || c == ' ');
-        let (symbology, text) = split_aim(text);
-        if text.is_empty() {
+        let Some((symbology, text)) = code_text(raw, "scanner", out) else {
             return;
-        }
+        };
         out.push(Action::Emit(Event::CodeScanned {
-            text: text.to_owned(),
-            kind: classify(text, self.opts.member_pattern.as_ref()),
+            kind: classify(&text, self.opts.member_pattern.as_ref()),
+            text,
             symbology,
         }));
     }
@@ -120,6 +107,28 @@ impl LineProtocol for Barcode {
     fn line(&mut self, raw: &[u8], out: &mut Vec<Action>) {
         self.emit(raw, out);
     }
+}
+
+/// A scanner's bytes as the code they hold, for every kind of scanner:
+/// invalid UTF-8 replaced (and reported as malformed, naming `who`); the
+/// STX/ETX, padding and suffix controls around it trimmed, since they are not
+/// part of the code; an AIM symbology identifier split off. `None` when
+/// nothing is left.
+pub(crate) fn code_text(
+    raw: &[u8],
+    who: &str,
+    out: &mut Vec<Action>,
+) -> Option<(Option<String>, String)> {
+    let text = String::from_utf8_lossy(raw);
+    if std::str::from_utf8(raw).is_err() {
+        out.push(Action::Malformed(format!(
+            "{who} sent {} bytes that are not UTF-8; replaced invalid bytes",
+            raw.len()
+        )));
+    }
+    let text = text.trim_matches(|c: char| c.is_control() || c == ' ');
+    let (aim, text) = split_aim(text);
+    (!text.is_empty()).then(|| (aim, text.to_owned()))
 }
 
 /// Splits an AIM symbology identifier (`]` letter modifier) off the front.

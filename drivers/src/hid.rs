@@ -6,7 +6,7 @@
 //! [`HidPosScanner::handle_bytes`] (and [`parse_magtek_report`]) once per
 //! report read, never with several reports joined or one report split.
 
-use crate::barcode::{classify, split_aim, MAX_CODE_LEN};
+use crate::barcode::{classify, code_text, split_aim, MAX_CODE_LEN};
 use crate::{Action, Event, Instant, Protocol};
 use regex::Regex;
 use std::fmt;
@@ -167,27 +167,15 @@ impl HidPosScanner {
     }
 
     fn emit(&self, raw: &[u8], out: &mut Vec<Action>) {
-        let text = match std::str::from_utf8(raw) {
-            Ok(t) => t.to_owned(),
-            Err(_) => {
-                out.push(Action::Malformed(format!(
-                    "HID-POS scanner sent {} bytes that are not UTF-8; replaced invalid bytes",
-                    raw.len()
-                )));
-                String::from_utf8_lossy(raw).into_owned()
-            }
-        };
         // Trailing NUL/CR/LF are padding or a configured suffix, and leading
-        // controls an STX: the same trimming the serial scanner gets.
-        let text = text.trim_matches(|c: char| c.is_control() || c == ' ');
-        let (text_aim, text) = split_aim(text);
-        if text.is_empty() {
+        // controls an STX: the same clean-up the serial scanner gets.
+        let Some((text_aim, text)) = code_text(raw, "HID-POS scanner", out) else {
             return;
-        }
+        };
         let vendor = self.vendor_symbology.map(|b| format!("hidpos_{b:02x}"));
         out.push(Action::Emit(Event::CodeScanned {
-            text: text.to_owned(),
-            kind: classify(text, self.opts.member_pattern.as_ref()),
+            kind: classify(&text, self.opts.member_pattern.as_ref()),
+            text,
             symbology: self.aim.clone().or(text_aim).or(vendor),
         }));
     }

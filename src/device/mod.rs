@@ -5,8 +5,9 @@
 pub mod hotplug;
 pub mod registry;
 
+use crate::clock::rfc3339_ms;
 use crate::config::DeviceConfig;
-use crate::event::{rfc3339_ms, Bus};
+use crate::event::Bus;
 use crate::metrics::Metrics;
 use crate::transport::{self, Chunk, Link};
 use futures_util::FutureExt;
@@ -576,7 +577,7 @@ async fn session(
                     }
                     // Protocols read no clock; the wall-clock time of a call is ours.
                     if let Event::CallRinging { at: at @ None, .. } = &mut ev {
-                        *at = Some(crate::event::rfc3339_ms(OffsetDateTime::now_utc()));
+                        *at = Some(crate::clock::now_rfc3339());
                     }
                     bus.publish(Some(&dev.cfg.id), &ev);
                     let mut s = dev.status();

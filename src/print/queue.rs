@@ -104,10 +104,6 @@ pub struct JobStore {
     pub failed_total: std::sync::atomic::AtomicU64,
 }
 
-fn now_rfc3339() -> String {
-    crate::event::rfc3339_ms(OffsetDateTime::now_utc())
-}
-
 /// How the print queue opens, and what is salvaged from a damaged file.
 const STORE: crate::storage::Store<'static> = crate::storage::Store {
     what: "print queue",
@@ -203,7 +199,7 @@ impl JobStore {
         kind: Kind,
         bytes: Vec<u8>,
     ) -> Result<JobView, String> {
-        let created_at = now_rfc3339();
+        let created_at = crate::clock::now_rfc3339();
         let n = bytes.len() as u64;
         let view = JobView {
             job: id.clone(),
@@ -293,7 +289,7 @@ impl JobStore {
         reason: Option<String>,
     ) -> Result<bool, String> {
         let id = id.to_owned();
-        let now = now_rfc3339();
+        let now = crate::clock::now_rfc3339();
         self.run(move |c| {
             let finished = matches!(state, "printed" | "failed").then_some(now.clone());
             let printed = (state == "printed").then_some(now);
@@ -343,7 +339,7 @@ impl JobStore {
     /// Cancels a job that has not started printing: it ends `failed` with
     /// reason `cancelled`. A job printing or finished is left as it is.
     pub async fn cancel(&self, id: String) -> Result<Cancel, String> {
-        let now = now_rfc3339();
+        let now = crate::clock::now_rfc3339();
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE job SET state = 'failed', reason = 'cancelled', finished_at = ?2
@@ -362,7 +358,7 @@ impl JobStore {
     /// Fails the unfinished jobs of printers no longer configured (they would
     /// wait for ever otherwise). Returns how many.
     pub async fn fail_orphans(&self, printers: Vec<String>) -> Result<usize, String> {
-        let now = now_rfc3339();
+        let now = crate::clock::now_rfc3339();
         self.run(move |c| {
             let list = serde_json::Value::from(printers).to_string();
             c.execute(
@@ -377,7 +373,7 @@ impl JobStore {
 
     /// Deletes finished jobs older than `retain`; unfinished ones are never touched.
     pub async fn prune(&self, retain: std::time::Duration) -> Result<usize, String> {
-        let cutoff = crate::event::rfc3339_ms(OffsetDateTime::now_utc() - retain);
+        let cutoff = crate::clock::rfc3339_ms(OffsetDateTime::now_utc() - retain);
         self.run(move |c| {
             c.execute(
                 "DELETE FROM job WHERE state IN ('printed', 'failed') AND finished_at < ?1",

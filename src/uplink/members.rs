@@ -99,7 +99,7 @@ impl Members {
     /// Stores or replaces members (HQ's objects as they are; `id` and `phones`
     /// are what the cache indexes).
     pub fn upsert(&self, members: &[Value]) -> Result<Upserted, String> {
-        let now = crate::event::rfc3339_ms(time::OffsetDateTime::now_utc());
+        let now = crate::clock::now_rfc3339();
         let mut c = self.lock();
         let t = c.transaction().map_err(|e| e.to_string())?;
         let mut r = Upserted::default();

@@ -179,7 +179,7 @@ fn status_payload(state: &str, boot: &str) -> String {
         "state": state,
         "version": env!("CARGO_PKG_VERSION"),
         "boot": boot,
-        "time": crate::event::rfc3339_ms(time::OffsetDateTime::now_utc()),
+        "time": crate::clock::now_rfc3339(),
     })
     .to_string()
 }
@@ -734,7 +734,7 @@ impl Relay {
             let e = if again {
                 // Back straight after a clean session: retained on a member
                 // topic. Without those topics transactions still flow.
-                let shown = crate::event::rfc3339_ms(time::OffsetDateTime::now_utc() + pause);
+                let shown = crate::clock::rfc3339_ms(time::OffsetDateTime::now_utc() + pause);
                 *self
                     .status
                     .members_paused

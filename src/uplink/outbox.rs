@@ -139,10 +139,6 @@ pub struct Outbox {
     pub start_problem: Option<String>,
 }
 
-fn now_rfc3339() -> String {
-    crate::event::rfc3339_ms(OffsetDateTime::now_utc())
-}
-
 /// How the outbox opens, and what is salvaged from a damaged file.
 const STORE: crate::storage::Store<'static> = crate::storage::Store {
     what: "outbox",
@@ -464,7 +460,7 @@ impl Writer {
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> rusqlite::Result<u64>,
     ) -> Result<u64, String> {
-        let now = now_rfc3339();
+        let now = crate::clock::now_rfc3339();
         let run = |conn: &mut Connection| {
             let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = f(&t, &now)?;
@@ -487,7 +483,7 @@ impl Writer {
     fn prune(&mut self) {
         self.last_prune = Some(std::time::Instant::now());
         let cutoff = OffsetDateTime::now_utc() - self.retain;
-        let cutoff = crate::event::rfc3339_ms(cutoff);
+        let cutoff = crate::clock::rfc3339_ms(cutoff);
         let sql = format!(
             "DELETE FROM tx WHERE state != 'queued' AND sent_at < ?1 AND NOT ({})",
             self.mode.pending_sql()
@@ -520,7 +516,7 @@ fn commit_group(
             Some(_) => Inserted::Conflict,
             None if pending >= max_backlog => Inserted::Full { backlog: pending },
             None => {
-                let queued_at = now_rfc3339();
+                let queued_at = crate::clock::now_rfc3339();
                 t.execute(
                     "INSERT INTO tx (id, body, queued_at) VALUES (?1, ?2, ?3)",
                     params![ins.id, ins.body, queued_at],
