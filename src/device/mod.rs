@@ -641,7 +641,9 @@ async fn session(
                 if reply.is_closed() {
                     continue;
                 }
-                let ok = protocol.request_read(now(), &mut actions);
+                // A typed call on the link first (PC/SC reads by itself),
+                // else the protocol's own request on the wire.
+                let ok = link.request_read() || protocol.request_read(now(), &mut actions);
                 let _ = reply.send(if ok { ReadOutcome::Started } else { ReadOutcome::NotSupported });
             }
         }

@@ -274,8 +274,8 @@ fn make_rfid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
     })))
 }
 
-/// The pcsc link does the card work in its own thread; the protocol only
-/// forwards on-demand reads to it.
+/// The pcsc link does the card work in its own thread, and takes "read now"
+/// itself ([`crate::transport::Link::request_read`]): no protocol on top.
 struct PcscCommands;
 
 impl Protocol for PcscCommands {
@@ -285,17 +285,6 @@ impl Protocol for PcscCommands {
         _bytes: &[u8],
         _out: &mut Vec<posbridge_drivers::Action>,
     ) {
-    }
-
-    fn request_read(
-        &mut self,
-        _now: posbridge_drivers::Instant,
-        out: &mut Vec<posbridge_drivers::Action>,
-    ) -> bool {
-        out.push(posbridge_drivers::Action::Write(
-            crate::transport::PCSC_REREAD.to_vec(),
-        ));
-        true
     }
 }
 

@@ -168,6 +168,19 @@ impl Link<'_> {
         }
     }
 
+    /// "Read now" (`POST /v1/devices/{id}/read`), for links that read on
+    /// their own: a PC/SC link reads every card on its readers again. `false`:
+    /// the link has nothing to do, ask the protocol.
+    pub fn request_read(&mut self) -> bool {
+        match self {
+            Link::Pcsc(p) => {
+                p.reread();
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Link::Serial(s) => s.write_all(bytes).await,
@@ -178,10 +191,6 @@ impl Link<'_> {
             }
             Link::SimReader(r) => {
                 r.write(bytes);
-                Ok(())
-            }
-            Link::Pcsc(p) if bytes == PCSC_REREAD => {
-                p.reread();
                 Ok(())
             }
             Link::Hid(h, HidReports::Feature) => h.feature_exchange(bytes),
@@ -217,9 +226,6 @@ pub async fn resolve_by_usb_id(
         ..cfg.clone()
     }))
 }
-
-/// What the `pcsc` driver writes to ask its link to read the cards again.
-pub const PCSC_REREAD: &[u8] = b"reread";
 
 /// Transports this build can open.
 /// (`usb` and `file` are receipt-printer links, opened by src/print.)
