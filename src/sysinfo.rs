@@ -622,7 +622,7 @@ pub fn doctor(
                 let (Some(v), Some(p)) = (hex(&m.vid), hex(&m.pid)) else {
                     continue;
                 };
-                let kind = NodeKind::for_device(&d.driver, t);
+                let kind = crate::device::registry::node_kind(d);
                 let absent = || format!("no USB device {v:04x}:{p:04x} is plugged in");
                 match kind {
                     Some(NodeKind::UsbDevice) => {

@@ -157,16 +157,6 @@ impl NodeKind {
             _ => None,
         }
     }
-
-    /// The node a configured device is opened at: as
-    /// [`NodeKind::for_transport`], except that a USB receipt printer is its
-    /// usblp node, not the whole USB device (which dongles are watched as).
-    pub fn for_device(driver: &str, transport: &str) -> Option<NodeKind> {
-        match Self::for_transport(transport) {
-            Some(NodeKind::UsbDevice) if driver == "escpos" => Some(NodeKind::Usblp),
-            k => k,
-        }
-    }
 }
 
 /// A configured device the matcher watches for.

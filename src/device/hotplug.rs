@@ -33,7 +33,7 @@ pub fn targets(configs: &[DeviceConfig]) -> Vec<Target> {
         .iter()
         .filter_map(|c| {
             let m = c.usb_match.as_ref()?;
-            let kind = NodeKind::for_device(&c.driver, c.transport_name())?;
+            let kind = super::registry::node_kind(c)?;
             Some(Target {
                 device: c.id.clone(),
                 kind,

@@ -101,9 +101,7 @@ impl Device {
     /// like printers, count as supervised).
     pub fn supervised(&self) -> bool {
         // A device being retired by a reload is not a dead task.
-        registry::SELF_RUN.contains(&self.cfg.driver.as_str())
-            || self.stop.is_cancelled()
-            || !self.read_tx.is_closed()
+        registry::print_worker(&self.cfg) || self.stop.is_cancelled() || !self.read_tx.is_closed()
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -305,7 +303,7 @@ impl Devices {
             stop: stop.clone(),
             task: Mutex::new(None),
         });
-        if registry::SELF_RUN.contains(&cfg.driver.as_str()) {
+        if registry::print_worker(cfg) {
             // Listed and reported here; run by its own module (src/print).
             return Ok(dev);
         }
@@ -335,10 +333,7 @@ impl Devices {
         for cfg in configs {
             match old.iter().find(|d| d.cfg.id == cfg.id) {
                 Some(d) if d.cfg == *cfg => next.push(d.clone()),
-                Some(d)
-                    if registry::SELF_RUN.contains(&d.cfg.driver.as_str())
-                        || registry::SELF_RUN.contains(&cfg.driver.as_str()) =>
-                {
+                Some(d) if registry::print_worker(&d.cfg) || registry::print_worker(cfg) => {
                     r.kept.push(cfg.id.clone());
                     next.push(d.clone());
                 }
@@ -346,7 +341,7 @@ impl Devices {
                     r.changed.push(cfg.id.clone());
                     retire.push(d.clone());
                 }
-                None if registry::SELF_RUN.contains(&cfg.driver.as_str()) => {
+                None if registry::print_worker(cfg) => {
                     r.kept.push(cfg.id.clone());
                 }
                 None => r.added.push(cfg.id.clone()),
@@ -354,7 +349,7 @@ impl Devices {
         }
         for d in &old {
             if !configs.iter().any(|c| c.id == d.cfg.id) {
-                if registry::SELF_RUN.contains(&d.cfg.driver.as_str()) {
+                if registry::print_worker(&d.cfg) {
                     r.kept.push(d.cfg.id.clone());
                     next.push(d.clone());
                 } else {

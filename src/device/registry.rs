@@ -2,6 +2,7 @@
 //! accepts, which config keys it uses, and how to make its protocol.
 
 use crate::config::DeviceConfig;
+use posbridge_drivers::hotplug::NodeKind;
 use posbridge_drivers::{barcode, callerid, dongle, hid, idcard, magstripe, rfid, Protocol};
 
 /// A config problem as (key within the device table, reason).
@@ -10,7 +11,8 @@ pub type KeyError = (&'static str, String);
 /// Builds a driver's protocol from its device table.
 pub type MakeProtocol = fn(&DeviceConfig) -> Result<Box<dyn Protocol>, KeyError>;
 
-/// One driver family.
+/// One driver family: everything the rest of the daemon needs to know about
+/// it, so nothing outside this list compares driver names.
 pub struct DriverSpec {
     pub name: &'static str,
     pub transports: &'static [&'static str],
@@ -18,7 +20,86 @@ pub struct DriverSpec {
     pub keys: &'static [&'static str],
     /// Serial speed when the config gives none.
     pub default_baud: u32,
+    /// Who runs its devices.
+    pub runs: Runs,
+    /// What a `sim` device of this family is.
+    pub sim: SimKind,
+    /// How its HID reports reach the protocol (`transport = "hid"`).
+    pub hid: HidReading,
+    /// What `transport = "usb"` opens for it.
+    pub usb: UsbNode,
     pub make: MakeProtocol,
+}
+
+/// Who runs a family's devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runs {
+    /// The generic supervisor opens the link and feeds the protocol.
+    Supervisor,
+    /// Its own worker owns the link (src/print: a receipt printer's status
+    /// queries must never land inside a job's bytes).
+    PrintWorker,
+}
+
+/// What a `sim` device of a family is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimKind {
+    /// Bytes posted to `simulate` are the device's output.
+    Stream,
+    /// A request/response reader: the simulated ID-card reader answers the
+    /// driver's frames, and `simulate` places or lifts its card.
+    IdCardReader,
+}
+
+/// How a HID device's reports reach its family's protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HidReading {
+    /// Whole reports, one per `handle_bytes` (HID-POS scanners, caller-ID boxes).
+    Whole,
+    /// MagTek-style magstripe reports, rendered as track text.
+    Magtek,
+    /// Boot-keyboard reports, typed out as text (wedge readers on hidraw).
+    Keyboard,
+    /// Feature-report exchanges (dongles).
+    Feature,
+}
+
+/// What `transport = "usb"` is for a family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsbNode {
+    /// The family takes no `usb` transport.
+    None,
+    /// The kernel's printer-class node (`/dev/usb/lpN`).
+    Printer,
+    /// Only the USB device's presence (vendor-class dongles).
+    Presence,
+}
+
+impl DriverSpec {
+    /// The node a device of this family on `transport` is opened at: a USB
+    /// receipt printer is its usblp node, not the whole USB device (which
+    /// dongles are watched as).
+    pub fn node_kind(&self, transport: &str) -> Option<NodeKind> {
+        match NodeKind::for_transport(transport) {
+            Some(NodeKind::UsbDevice) if self.usb == UsbNode::Printer => Some(NodeKind::Usblp),
+            k => k,
+        }
+    }
+}
+
+/// The family of a configured device (validated configs always have one).
+pub fn spec(cfg: &DeviceConfig) -> Option<&'static DriverSpec> {
+    find(&cfg.driver)
+}
+
+/// The node a configured device is opened at, if it is a device node.
+pub fn node_kind(cfg: &DeviceConfig) -> Option<NodeKind> {
+    spec(cfg)?.node_kind(cfg.transport_name())
+}
+
+/// Whether a configured device is run by the print worker, not the supervisor.
+pub fn print_worker(cfg: &DeviceConfig) -> bool {
+    spec(cfg).is_some_and(|s| s.runs == Runs::PrintWorker)
 }
 
 /// Every driver in this build.
@@ -28,6 +109,10 @@ pub static DRIVERS: &[DriverSpec] = &[
         transports: &["serial", "evdev", "hid", "sim"],
         keys: &["member_pattern", "idle_flush_ms", "suffix"],
         default_baud: 9600,
+        runs: Runs::Supervisor,
+        sim: SimKind::Stream,
+        hid: HidReading::Whole,
+        usb: UsbNode::None,
         make: make_barcode,
     },
     DriverSpec {
@@ -35,6 +120,10 @@ pub static DRIVERS: &[DriverSpec] = &[
         transports: &["serial", "evdev", "hid", "sim"],
         keys: &["lrc", "idle_flush_ms"],
         default_baud: 9600,
+        runs: Runs::Supervisor,
+        sim: SimKind::Stream,
+        hid: HidReading::Magtek,
+        usb: UsbNode::None,
         make: make_magstripe,
     },
     DriverSpec {
@@ -42,6 +131,10 @@ pub static DRIVERS: &[DriverSpec] = &[
         transports: &["serial", "evdev", "hid", "sim"],
         keys: &["format", "idle_flush_ms"],
         default_baud: 9600,
+        runs: Runs::Supervisor,
+        sim: SimKind::Stream,
+        hid: HidReading::Keyboard,
+        usb: UsbNode::None,
         make: make_rfid,
     },
     DriverSpec {
@@ -49,6 +142,10 @@ pub static DRIVERS: &[DriverSpec] = &[
         transports: &["pcsc"],
         keys: &["reader", "blocks", "key", "key_type"],
         default_baud: 9600,
+        runs: Runs::Supervisor,
+        sim: SimKind::Stream,
+        hid: HidReading::Keyboard,
+        usb: UsbNode::None,
         make: make_pcsc,
     },
     DriverSpec {
@@ -56,6 +153,10 @@ pub static DRIVERS: &[DriverSpec] = &[
         transports: &["serial", "sim"],
         keys: &["poll_ms"],
         default_baud: 115_200,
+        runs: Runs::Supervisor,
+        sim: SimKind::IdCardReader,
+        hid: HidReading::Keyboard,
+        usb: UsbNode::None,
         make: make_idcard,
     },
     DriverSpec {
@@ -70,6 +171,10 @@ pub static DRIVERS: &[DriverSpec] = &[
             "hid_layout",
         ],
         default_baud: 9600,
+        runs: Runs::Supervisor,
+        sim: SimKind::Stream,
+        hid: HidReading::Whole,
+        usb: UsbNode::None,
         make: make_callerid,
     },
     DriverSpec {
@@ -85,6 +190,10 @@ pub static DRIVERS: &[DriverSpec] = &[
             "status_query",
         ],
         default_baud: 9600,
+        runs: Runs::PrintWorker,
+        sim: SimKind::Stream,
+        hid: HidReading::Keyboard,
+        usb: UsbNode::Printer,
         make: make_escpos,
     },
     DriverSpec {
@@ -94,14 +203,13 @@ pub static DRIVERS: &[DriverSpec] = &[
         transports: &["hid", "usb", "sim"],
         keys: &["check", "match"],
         default_baud: 9600,
+        runs: Runs::Supervisor,
+        sim: SimKind::Stream,
+        hid: HidReading::Feature,
+        usb: UsbNode::Presence,
         make: make_dongle,
     },
 ];
-
-/// Drivers whose devices run in their own module rather than under the generic
-/// supervisor: a receipt printer's worker (src/print) owns its link, so status
-/// queries never interleave with a job's bytes.
-pub const SELF_RUN: &[&str] = &["escpos"];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.
 const PLANNED: &[&str] = &[];
@@ -293,7 +401,7 @@ fn make_pcsc(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
     Ok(Box::new(PcscCommands))
 }
 
-/// Never run: the print worker drives escpos devices (see [`SELF_RUN`]).
+/// Never run: the print worker drives escpos devices ([`Runs::PrintWorker`]).
 struct Unsupervised;
 
 impl Protocol for Unsupervised {
@@ -486,7 +594,7 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
                 ),
             ))
         }
-        "usb" if d.driver == "escpos"
+        "usb" if spec.usb == UsbNode::Printer
             && d.usb_match.is_none()
             && d.path.as_deref().is_none_or(str::is_empty) => out.push((
             "path",

@@ -207,7 +207,11 @@ impl Printers {
             );
         }
         let mut list = Vec::new();
-        for cfg in config.devices.iter().filter(|d| d.driver == "escpos") {
+        for cfg in config
+            .devices
+            .iter()
+            .filter(|d| crate::device::registry::print_worker(d))
+        {
             // Validation already read them; a failure here is a bug, reported not panicked.
             let opts = options(cfg)
                 .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;

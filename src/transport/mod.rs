@@ -211,7 +211,7 @@ pub async fn resolve_by_usb_id(
     cfg: &DeviceConfig,
 ) -> Result<std::borrow::Cow<'_, DeviceConfig>, OpenError> {
     use std::borrow::Cow;
-    let kind = NodeKind::for_device(&cfg.driver, cfg.transport_name());
+    let kind = crate::device::registry::node_kind(cfg);
     let (None, Some(m), Some(kind @ (NodeKind::Tty | NodeKind::Usblp))) =
         (&cfg.path, &cfg.usb_match, kind)
     else {
@@ -238,9 +238,12 @@ pub async fn open<'a>(
     cfg: &DeviceConfig,
     sim: Option<&'a mut mpsc::Receiver<Vec<u8>>>,
 ) -> Result<Link<'a>, OpenError> {
+    use crate::device::registry::{self, HidReading, SimKind, UsbNode};
+    let spec = registry::spec(cfg)
+        .ok_or_else(|| OpenError::from(format!("unknown driver {:?}", cfg.driver)))?;
     match (cfg.transport_name(), sim) {
         // Request/response devices need something to answer them.
-        ("sim", Some(rx)) if cfg.driver == "idcard-sam" => {
+        ("sim", Some(rx)) if spec.sim == SimKind::IdCardReader => {
             Ok(Link::SimReader(Box::new(sim::SimReader::new(rx))))
         }
         ("sim", Some(rx)) => Ok(Link::Sim(rx)),
@@ -287,7 +290,7 @@ pub async fn open<'a>(
                 .map_err(|e| OpenError::from(format!("{addr}: cannot listen: {e}")))
         }
         ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg).await?))),
-        ("usb", _) if cfg.driver == "dongle" => {
+        ("usb", _) if spec.usb == UsbNode::Presence => {
             let Some(m) = &cfg.usb_match else {
                 return Err(OpenError::from("dongle needs match".to_owned()));
             };
@@ -316,11 +319,11 @@ pub async fn open<'a>(
             }
         }
         ("hid", _) => {
-            let reports = match cfg.driver.as_str() {
-                "dongle" => HidReports::Feature,
-                "barcode" | "callerid" => HidReports::Whole,
-                "magstripe" => HidReports::Magtek,
-                _ => HidReports::Keyboard(HidKeyboard::new()),
+            let reports = match spec.hid {
+                HidReading::Feature => HidReports::Feature,
+                HidReading::Whole => HidReports::Whole,
+                HidReading::Magtek => HidReports::Magtek,
+                HidReading::Keyboard => HidReports::Keyboard(HidKeyboard::new()),
             };
             // hidapi enumerates and opens synchronously; keep it off the async workers.
             let cfg = cfg.clone();
