@@ -12,9 +12,6 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long a TCP connect may take before the printer counts as offline.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// An open link to one printer.
 pub enum Link {
     Tcp(tokio::net::TcpStream),
@@ -29,114 +26,19 @@ fn path(cfg: &DeviceConfig) -> &str {
     cfg.path.as_deref().unwrap_or_default()
 }
 
-fn not_found(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-    ) || e.raw_os_error() == Some(libc::ENODEV)
-}
-
-/// Opens a `file` printer's output for appending, refusing what would let
-/// another user point it elsewhere: a symlink at the path (`O_NOFOLLOW`:
-/// print clients would append to any file the daemon can write), a folder
-/// others can write or that belongs to another user (they could plant one,
-/// or a file of theirs that collects the receipts), or something that is
-/// not a plain file (a FIFO would hang the worker).
-fn open_print_file(p: &std::path::Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let shown = p.display();
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let d =
-        std::fs::metadata(dir).map_err(|e| format!("{shown}: folder {}: {e}", dir.display()))?;
-    let mode = d.mode() & 0o7777;
-    let ours = [0, nix::unistd::geteuid().as_raw()];
-    if mode & 0o022 != 0 || !ours.contains(&d.uid()) {
-        return Err(format!(
-            "{shown}: other users can write the folder {} (mode {mode:04o}, owner uid {}), so they could swap the file for a link; use a folder only posbridge and root can write",
-            dir.display(),
-            d.uid()
-        ));
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(p)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => format!(
-                "{shown} is a symbolic link; a file printer writes only to a plain file (remove the link)"
-            ),
-            _ => format!("{shown}: {e}"),
-        })?;
-    let m = f.metadata().map_err(|e| format!("{shown}: {e}"))?;
-    if !m.is_file() {
-        return Err(format!("{shown} is not a plain file"));
-    }
-    Ok(f)
-}
-
 impl Link {
     /// Opens the configured transport. `absent` errors (nothing listening,
     /// unplugged) show the device as disconnected; the rest as error.
     pub async fn open(cfg: &DeviceConfig) -> Result<Link, OpenError> {
-        // Found by USB id: the node it has now (lp0 may be lp1 after a replug).
-        let cfg = &*crate::transport::resolve_by_usb_id(cfg).await?;
+        use crate::transport;
         match cfg.transport_name() {
-            "tcp" => {
-                let addr = cfg.address.as_deref().unwrap_or_default();
-                let connect = tokio::net::TcpStream::connect(addr);
-                match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-                    Ok(Ok(s)) => {
-                        let _ = s.set_nodelay(true);
-                        Ok(Link::Tcp(s))
-                    }
-                    Ok(Err(e)) if not_found(&e) => {
-                        Err(OpenError::absent(format!("{addr}: nothing listening")))
-                    }
-                    Ok(Err(e)) => Err(OpenError::absent(format!("{addr}: {e}"))),
-                    Err(_) => Err(OpenError::absent(format!(
-                        "{addr}: no answer within {} s",
-                        CONNECT_TIMEOUT.as_secs()
-                    ))),
-                }
-            }
-            "serial" => {
-                let builder = crate::transport::serial_settings(cfg)
-                    .map_err(|(k, why)| OpenError::from(format!("{k}: {why}")))?;
-                tokio_serial::SerialStream::open(&builder)
-                    .map(Link::Serial)
-                    .map_err(|e| {
-                        let p = path(cfg);
-                        match e.kind() {
-                            tokio_serial::ErrorKind::NoDevice
-                            | tokio_serial::ErrorKind::Io(io::ErrorKind::NotFound) => {
-                                OpenError::absent(format!("{p}: no such device"))
-                            }
-                            _ => OpenError::from(format!("{p}: {e}")),
-                        }
-                    })
-            }
+            "tcp" => transport::connect_tcp(cfg.address.as_deref().unwrap_or_default())
+                .await
+                .map(Link::Tcp),
+            "serial" => transport::open_serial(cfg).await.map(Link::Serial),
             "usb" => {
-                use std::os::unix::fs::OpenOptionsExt;
-                let p = path(cfg);
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                    .open(p)
-                    .map_err(|e| match e {
-                        e if not_found(&e) => {
-                            OpenError::absent(format!("{p}: no such device (unplugged?)"))
-                        }
-                        e if e.kind() == io::ErrorKind::PermissionDenied => OpenError::from(format!(
-                            "{p}: permission denied; add the service user to group lp or install udev/70-posbridge.rules"
-                        )),
-                        e => OpenError::from(format!("{p}: {e}")),
-                    })?;
+                let file = transport::open_usblp(cfg).await?;
+                let p = cfg.path.clone().unwrap_or_default();
                 // SAFETY: the File owns its descriptor and lives inside the
                 // AsyncFd until it is dropped; nothing else closes or replaces it.
                 unsafe { AsyncFd::register(file) }
@@ -146,7 +48,7 @@ impl Link {
             "file" => {
                 let p = PathBuf::from(path(cfg));
                 // Checked and opened here once so a bad path shows on the device at start.
-                open_print_file(&p).map_err(OpenError::from)?;
+                transport::open_append(&p).map_err(OpenError::from)?;
                 Ok(Link::File(p))
             }
             t => Err(OpenError::from(format!(
@@ -215,7 +117,7 @@ impl Link {
                 let bytes = bytes.to_vec();
                 // One write of the whole job on an O_APPEND file: jobs never interleave.
                 tokio::task::spawn_blocking(move || {
-                    let mut f = open_print_file(&p).map_err(io::Error::other)?;
+                    let mut f = crate::transport::open_append(&p).map_err(io::Error::other)?;
                     io::Write::write_all(&mut f, &bytes)?;
                     f.sync_data()
                 })

@@ -227,6 +227,113 @@ pub async fn resolve_by_usb_id(
     }))
 }
 
+/// How long a TCP connect may take before the far end counts as absent.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Connects to a network device (an NCID server, a port-9100 printer).
+/// Nothing listening, no route, or no answer in time: absent, retried
+/// quietly like an unplugged device; anything else (a bad address) is an error.
+pub async fn connect_tcp(addr: &str) -> Result<tokio::net::TcpStream, OpenError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            // Small writes (a drawer kick, a status query) go at once.
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            Err(OpenError::absent(format!("{addr}: nothing listening")))
+        }
+        Ok(Err(e))
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN | libc::ETIMEDOUT)
+            ) =>
+        {
+            Err(OpenError::absent(format!("{addr}: {e}")))
+        }
+        Ok(Err(e)) => Err(format!("{addr}: {e}").into()),
+        Err(_) => Err(OpenError::absent(format!(
+            "{addr}: no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Opens a serial device with its settings; one found by USB id at the tty
+/// it has now (it may change across replugs).
+pub async fn open_serial(cfg: &DeviceConfig) -> Result<tokio_serial::SerialStream, OpenError> {
+    let cfg = &*resolve_by_usb_id(cfg).await?;
+    let path = cfg.path.as_deref().unwrap_or_default();
+    let builder = serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
+    tokio_serial::SerialStream::open(&builder).map_err(|e| serial_error(path, e))
+}
+
+/// Opens a USB printer-class node (`/dev/usb/lpN`) for reading and writing,
+/// non-blocking; one found by USB id at the node it has now.
+pub async fn open_usblp(cfg: &DeviceConfig) -> Result<std::fs::File, OpenError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let cfg = &*resolve_by_usb_id(cfg).await?;
+    let p = cfg.path.as_deref().unwrap_or_default();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(p)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => OpenError::absent(format!("{p}: no such device (unplugged?)")),
+            _ if e.raw_os_error() == Some(libc::ENODEV) => {
+                OpenError::absent(format!("{p}: no such device (unplugged?)"))
+            }
+            io::ErrorKind::PermissionDenied => OpenError::from(format!(
+                "{p}: permission denied; add the service user to group lp or install udev/70-posbridge.rules"
+            )),
+            _ => OpenError::from(format!("{p}: {e}")),
+        })
+}
+
+/// Opens a file for appending what a device is sent (a `file` printer),
+/// refusing what would let another user point it elsewhere: a symlink at the
+/// path (`O_NOFOLLOW`: writes would go to any file the daemon can write), a
+/// folder others can write or that belongs to another user (they could
+/// plant one, or a file of theirs that collects what is written), or
+/// something that is not a plain file (a FIFO would hang the writer).
+pub fn open_append(p: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let shown = p.display();
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let d =
+        std::fs::metadata(dir).map_err(|e| format!("{shown}: folder {}: {e}", dir.display()))?;
+    let mode = d.mode() & 0o7777;
+    let ours = [0, nix::unistd::geteuid().as_raw()];
+    if mode & 0o022 != 0 || !ours.contains(&d.uid()) {
+        return Err(format!(
+            "{shown}: other users can write the folder {} (mode {mode:04o}, owner uid {}), so they could swap the file for a link; use a folder only posbridge and root can write",
+            dir.display(),
+            d.uid()
+        ));
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => format!(
+                "{shown} is a symbolic link; a file printer writes only to a plain file (remove the link)"
+            ),
+            _ => format!("{shown}: {e}"),
+        })?;
+    let m = f.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !m.is_file() {
+        return Err(format!("{shown} is not a plain file"));
+    }
+    Ok(f)
+}
+
 /// Transports this build can open.
 /// (`usb` and `file` are receipt-printer links, opened by src/print.)
 pub const TRANSPORTS: &[&str] = &[
@@ -247,31 +354,10 @@ pub async fn open<'a>(
             Ok(Link::SimReader(Box::new(sim::SimReader::new(rx))))
         }
         ("sim", Some(rx)) => Ok(Link::Sim(rx)),
-        ("serial", _) => {
-            // Found by USB id: the tty it has now (it may change across replugs).
-            let cfg = &*resolve_by_usb_id(cfg).await?;
-            let path = cfg.path.as_deref().unwrap_or_default();
-            let builder = serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
-            Ok(tokio_serial::SerialStream::open(&builder)
-                .map(Link::Serial)
-                .map_err(|e| serial_error(path, e))?)
-        }
-        ("tcp", _) => {
-            let addr = cfg.address.as_deref().unwrap_or_default();
-            let connect = tokio::net::TcpStream::connect(addr);
-            match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    Ok(Link::Tcp(s))
-                }
-                // Nothing listening (yet): like an unplugged device, retried quietly.
-                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    Err(OpenError::absent(format!("{addr}: nothing listening")))
-                }
-                Ok(Err(e)) => Err(format!("{addr}: {e}").into()),
-                Err(_) => Err(format!("{addr}: no answer within 5 s").into()),
-            }
-        }
+        ("serial", _) => open_serial(cfg).await.map(Link::Serial),
+        ("tcp", _) => connect_tcp(cfg.address.as_deref().unwrap_or_default())
+            .await
+            .map(Link::Tcp),
         ("udp", _) => {
             let addr = cfg.address.as_deref().unwrap_or_default();
             let from = match cfg.from.as_deref().map(str::parse::<std::net::IpAddr>) {
