@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod calls;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod device;
@@ -13,7 +14,7 @@ pub mod load;
 pub mod metrics;
 pub mod print;
 pub mod storage;
-pub mod sysinfo;
+pub mod sysfs;
 pub mod tls;
 pub mod transport;
 pub mod uplink;

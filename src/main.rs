@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use posbridge::cli;
 use posbridge::config::{self, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,28 +117,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { config } => run(&config),
-        Cmd::CheckConfig { config } => match posbridge::load::load(&config) {
-            Ok(posbridge::load::Loaded {
-                config: c,
-                warnings,
-            }) => {
-                for w in warnings {
-                    eprintln!("warning: {w}");
-                }
-                println!(
-                    "{}: ok (store {}, {} device{})",
-                    config.display(),
-                    c.store.id,
-                    c.devices.len(),
-                    if c.devices.len() == 1 { "" } else { "s" }
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprint!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Cmd::CheckConfig { config } => cli::check_config(&config),
         Cmd::Simulate {
             device,
             payload,
@@ -146,7 +126,7 @@ fn main() -> ExitCode {
             config,
             url,
             token,
-        } => match simulate(&device, &payload, hex, raw, &config, url, token) {
+        } => match cli::simulate::send(&device, &payload, hex, raw, &config, url, token) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("posbridge simulate: {e:#}");
@@ -163,208 +143,26 @@ fn main() -> ExitCode {
             nss_dbs,
             no_nss,
             update_command,
-        } => {
-            // Paths given by hand may not be the sudo user's: only a named
-            // --user, or the sudo user's home found from passwd, makes certutil
-            // run as them (as root, other paths run as whoever owns them).
-            let user_named = user.is_some();
-            let paths_given = home.is_some() || !nss_dbs.is_empty();
-            let for_user = match trust_cert_user(user) {
-                Ok(u) => u.filter(|_| user_named || !paths_given),
-                Err(e) => {
-                    eprintln!("posbridge trust-cert: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Some(u) = &for_user {
-                if !no_nss {
-                    println!("for user {} ({})", u.name, u.dir.display());
-                }
-            }
-            let home = home
-                .or_else(|| for_user.as_ref().map(|u| u.dir.clone()))
-                .or_else(|| std::env::var_os("HOME").map(PathBuf::from));
-            let ca = match ca {
-                Some(ca) => ca,
-                None => match Config::load(&config) {
-                    Ok(c) => posbridge::tls::ca_path(&c.storage.dir.join("tls")),
-                    Err(e) => {
-                        eprint!("{e}");
-                        return ExitCode::FAILURE;
-                    }
-                },
-            };
-            let nss_dbs = match (no_nss, nss_dbs.is_empty(), home) {
-                (true, _, _) => Vec::new(),
-                (false, false, _) => nss_dbs,
-                (false, true, Some(h)) => posbridge::tls::nss_dbs_in(&h),
-                (false, true, None) => Vec::new(),
-            };
-            let targets = posbridge::tls::TrustTargets {
-                system_dir: (!no_system).then_some(system_dir),
-                update_command: (!no_system).then_some(update_command),
-                nss_dbs,
-                // Not root: certutil runs as the caller, whoever was named.
-                nss_owner: for_user
-                    .filter(|_| nix::unistd::geteuid().is_root())
-                    .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
-            };
-            match posbridge::tls::trust(&ca, &targets) {
-                Ok(done) => {
-                    for d in done {
-                        println!("trusted: {d}");
-                    }
-                    println!("restart the browsers so they see the new CA");
-                    ExitCode::SUCCESS
-                }
-                Err(lines) => {
-                    for l in lines {
-                        eprintln!("posbridge trust-cert: {l}");
-                    }
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Cmd::Devices { sysfs, dev } => devices(&sysfs, &dev),
+        } => cli::trust_cert::command(cli::trust_cert::Args {
+            config,
+            ca,
+            system_dir,
+            no_system,
+            user,
+            home,
+            nss_dbs,
+            no_nss,
+            update_command,
+        }),
+        Cmd::Devices { sysfs, dev } => cli::devices::command(&sysfs, &dev),
         Cmd::Doctor {
             config,
             sysfs,
             dev,
             rules_dirs,
             user,
-        } => doctor(&config, &sysfs, &dev, rules_dirs, user),
-        Cmd::UdevRules => match posbridge_drivers::catalog::Catalog::builtin() {
-            Ok(c) => {
-                print!("{}", c.udev_rules());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("posbridge udev-rules: the built-in catalog is broken: {e}");
-                ExitCode::FAILURE
-            }
-        },
-    }
-}
-
-/// Whose browsers `trust-cert` serves: the one named, or under sudo the
-/// user who ran it (root's own NSS databases are of no use to a cashier).
-fn trust_cert_user(name: Option<String>) -> Result<Option<nix::unistd::User>, String> {
-    use nix::unistd::{geteuid, User};
-    let root = geteuid().is_root();
-    let name = match name {
-        Some(n) => n,
-        None => match std::env::var("SUDO_USER") {
-            Ok(n) if root && !n.is_empty() && n != "root" => n,
-            _ => return Ok(None),
-        },
-    };
-    let user = User::from_name(&name)
-        .map_err(|e| format!("cannot look up user {name:?}: {e}"))?
-        .ok_or_else(|| format!("no user {name:?} on this machine"))?;
-    if !root && user.uid != geteuid() {
-        return Err(format!(
-            "only root can install into {name:?}'s browsers: run it with sudo"
-        ));
-    }
-    Ok(Some(user))
-}
-
-fn devices(sysfs: &std::path::Path, dev: &std::path::Path) -> ExitCode {
-    let catalog = match posbridge_drivers::catalog::Catalog::builtin() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("posbridge devices: the built-in catalog is broken: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let nodes = posbridge::sysinfo::scan(sysfs, dev);
-    if nodes.is_empty() {
-        println!(
-            "no serial, hidraw, input or printer devices under {}",
-            sysfs.display()
-        );
-    }
-    for line in posbridge::sysinfo::describe(&nodes, catalog) {
-        println!("{line}");
-    }
-    match posbridge::sysinfo::pcsc_readers() {
-        Ok(readers) if readers.is_empty() => println!("pcsc    (pcscd is running; no readers)"),
-        Ok(readers) => {
-            for r in readers {
-                println!("pcsc    {r:<50} → driver pcsc (reader = \"{r}\")");
-            }
-        }
-        Err(e) => println!("pcsc    ({e})"),
-    }
-    ExitCode::SUCCESS
-}
-
-fn doctor(
-    config: &std::path::Path,
-    sysfs: &std::path::Path,
-    dev: &std::path::Path,
-    rules_dirs: Vec<PathBuf>,
-    user: Option<String>,
-) -> ExitCode {
-    use posbridge::sysinfo::{Finding, Who, SERVICE_USER};
-    // Root passes every access check; what matters is the service's user.
-    let mut first = Vec::new();
-    let who = match user {
-        Some(u) => match Who::service(&u) {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("posbridge doctor: --user: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None if nix::unistd::geteuid().is_root() => match Who::service(SERVICE_USER) {
-            Ok(w) => w,
-            Err(e) => {
-                first.push(Finding::problem(
-                    format!("the service user: {e}"),
-                    "install the posbridge package, or: sudo systemd-sysusers systemd/posbridge.sysusers",
-                ));
-                Who::service_to_be(SERVICE_USER)
-            }
-        },
-        None => Who::Me,
-    };
-    if let Who::User { name, .. } = &who {
-        println!("(device access is judged for user {name} with the service's groups)");
-    }
-    let dirs: Vec<PathBuf> = if rules_dirs.is_empty() {
-        [
-            "/etc/udev/rules.d",
-            "/usr/lib/udev/rules.d",
-            "/lib/udev/rules.d",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect()
-    } else {
-        rules_dirs
-    };
-    let dirs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
-    first.extend(posbridge::sysinfo::doctor(config, sysfs, dev, &dirs, &who));
-    let findings = first;
-    let mut problems = 0;
-    for f in &findings {
-        if f.ok {
-            println!("ok    {}", f.what);
-        } else {
-            problems += 1;
-            println!("FAIL  {}\n      fix: {}", f.what, f.fix);
-        }
-    }
-    if problems == 0 {
-        println!("no problems found");
-        ExitCode::SUCCESS
-    } else {
-        println!(
-            "{problems} problem{} found",
-            if problems == 1 { "" } else { "s" }
-        );
-        ExitCode::FAILURE
+        } => cli::doctor::command(&config, &sysfs, &dev, rules_dirs, user),
+        Cmd::UdevRules => cli::udev_rules(),
     }
 }
 
@@ -493,59 +291,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-}
-
-fn simulate(
-    device: &str,
-    payload: &str,
-    hex: bool,
-    raw: bool,
-    config: &std::path::Path,
-    url: Option<String>,
-    token: Option<String>,
-) -> anyhow::Result<()> {
-    let base = match url {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None => {
-            let c = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let a = c.api.listen;
-            let host = if a.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else if a.is_ipv6() {
-                format!("[{}]", a.ip())
-            } else {
-                a.ip().to_string()
-            };
-            format!("http://{host}:{}", a.port())
-        }
-    };
-    let body = if hex {
-        serde_json::json!({ "hex": payload })
-    } else if raw || payload.ends_with('\n') || payload.ends_with('\r') {
-        serde_json::json!({ "data": payload })
-    } else {
-        serde_json::json!({ "data": format!("{payload}\r\n") })
-    };
-    let endpoint = format!("{base}/v1/devices/{device}/simulate");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut req = agent.post(&endpoint);
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut resp = req
-        .send_json(&body)
-        .with_context(|| format!("cannot reach the daemon at {base} (is it running?)"))?;
-    let status = resp.status();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    if status.is_success() {
-        println!("{text}");
-        Ok(())
-    } else {
-        anyhow::bail!("{status}: {text}")
     }
 }

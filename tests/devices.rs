@@ -4,7 +4,8 @@
 //! claims it, `permission denied` where access fails, and serial ports found
 //! by USB id and serial number.
 
-use posbridge::sysinfo::{self, Access, Who};
+use posbridge::cli::doctor::{self, Who};
+use posbridge::sysfs::{self, Access};
 use posbridge_drivers::hotplug::NodeKind;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
@@ -162,7 +163,7 @@ fn machine() -> tempfile::TempDir {
 fn scan_lists_usb_nodes_with_their_ids_and_skips_the_rest() {
     let t = machine();
     let (sys, dev) = (t.path().join("sys"), t.path().join("dev"));
-    let nodes = sysinfo::scan(&sys, &dev);
+    let nodes = sysfs::scan(&sys, &dev);
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(
         names,
@@ -202,9 +203,9 @@ fn usb_printers_are_found_by_usb_id() {
         "1-8:1.0/usbmisc/lp0",
         "usb/lp0",
     );
-    let n = sysinfo::find_node(&sys, &dev, NodeKind::Usblp, 0x0416, 0x5011, None).expect("found");
+    let n = sysfs::find_node(&sys, &dev, NodeKind::Usblp, 0x0416, 0x5011, None).expect("found");
     assert_eq!(n.dev_path, dev.join("usb/lp0"));
-    assert!(sysinfo::find_node(&sys, &dev, NodeKind::Tty, 0x0416, 0x5011, None).is_none());
+    assert!(sysfs::find_node(&sys, &dev, NodeKind::Tty, 0x0416, 0x5011, None).is_none());
 }
 
 #[test]
@@ -212,21 +213,21 @@ fn serial_ports_are_found_by_usb_id_and_serial_number() {
     let t = machine();
     let (sys, dev) = (t.path().join("sys"), t.path().join("dev"));
     let find = |serial| {
-        sysinfo::find_node(&sys, &dev, NodeKind::Tty, 0x0403, 0x6001, serial).map(|n| n.name)
+        sysfs::find_node(&sys, &dev, NodeKind::Tty, 0x0403, 0x6001, serial).map(|n| n.name)
     };
     assert_eq!(find(Some("B20Q9YT7")).as_deref(), Some("ttyUSB1"));
     assert_eq!(find(Some("A10K3ZX1")).as_deref(), Some("ttyUSB0"));
     assert_eq!(find(None).as_deref(), Some("ttyUSB0"), "first by name");
     assert_eq!(find(Some("nope")), None);
     // The MagTek has a hidraw node, not a tty.
-    assert!(sysinfo::find_node(&sys, &dev, NodeKind::Tty, 0x0801, 0x0002, None).is_none());
-    assert!(sysinfo::find_node(&sys, &dev, NodeKind::Hidraw, 0x0801, 0x0002, None).is_some());
+    assert!(sysfs::find_node(&sys, &dev, NodeKind::Tty, 0x0801, 0x0002, None).is_none());
+    assert!(sysfs::find_node(&sys, &dev, NodeKind::Hidraw, 0x0801, 0x0002, None).is_some());
     // Presence-only devices: the usb_device directory.
-    let d = sysinfo::find_usb_device(&sys, 0x05e0, 0x1200, Some("S123")).expect("found");
+    let d = sysfs::find_usb_device(&sys, 0x05e0, 0x1200, Some("S123")).expect("found");
     assert!(d.ends_with("1-6"));
-    assert!(sysinfo::find_usb_device(&sys, 0x05e0, 0x1200, Some("other")).is_none());
+    assert!(sysfs::find_usb_device(&sys, 0x05e0, 0x1200, Some("other")).is_none());
     assert_eq!(
-        sysinfo::usb_devices(&sys).len(),
+        sysfs::usb_devices(&sys).len(),
         6,
         "interfaces are not devices"
     );
@@ -347,7 +348,7 @@ path = "/nonexistent/ttyUSB9"
     )
     .expect("config");
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let findings = sysinfo::doctor(&cfg, &sys, &dev, &[rules.as_path()], &Who::Me);
+    let findings = doctor::doctor(&cfg, &sys, &dev, &[rules.as_path()], &Who::Me);
     let text: Vec<String> = findings
         .iter()
         .map(|f| {
@@ -377,14 +378,14 @@ path = "/nonexistent/ttyUSB9"
     // Installed rules that match this build: no complaint; stale ones: reinstall.
     let catalog = posbridge_drivers::catalog::Catalog::builtin().expect("catalog");
     std::fs::write(rules.join("70-posbridge.rules"), catalog.udev_rules()).expect("w");
-    let f = sysinfo::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me);
+    let f = doctor::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me);
     assert!(
         f.iter()
             .any(|f| f.ok && f.what.starts_with("udev rules installed")),
         "{f:?}"
     );
     std::fs::write(rules.join("70-posbridge.rules"), "# old\n").expect("w");
-    let f = sysinfo::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me);
+    let f = doctor::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me);
     assert!(
         f.iter()
             .any(|f| !f.ok && f.what.contains("differs from this build's catalog")),
@@ -511,7 +512,7 @@ fn doctor_as_root_judges_the_service_user_not_root() {
 #[test]
 fn access_reports_missing_nodes() {
     assert_eq!(
-        sysinfo::access(Path::new("/nonexistent/ttyUSB0")),
+        sysfs::access(Path::new("/nonexistent/ttyUSB0")),
         Access::NoNode
     );
 }

@@ -83,7 +83,7 @@ fn the_unit_is_hardened() {
 
 #[test]
 fn doctor_judges_access_for_the_user_and_groups_the_unit_runs_with() {
-    use posbridge::sysinfo::{SERVICE_GROUPS, SERVICE_USER};
+    use posbridge::cli::doctor::{SERVICE_GROUPS, SERVICE_USER};
     let line = |key: &str| {
         UNIT.lines()
             .find_map(|l| l.strip_prefix(key))

@@ -10,6 +10,7 @@
 
 use super::Devices;
 use crate::config::DeviceConfig;
+use crate::sysfs::SYS;
 use posbridge_drivers::catalog::Catalog;
 use posbridge_drivers::hotplug::{parse_uevent, Decision, Matcher, NodeKind, Target, MAX_UEVENT};
 use std::collections::HashSet;
@@ -19,9 +20,6 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// The sysfs root the daemon reads.
-pub const SYS: &str = "/sys";
 
 /// Prefix of the ids `[devices] auto = true` gives catalog devices.
 pub const AUTO_PREFIX: &str = "auto-";
@@ -108,7 +106,7 @@ pub fn start(devices: &Arc<Devices>, tracker: &TaskTracker, cancel: &Cancellatio
     let mut matcher = Matcher::new(targets, known);
     // Coldplug: remember what is already plugged in, so a child event for it
     // (a rebind) finds its USB ids.
-    for (path, id) in crate::sysinfo::usb_devices(Path::new(SYS)) {
+    for (path, id) in crate::sysfs::usb_devices(Path::new(SYS)) {
         matcher.add_usb(&path, id);
     }
     let devices = devices.clone();
@@ -162,7 +160,7 @@ pub fn start(devices: &Arc<Devices>, tracker: &TaskTracker, cancel: &Cancellatio
 /// detaches that were missed) and remembers USB devices plugged in unseen.
 pub fn resync(matcher: &mut Matcher, sys: &Path) -> Vec<Decision> {
     let gone = matcher.retain_present(|p| sys.join(p.trim_start_matches('/')).exists());
-    for (path, id) in crate::sysinfo::usb_devices(sys) {
+    for (path, id) in crate::sysfs::usb_devices(sys) {
         matcher.add_usb(&path, id);
     }
     gone
@@ -190,8 +188,8 @@ pub fn feed_prerequisites(
     }
     if NodeKind::of(ev).is_some() && !matcher.knows_usb(&ev.devpath) {
         if let Ok(sys_real) = std::fs::canonicalize(sys) {
-            if let Some((d, id)) = crate::sysinfo::usb_ancestor(&sys_real, &dir) {
-                if let Some(p) = crate::sysinfo::devpath(&sys_real, &d) {
+            if let Some((d, id)) = crate::sysfs::usb_ancestor(&sys_real, &dir) {
+                if let Some(p) = crate::sysfs::devpath(&sys_real, &d) {
                     matcher.add_usb(&p, id);
                 }
             }

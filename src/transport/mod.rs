@@ -384,8 +384,8 @@ pub async fn open<'a>(
             // A sysfs walk: off the async workers, like the other lookups.
             let serial = m.serial.clone();
             let found = tokio::task::spawn_blocking(move || {
-                crate::sysinfo::find_usb_device(
-                    std::path::Path::new(crate::device::hotplug::SYS),
+                crate::sysfs::find_usb_device(
+                    std::path::Path::new(crate::sysfs::SYS),
                     vid,
                     pid,
                     serial.as_deref(),
@@ -449,8 +449,8 @@ pub(crate) fn find_by_usb_id(
     kind: NodeKind,
 ) -> Result<String, OpenError> {
     let (vid, pid) = usb_ids(m)?;
-    let sys = std::path::Path::new(crate::device::hotplug::SYS);
-    match crate::sysinfo::find_node(
+    let sys = std::path::Path::new(crate::sysfs::SYS);
+    match crate::sysfs::find_node(
         sys,
         std::path::Path::new("/dev"),
         kind,

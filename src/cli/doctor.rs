@@ -1,83 +1,13 @@
-//! What the machine can see: serial ports, hidraw and input nodes, USB
-//! devices, read from sysfs. Used by `posbridge devices` and `doctor`, by
-//! the serial transport to find a tty by USB id, and by hotplug for the
-//! coldplug scan. Every function takes the sysfs and /dev roots, so tests
-//! point them at a fake tree in a temp dir.
+//! `posbridge doctor` and `devices`: what stands between the config and
+//! working devices on this machine (permissions as the service user, udev
+//! rules, devices present, pcscd, the broker, the config itself), each
+//! problem with one fix line.
 
+use crate::sysfs::{access, access_as, find_node, find_usb_device, scan, Access, Node};
 use posbridge_drivers::catalog::{Catalog, Entry};
-use posbridge_drivers::hotplug::{NodeKind, UsbId};
+use posbridge_drivers::hotplug::NodeKind;
 use std::path::{Path, PathBuf};
-
-/// One device node the machine has.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
-    pub kind: NodeKind,
-    /// Under the /dev root: `ttyUSB0`, `hidraw1`, `input/event3`.
-    pub name: String,
-    pub dev_path: PathBuf,
-    /// The USB device it belongs to, when it is on USB.
-    pub usb: Option<UsbId>,
-    /// Path of that USB device below the sysfs root (`/devices/…/1-2`).
-    pub usb_devpath: Option<String>,
-    pub product: Option<String>,
-    pub access: Access,
-}
-
-/// Whether this process may open a node read-write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    Ok,
-    PermissionDenied,
-    /// The sysfs entry exists but /dev has no node (no devtmpfs, or a fake tree).
-    NoNode,
-}
-
-impl Access {
-    pub fn label(self) -> &'static str {
-        match self {
-            Access::Ok => "ok",
-            Access::PermissionDenied => "permission denied",
-            Access::NoNode => "no device node",
-        }
-    }
-}
-
-fn read_attr(dir: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(name))
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-}
-
-/// The USB device directory at or above `dir` (the first with idVendor and
-/// idProduct), stopping at the sysfs root.
-pub fn usb_ancestor(sys: &Path, dir: &Path) -> Option<(PathBuf, UsbId)> {
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        if !d.starts_with(sys) || d == sys {
-            return None;
-        }
-        if let (Some(v), Some(p)) = (read_attr(d, "idVendor"), read_attr(d, "idProduct")) {
-            let parse = posbridge_drivers::catalog::parse_hex16;
-            if let (Some(vid), Some(pid)) = (parse(&v), parse(&p)) {
-                let id = UsbId {
-                    vid,
-                    pid,
-                    serial: read_attr(d, "serial"),
-                };
-                return Some((d.to_path_buf(), id));
-            }
-        }
-        cur = d.parent();
-    }
-    None
-}
-
-/// A sysfs path as the kernel writes it in uevents (`/devices/…`).
-pub fn devpath(sys: &Path, dir: &Path) -> Option<String> {
-    let rel = dir.strip_prefix(sys).ok()?;
-    Some(format!("/{}", rel.display()))
-}
+use std::process::ExitCode;
 
 /// The user the systemd unit runs the daemon as, and the unit's
 /// `SupplementaryGroups=` (systemd/posbridge.service; a test keeps them equal).
@@ -155,187 +85,6 @@ fn service_gids() -> Vec<u32> {
         .filter_map(|g| nix::unistd::Group::from_name(g).ok().flatten())
         .map(|g| g.gid.as_raw())
         .collect()
-}
-
-/// Whether a user with `uid` and `gids` may read and write `path`, by its
-/// owner, group and mode bits (what the kernel checks when ACLs are absent).
-pub fn access_as(path: &Path, uid: u32, gids: &[u32]) -> Access {
-    use std::os::unix::fs::MetadataExt;
-    // Followed, as opening the node would.
-    let Ok(m) = std::fs::metadata(path) else {
-        return Access::NoNode;
-    };
-    if uid == 0 {
-        return Access::Ok;
-    }
-    let mode = m.mode();
-    let bits = if m.uid() == uid {
-        mode >> 6
-    } else if gids.contains(&m.gid()) {
-        mode >> 3
-    } else {
-        mode
-    };
-    if bits & 0o6 == 0o6 {
-        Access::Ok
-    } else {
-        Access::PermissionDenied
-    }
-}
-
-/// Whether this process may read and write `path` (`access(2)`: checks our
-/// uid and groups without opening it — opening a tty would toggle DTR).
-pub fn access(path: &Path) -> Access {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return Access::NoNode;
-    };
-    if std::fs::symlink_metadata(path).is_err() {
-        return Access::NoNode;
-    }
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    let r = unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) };
-    if r == 0 {
-        Access::Ok
-    } else {
-        Access::PermissionDenied
-    }
-}
-
-/// Built-in RS-232 ports are listed only when a real port backs them: the
-/// kernel creates placeholder ttyS0–31 under the `serial8250` platform device.
-fn is_placeholder_serial(dir: &Path) -> bool {
-    let driver = std::fs::read_link(dir.join("device/driver")).ok();
-    let name = driver
-        .as_deref()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned());
-    match name {
-        None => true,
-        Some(n) => n == "serial8250",
-    }
-}
-
-/// Every serial, hidraw, input-event and usblp node, sorted by kind and name.
-pub fn scan(sys: &Path, dev: &Path) -> Vec<Node> {
-    let mut out = Vec::new();
-    let classes: [(&str, NodeKind, &str); 4] = [
-        ("tty", NodeKind::Tty, ""),
-        ("hidraw", NodeKind::Hidraw, ""),
-        ("input", NodeKind::Input, "input/"),
-        ("usbmisc", NodeKind::Usblp, "usb/"),
-    ];
-    for (class, kind, dev_prefix) in classes {
-        let Ok(entries) = std::fs::read_dir(sys.join("class").join(class)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            match kind {
-                NodeKind::Input if !name.starts_with("event") => continue,
-                NodeKind::Usblp if !name.starts_with("lp") => continue,
-                _ => {}
-            }
-            // Class entries are symlinks into /sys/devices; resolve to walk parents.
-            let Ok(real) = std::fs::canonicalize(e.path()) else {
-                continue;
-            };
-            let Ok(sys_real) = std::fs::canonicalize(sys) else {
-                continue;
-            };
-            let usb = usb_ancestor(&sys_real, &real);
-            if kind == NodeKind::Tty && usb.is_none() {
-                // Virtual consoles and ptys have no `device`; placeholders are skipped.
-                if !e.path().join("device").exists() || is_placeholder_serial(&e.path()) {
-                    continue;
-                }
-            }
-            let dev_name = format!("{dev_prefix}{name}");
-            let dev_path = dev.join(&dev_name);
-            let product = usb.as_ref().and_then(|(d, _)| read_attr(d, "product"));
-            out.push(Node {
-                kind,
-                access: access(&dev_path),
-                name: dev_name,
-                dev_path,
-                usb_devpath: usb.as_ref().and_then(|(d, _)| devpath(&sys_real, d)),
-                usb: usb.map(|(_, id)| id),
-                product,
-            });
-        }
-    }
-    out.sort_by(|a, b| (kind_order(a.kind), &a.name).cmp(&(kind_order(b.kind), &b.name)));
-    out
-}
-
-fn kind_order(k: NodeKind) -> u8 {
-    match k {
-        NodeKind::Tty => 0,
-        NodeKind::Hidraw => 1,
-        NodeKind::Input => 2,
-        NodeKind::Usblp => 3,
-        NodeKind::UsbDevice => 4,
-    }
-}
-
-/// USB devices (not interfaces) under /sys/bus/usb/devices, with their
-/// sysfs devpath, for the coldplug scan and presence checks.
-pub fn usb_devices(sys: &Path) -> Vec<(String, UsbId)> {
-    let mut out = Vec::new();
-    let Ok(sys_real) = std::fs::canonicalize(sys) else {
-        return out;
-    };
-    let Ok(entries) = std::fs::read_dir(sys.join("bus/usb/devices")) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Ok(real) = std::fs::canonicalize(e.path()) else {
-            continue;
-        };
-        // Interfaces (1-2:1.0) have no idVendor of their own.
-        if read_attr(&real, "idVendor").is_none() {
-            continue;
-        }
-        if let Some((d, id)) = usb_ancestor(&sys_real, &real) {
-            if let Some(p) = devpath(&sys_real, &d) {
-                out.push((p, id));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-fn id_matches(id: &UsbId, vid: u16, pid: u16, serial: Option<&str>) -> bool {
-    id.vid == vid && id.pid == pid && serial.is_none_or(|s| id.serial.as_deref() == Some(s))
-}
-
-/// The node of this kind that belongs to the USB device `vid:pid[/serial]`
-/// (the first by name when several match).
-pub fn find_node(
-    sys: &Path,
-    dev: &Path,
-    kind: NodeKind,
-    vid: u16,
-    pid: u16,
-    serial: Option<&str>,
-) -> Option<Node> {
-    scan(sys, dev)
-        .into_iter()
-        .filter(|n| n.kind == kind)
-        .find(|n| {
-            n.usb
-                .as_ref()
-                .is_some_and(|id| id_matches(id, vid, pid, serial))
-        })
-}
-
-/// The sysfs directory of the USB device `vid:pid[/serial]`, for presence-only devices.
-pub fn find_usb_device(sys: &Path, vid: u16, pid: u16, serial: Option<&str>) -> Option<PathBuf> {
-    usb_devices(sys)
-        .into_iter()
-        .find(|(_, id)| id_matches(id, vid, pid, serial))
-        .map(|(p, _)| sys.join(p.trim_start_matches('/')))
 }
 
 /// The catalog entry for a node's USB ids.
@@ -702,6 +451,75 @@ fn broker_reachable(target: &str) -> Result<(), String> {
     Err(last)
 }
 
+/// `posbridge doctor`: prints each finding and its fix; exit 1 on any problem.
+pub fn command(
+    config: &std::path::Path,
+    sysfs: &std::path::Path,
+    dev: &std::path::Path,
+    rules_dirs: Vec<PathBuf>,
+    user: Option<String>,
+) -> ExitCode {
+    // Root passes every access check; what matters is the service's user.
+    let mut first = Vec::new();
+    let who = match user {
+        Some(u) => match Who::service(&u) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("posbridge doctor: --user: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None if nix::unistd::geteuid().is_root() => match Who::service(SERVICE_USER) {
+            Ok(w) => w,
+            Err(e) => {
+                first.push(Finding::problem(
+                    format!("the service user: {e}"),
+                    "install the posbridge package, or: sudo systemd-sysusers systemd/posbridge.sysusers",
+                ));
+                Who::service_to_be(SERVICE_USER)
+            }
+        },
+        None => Who::Me,
+    };
+    if let Who::User { name, .. } = &who {
+        println!("(device access is judged for user {name} with the service's groups)");
+    }
+    let dirs: Vec<PathBuf> = if rules_dirs.is_empty() {
+        [
+            "/etc/udev/rules.d",
+            "/usr/lib/udev/rules.d",
+            "/lib/udev/rules.d",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect()
+    } else {
+        rules_dirs
+    };
+    let dirs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
+    first.extend(doctor(config, sysfs, dev, &dirs, &who));
+    let findings = first;
+    let mut problems = 0;
+    for f in &findings {
+        if f.ok {
+            println!("ok    {}", f.what);
+        } else {
+            problems += 1;
+            println!("FAIL  {}\n      fix: {}", f.what, f.fix);
+        }
+    }
+    if problems == 0 {
+        println!("no problems found");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{problems} problem{} found",
+            if problems == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,39 +530,6 @@ mod tests {
         std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).expect("chmod");
         let m = std::fs::metadata(f.path()).expect("stat");
         (f, m.uid(), m.gid())
-    }
-
-    #[test]
-    fn access_is_judged_by_owner_then_group_then_other() {
-        // Some uid that owns nothing, not root.
-        const STRANGER: u32 = 4_000_000;
-        let (f, owner, group) = node_with(0o600);
-        let p = f.path();
-        if owner != 0 {
-            assert_eq!(access_as(p, owner, &[]), Access::Ok, "owner bits");
-        }
-        assert_eq!(access_as(p, 0, &[]), Access::Ok, "root passes");
-        assert_eq!(access_as(p, STRANGER, &[group]), Access::PermissionDenied);
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).expect("chmod");
-        assert_eq!(access_as(p, STRANGER, &[group]), Access::Ok, "group bits");
-        assert_eq!(access_as(p, STRANGER, &[]), Access::PermissionDenied);
-        // The group may only read: not enough for a device we write to.
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o646)).expect("chmod");
-        assert_eq!(
-            access_as(p, STRANGER, &[group]),
-            Access::PermissionDenied,
-            "group bits win over other"
-        );
-        assert_eq!(access_as(p, STRANGER, &[]), Access::Ok, "other bits");
-        if owner != 0 {
-            // The owner's own bits count, not other's.
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o066)).expect("chmod");
-            assert_eq!(access_as(p, owner, &[group]), Access::PermissionDenied);
-        }
-        assert_eq!(
-            access_as(Path::new("/nonexistent/ttyUSB0"), STRANGER, &[]),
-            Access::NoNode
-        );
     }
 
     #[test]
