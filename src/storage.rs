@@ -28,9 +28,11 @@ pub struct Store<'a> {
 /// access for group or others, tightened to 0700. The stores hold
 /// transactions, callers' numbers and members; outside the shipped unit
 /// (whose `StateDirectoryMode` says the same) the umask would leave them
-/// readable. Returns what to tell the log.
+/// readable. A directory that belongs to another user (who could read,
+/// replace or plant files there) or cannot be tightened stops the start.
+/// Returns what to tell the log.
 pub fn private_dir(dir: &Path) -> Result<Option<String>, String> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let shown = dir.display();
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| format!("{shown}: {e}"))?;
@@ -40,44 +42,58 @@ pub fn private_dir(dir: &Path) -> Result<Option<String>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("{shown}: {e}")),
     }
-    let meta = std::fs::metadata(dir).map_err(|e| format!("{shown}: {e}"))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{shown}: {e}"))?;
     if !meta.is_dir() {
-        return Err(format!("{shown} is not a directory"));
+        return Err(format!(
+            "{shown} is not a directory (a link is not taken either)"
+        ));
     }
-    let mode = meta.permissions().mode() & 0o7777;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "{shown} belongs to uid {}, not to the user the daemon runs as (uid {me}), who could read or replace the stores; use a directory of the daemon's own",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
     if mode & 0o077 == 0 {
         return Ok(None);
     }
-    let told = match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
-        Ok(()) => format!(
-            "storage.dir {shown} was mode {mode:04o}, so other users could read the stores; it is now 0700"
-        ),
-        Err(e) => format!(
-            "storage.dir {shown} is mode {mode:04o}, so other users can read the stores, and it could not be tightened ({e}); run: chmod 700 {shown}"
-        ),
-    };
-    Ok(Some(told))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+        format!("{shown} is mode {mode:04o}, so other users can read the stores, and it could not be tightened ({e}); run: chmod 700 {shown}")
+    })?;
+    Ok(Some(format!(
+        "storage.dir {shown} was mode {mode:04o}, so other users could read the stores; it is now 0700"
+    )))
 }
 
 /// Makes a store's file, and its WAL and shared-memory files where they
 /// exist, readable by the daemon alone (0600) before SQLite opens it. SQLite
-/// gives the WAL and -shm files it creates the database file's mode.
+/// gives the WAL and -shm files it creates the database file's mode. Links
+/// are not followed: a file in the store's place must be a plain file.
 pub fn private_files(path: &Path) -> rusqlite::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tighten = || -> std::io::Result<()> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
-        for side in ["", "-wal", "-shm"] {
+        for (side, create) in [("", true), ("-wal", false), ("-shm", false)] {
             let p = PathBuf::from(format!("{}{side}", path.display()));
-            match std::fs::metadata(&p) {
-                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
-                }
-                _ => {}
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(create)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&p);
+            let f = match f {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => continue,
+                Err(e) => return Err(e),
+            };
+            let m = f.metadata()?;
+            if !m.is_file() {
+                return Err(std::io::Error::other("not a plain file"));
+            }
+            if m.permissions().mode() & 0o077 != 0 {
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             }
         }
         Ok(())

@@ -156,22 +156,22 @@ async fn every_card_type_reaches_clients_full_with_idcard_scope_and_masked_witho
         );
         let m = &masked["data"];
         let id: Vec<char> = want.id_number.chars().collect();
-        // No birth digit shows: 18 characters keep 6 + 4, the old 15-character
-        // foreigner number (birth at 8–13) keeps 3 + 2.
-        let (head, tail) = if id.len() == 15 { (3, 2) } else { (6, 4) };
+        // No birth digit shows, nor the check digit computed from them: 18
+        // characters keep the region (6) and the sequence (3); the old
+        // 15-character foreigner number (birth at 8–13) keeps 3 + 2.
+        let keep = |i: usize| match id.len() {
+            15 => !(3..13).contains(&i),
+            _ => i < 6 || (14..17).contains(&i),
+        };
         let expect_masked: String = id
             .iter()
             .enumerate()
-            .map(|(i, ch)| {
-                if i < head || i >= id.len() - tail {
-                    *ch
-                } else {
-                    '*'
-                }
-            })
+            .map(|(i, ch)| if keep(i) { *ch } else { '*' })
             .collect();
         assert_eq!(m["id_number"], expect_masked.as_str(), "{layout:?}");
         assert_eq!(m["birth"], "****-**-**", "{layout:?}");
+        assert_eq!(m["valid_from"], "****-**-**", "{layout:?}");
+        assert_eq!(m["valid_to"], "2035-06-01", "{layout:?}");
         assert_eq!(f["birth"], want.birth.as_str(), "{layout:?}");
         assert_eq!(
             m["address"],

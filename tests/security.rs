@@ -33,7 +33,8 @@ fn assert_unrebuildable(what: &str, text: &str) {
 /// Masked everywhere it leaves the daemon without scope `idcard`: the
 /// stream, long-poll, the device list, metrics, the call and member paths,
 /// and the copy forwarded to HQ. Before the fix `birth` went out in clear
-/// beside `110101********1237`, which is the whole number.
+/// beside `110101********1237`, which is the whole number; and the check
+/// digit with the validity term narrowed the birth date to a few hundred.
 #[tokio::test]
 async fn a_masked_id_card_leaves_nothing_that_rebuilds_the_number() {
     let broker = Broker::start();
@@ -46,14 +47,19 @@ async fn a_masked_id_card_leaves_nothing_that_rebuilds_the_number() {
     let mut ws = d.ws("/v1/events?types=idcard.read").await;
     d.simulate("id-1", "place").await;
     let ev = next_event(&mut ws).await;
-    assert_eq!(ev["data"]["id_number"], "110101********1237", "{ev}");
+    assert_eq!(ev["data"]["id_number"], "110101********123*", "{ev}");
     assert_eq!(ev["data"]["birth"], "****-**-**", "{ev}");
+    assert_eq!(ev["data"]["valid_from"], "****-**-**", "{ev}");
+    assert_eq!(
+        ev["data"]["valid_to"], "长期",
+        "the expiry stays for the page: {ev}"
+    );
     assert_eq!(ev["data"]["name"], "张三", "the rest is as read: {ev}");
     assert_unrebuildable("websocket", &ev.to_string());
     let forwarded = hq.next(WAIT).await.expect("forwarded to HQ");
     assert_eq!(forwarded.topic, "posbridge/s/events/idcard.read");
     let up = String::from_utf8_lossy(&forwarded.payload).into_owned();
-    assert!(up.contains("110101********1237"), "{up}");
+    assert!(up.contains("110101********123*"), "{up}");
     assert_unrebuildable("uplink", &up);
     for path in [
         "/v1/events/poll?since=0&timeout_ms=0",
@@ -73,6 +79,12 @@ async fn a_masked_id_card_leaves_nothing_that_rebuilds_the_number() {
             .await
             .expect("body");
         assert_unrebuildable(path, &body);
+        if path.starts_with("/v1/events/poll") {
+            assert!(
+                body.contains("110101********123*"),
+                "the masked card is there: {body}"
+            );
+        }
     }
     d.stop().await;
 }
@@ -166,9 +178,22 @@ async fn requests_from_another_site_are_refused_on_every_route() {
             assert_eq!(v["error"]["code"], "forbidden_site", "{path}");
         }
     }
+    // A lookup URL typed in, or opened from a chat message (Sec-Fetch-Site:
+    // none), is answered from what the daemon has; it does not ask HQ.
+    let r = d
+        .http
+        .get(d.url("/v1/members/lookup?phone=13900000004"))
+        .header("sec-fetch-site", "none")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .expect("navigate");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.expect("json")["source"], "none");
     assert!(
         hq.next(Duration::from_millis(500)).await.is_none(),
-        "a refused GET asked HQ for a member"
+        "a refused GET or a navigation asked HQ for a member"
     );
     // An allowed page's CORS request from another site passes.
     let r = d
@@ -462,6 +487,25 @@ async fn a_file_printer_never_follows_a_link_or_trusts_an_open_folder() {
     assert!(e.contains("mode 1777"), "{e}");
     d.stop().await;
     assert!(!open.join("r.bin").exists(), "nothing created there");
+    // A folder on the way swapped for a link to somewhere else.
+    let real = t.path().join("real");
+    std::fs::create_dir(&real).expect("mkdir");
+    let via = t.path().join("via");
+    std::os::unix::fs::symlink(&real, &via).expect("symlink");
+    let d = Daemon::start(&file_printer(&via.join("r.bin"))).await;
+    device_error(&d, "on the way is a symbolic link").await;
+    d.stop().await;
+    assert!(
+        !real.join("r.bin").exists(),
+        "nothing created through the link"
+    );
+    // A folder above that others can write (no sticky bit): the path could change.
+    let shared = t.path().join("shared");
+    std::fs::create_dir_all(shared.join("out")).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let d = Daemon::start(&file_printer(&shared.join("out").join("r.bin"))).await;
+    device_error(&d, "mode 0777").await;
+    d.stop().await;
 }
 
 /// The fenced block after `<!-- marker -->` in SECURITY.md, without its
@@ -671,7 +715,7 @@ async fn the_documented_mosquitto_acl_keeps_stores_apart() {
     )
     .await;
     let cfg = format!(
-        "[store]\nid = \"store-1\"\n[uplink]\nurl = \"{}\"\nusername = \"store-1\"\npassword = \"s1-pw\"\nlookup_timeout_ms = 200\n",
+        "[store]\nid = \"store-1\"\n[uplink]\nurl = \"{}\"\nusername = \"store-1\"\npassword = \"s1-pw\"\nclient_id = \"store-1-relay\"\nack = \"hq\"\nresend_after_ms = 600000\nlookup_timeout_ms = 200\n",
         broker.url()
     );
     let d = Daemon::start(&cfg).await;
@@ -688,6 +732,27 @@ async fn the_documented_mosquitto_acl_keeps_stores_apart() {
         .await
         .expect("the store's transaction reaches HQ");
     assert_eq!(first.topic, "posbridge/store-1/tx");
+    let state = |id: &'static str| {
+        let req = d.http.get(d.url(&format!("/v1/transactions/{id}")));
+        async move {
+            req.send()
+                .await
+                .expect("get")
+                .json::<Value>()
+                .await
+                .expect("json")["state"]
+                .clone()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while state("t-1").await != "sent" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "t-1 never became sent: {}",
+            state("t-1").await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Another store's login tries everything against store-1.
     let mut intruder = Hq::connect_as(
         broker.port,
@@ -707,7 +772,7 @@ async fn the_documented_mosquitto_acl_keeps_stores_apart() {
         .publish("posbridge/store-1/tx", json!({"id": "fake"}))
         .await;
     intruder
-        .publish("posbridge/store-1/tx/ack", json!({"ids": ["t-2"]}))
+        .publish("posbridge/store-1/tx/ack", json!({"ids": ["t-1"]}))
         .await;
     // Its own topics it may use: HQ seeing this proves the ones above were sent.
     intruder
@@ -718,11 +783,31 @@ async fn the_documented_mosquitto_acl_keeps_stores_apart() {
         own.topic, "posbridge/store-2/tx",
         "HQ got a forged store-1 message first"
     );
+    assert_eq!(
+        state("t-1").await,
+        "sent",
+        "store-2 acked store-1's transaction"
+    );
+    // A login taking store-1's client id takes its own session, not store-1's.
+    let _twin = Hq::connect_as(
+        broker.port,
+        "store-1-relay",
+        Some(("store-2", "s2-pw")),
+        &[],
+    )
+    .await;
     assert_eq!(post("t-2").await, 202);
     let second = hq.next(WAIT).await.expect("t-2 reaches HQ");
     assert_eq!(second.topic, "posbridge/store-1/tx");
     assert!(String::from_utf8_lossy(&second.payload).contains("\"t-2\""));
-    // HQ's own push to every store arrives.
+    let m = d.metrics().await;
+    assert!(
+        metric_is(&m, "posbridge_uplink_connects_total", 1),
+        "store-1 was kicked off: {m}"
+    );
+    // HQ's own ack and push to every store arrive.
+    hq.publish("posbridge/store-1/tx/ack", json!({"ids": ["t-1"]}))
+        .await;
     hq.publish("posbridge/_all/members", upsert("13900000007"))
         .await;
     let lookup = |phone: &'static str| {
@@ -746,6 +831,7 @@ async fn the_documented_mosquitto_acl_keeps_stores_apart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(state("t-1").await, "acked", "HQ's ack counts");
     for forged in ["13900000009", "13900000008"] {
         assert_eq!(
             lookup(forged).await["member"],
@@ -758,4 +844,43 @@ async fn the_documented_mosquitto_acl_keeps_stores_apart() {
         "store-2 read store-1's topics"
     );
     d.stop().await;
+}
+
+/// A state directory that belongs to another user (who could read, replace
+/// or plant files there), or a store that is a symlink, stops the start with
+/// an error naming it, rather than a warning.
+#[tokio::test]
+async fn a_state_directory_of_another_user_or_a_linked_store_stops_the_start() {
+    let start = |dir: std::path::PathBuf| async move {
+        let mut config = posbridge::Config::parse("[store]\nid = \"s\"\n", std::iter::empty(), "t")
+            .expect("config");
+        config.storage.dir = dir;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let r = tokio::time::timeout(
+            WAIT,
+            posbridge::run(config, listener, std::future::ready(())),
+        )
+        .await
+        .expect("returns");
+        r.err().map(|e| format!("{e:#}")).unwrap_or_default()
+    };
+    let t = tempfile::tempdir().expect("tmp");
+    // A store planted as a link to a file elsewhere.
+    let linked = t.path().join("linked");
+    std::fs::create_dir(&linked).expect("mkdir");
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, b"").expect("victim");
+    std::os::unix::fs::symlink(&victim, linked.join("outbox.db")).expect("symlink");
+    let e = start(linked).await;
+    assert!(e.contains("outbox.db"), "{e}");
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"", "untouched");
+    if nix::unistd::geteuid().is_root() {
+        let theirs = t.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+        let e = start(theirs).await;
+        assert!(e.contains("belongs to uid 65534"), "{e}");
+    }
 }

@@ -269,14 +269,19 @@ impl std::fmt::Debug for IdCard {
 
 impl IdCard {
     /// The copy for clients without scope `idcard`. Nothing in it rebuilds
-    /// the number: every character of `id_number` that encodes the birth date
-    /// is starred, `birth` itself is starred, `address` keeps its first 6
-    /// characters, other card numbers are starred and the photo is dropped.
+    /// or narrows the number: every character of `id_number` that encodes the
+    /// birth date is starred, and so is its check digit (which would cut the
+    /// candidate dates elevenfold); `birth` is starred, and `valid_from` too
+    /// (with `valid_to` it gives the validity term, which is set by age);
+    /// `address` keeps its first 6 characters, other card numbers are
+    /// starred and the photo is dropped. `valid_to` stays: a page checks it.
     pub fn masked(&self) -> IdCard {
         let mut m = self.clone();
         m.id_number = mask_id_number(&self.id_number);
-        if !m.birth.is_empty() {
-            m.birth = MASKED_BIRTH.into();
+        for date in [&mut m.birth, &mut m.valid_from] {
+            if !date.is_empty() {
+                *date = MASKED_BIRTH.into();
+            }
         }
         m.address = self.address.chars().take(6).collect();
         m.photo_wlt = None;
@@ -291,21 +296,26 @@ impl IdCard {
     }
 }
 
-/// What `birth` reads as without scope `idcard`.
+/// What `birth` and `valid_from` read as without scope `idcard`.
 pub const MASKED_BIRTH: &str = "****-**-**";
 
-/// Masks an ID number so no digit of the birth date shows.
-/// 18 characters (resident cards, HK/Macao/Taiwan permits, 2023 foreigner
-/// cards): region 6, birth 8, sequence 3, check 1 — the first 6 and last 4
-/// stay. 15 characters (older foreigner cards: nationality 3, place 4,
-/// birth YYMMDD 6, sequence 2): the first 3 and last 2 stay. Any other
-/// length is a layout we do not know, so all of it is starred.
+/// Masks an ID number so no digit of the birth date shows, nor anything
+/// computed from it. 18 characters (resident cards, HK/Macao/Taiwan permits,
+/// 2023 foreigner cards): region 6, birth 8, sequence 3, check 1 — the region
+/// and the sequence stay. 15 characters (older foreigner cards: nationality
+/// 3, place 4, birth YYMMDD 6, sequence 2): the first 3 and last 2 stay.
+/// Any other length is a layout we do not know, so all of it is starred.
 pub fn mask_id_number(number: &str) -> String {
-    match number.chars().count() {
-        18 => mask_middle(number, 6, 4),
-        15 => mask_middle(number, 3, 2),
-        n => "*".repeat(n),
-    }
+    let keep = |i: usize| match number.chars().count() {
+        18 => i < 6 || (14..17).contains(&i),
+        15 => !(3..13).contains(&i),
+        _ => false,
+    };
+    number
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if keep(i) { c } else { '*' })
+        .collect()
 }
 
 /// Keeps the first `head` and last `tail` characters, stars the rest.
@@ -396,7 +406,7 @@ mod tests {
             ..IdCard::default()
         };
         let m = card.masked();
-        assert_eq!(m.id_number, "110105********002X");
+        assert_eq!(m.id_number, "110105********002*");
         assert_eq!(m.birth, "", "an empty birth stays empty");
         assert_eq!(m.address, "北京市东城区");
         assert_eq!(m.photo_wlt, None);
@@ -449,6 +459,7 @@ mod tests {
                 .insert("permit_number".into(), "H1234578801".into());
             let m = card.masked();
             assert_eq!(m.birth, MASKED_BIRTH, "{number}");
+            assert_eq!(m.valid_from, MASKED_BIRTH, "{number}");
             let shown =
                 serde_json::to_string(&Event::IdcardRead(Box::new(m.clone()))).unwrap_or_default();
             assert!(!shown.contains(number), "{number}: {shown}");
@@ -465,7 +476,7 @@ mod tests {
                 "the masked number keeps its length"
             );
         }
-        assert_eq!(mask_id_number("110101199001011237"), "110101********1237");
+        assert_eq!(mask_id_number("110101199001011237"), "110101********123*");
         assert_eq!(mask_id_number("USA110086040101"), "USA**********01");
         assert_eq!(mask_id_number("12345"), "*****");
     }

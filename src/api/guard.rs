@@ -307,6 +307,21 @@ fn fetch_site_ok(req: &Request) -> bool {
     }
 }
 
+/// Whether a request that passed the guards may also cause an effect outside
+/// the daemon (a member lookup sent to HQ). A browser navigation the user
+/// typed, bookmarked or opened from another program (`Sec-Fetch-Site: none`)
+/// passes the guards, so a status URL can be opened by hand, but a link in
+/// a chat message must not make the store ask HQ: such requests get what the
+/// daemon already has. Pages calling the API (an Origin, a token in a header,
+/// or the daemon's own same-origin pages) and native clients (no Fetch
+/// Metadata) may.
+pub fn may_reach_out(h: &HeaderMap) -> bool {
+    let site = h.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    matches!(site, None | Some(b"same-origin"))
+        || h.contains_key(header::ORIGIN)
+        || h.contains_key(header::AUTHORIZATION)
+}
+
 fn refuse(state: &AppState, status: StatusCode, code: &'static str, msg: String) -> Response {
     state.metrics.http_refused();
     ApiError::new(status, code, msg).into_response()
@@ -358,7 +373,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     if origin.is_none() && !fetch_site_ok(&req) {
         // A foreign page's no-cors request (`<img src>`, `fetch(…, {mode:
         // "no-cors"})`) carries no Origin, but the browser says where it came from.
-        tracing::info!(
+        // Debug, not info: any page can send these, as often as it likes.
+        tracing::debug!(
             path = req.uri().path(),
             "refused: a request from another site without an allowed Origin"
         );
@@ -558,6 +574,31 @@ mod tests {
             fetch_site_ok(&req(Method::GET, "/v1/calls", &[])),
             "curl sends none"
         );
+    }
+
+    #[test]
+    fn a_typed_or_linked_navigation_never_reaches_out() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(may_reach_out(&h(&[])), "curl, native clients");
+        assert!(may_reach_out(&h(&[("sec-fetch-site", "same-origin")])));
+        assert!(may_reach_out(&h(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://pos.example.com")
+        ])));
+        assert!(may_reach_out(&h(&[
+            ("sec-fetch-site", "none"),
+            ("authorization", "Bearer x")
+        ])));
+        assert!(!may_reach_out(&h(&[
+            ("sec-fetch-site", "none"),
+            ("sec-fetch-mode", "navigate")
+        ])));
     }
 
     /// On the scheme's default port a browser sends neither the port in Host

@@ -773,12 +773,14 @@ struct LookupQuery {
 async fn lookup_member(
     State(st): State<AppState>,
     Query(q): Query<LookupQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let phone = q
         .phone
         .filter(|p| !p.trim().is_empty() && p.len() <= 64)
         .ok_or_else(|| ApiError::bad_request("?phone= is required (at most 64 characters)"))?;
-    let (member, source) = st.uplink.lookup(&phone).await;
+    let may_ask_hq = guard::may_reach_out(&headers);
+    let (member, source) = st.uplink.lookup_from(&phone, may_ask_hq).await;
     Ok(Json(serde_json::json!({"member": member, "source": source})).into_response())
 }
 

@@ -292,35 +292,34 @@ pub async fn open_usblp(cfg: &DeviceConfig) -> Result<std::fs::File, OpenError> 
 }
 
 /// Opens a file for appending what a device is sent (a `file` printer),
-/// refusing what would let another user point it elsewhere: a symlink at the
-/// path (`O_NOFOLLOW`: writes would go to any file the daemon can write), a
-/// folder others can write or that belongs to another user (they could
-/// plant one, or a file of theirs that collects what is written), or
-/// something that is not a plain file (a FIFO would hang the writer).
+/// refusing what would let another user point it elsewhere: a symbolic link
+/// anywhere on the path (`O_NOFOLLOW` at the end: writes would go to any
+/// file the daemon can write), a folder on the way that belongs to another
+/// user or that others can write (its sticky bit excuses a folder above, not
+/// the file's own: there another user could plant the file first), or
+/// something that is not a plain file (a FIFO would hang the writer). With
+/// every folder on the way held by root or the daemon, nobody else can change
+/// the path between these checks and the open.
 pub fn open_append(p: &std::path::Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = p.display();
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let d =
-        std::fs::metadata(dir).map_err(|e| format!("{shown}: folder {}: {e}", dir.display()))?;
-    let mode = d.mode() & 0o7777;
-    let ours = [0, nix::unistd::geteuid().as_raw()];
-    if mode & 0o022 != 0 || !ours.contains(&d.uid()) {
-        return Err(format!(
-            "{shown}: other users can write the folder {} (mode {mode:04o}, owner uid {}), so they could swap the file for a link; use a folder only posbridge and root can write",
-            dir.display(),
-            d.uid()
-        ));
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("{shown}: {e}"))?
+            .join(p)
+    };
+    let parent = abs.parent().unwrap_or(std::path::Path::new("/"));
+    for dir in parent.ancestors() {
+        safe_folder(dir, dir == parent).map_err(|why| format!("{shown}: {why}"))?;
     }
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(p)
+        .open(&abs)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => format!(
                 "{shown} is a symbolic link; a file printer writes only to a plain file (remove the link)"
@@ -332,6 +331,33 @@ pub fn open_append(p: &std::path::Path) -> Result<std::fs::File, String> {
         return Err(format!("{shown} is not a plain file"));
     }
     Ok(f)
+}
+
+/// Whether another user could change what `dir` holds: not a link, held by
+/// root or the daemon's user, and writable by nobody else (a sticky bit
+/// counts, except for the folder the file itself is in).
+fn safe_folder(dir: &std::path::Path, holds_the_file: bool) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = dir.display();
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("folder {shown}: {e}"))?;
+    if m.file_type().is_symlink() {
+        return Err(format!(
+            "{shown} on the way is a symbolic link; give the real path"
+        ));
+    }
+    let (mode, uid) = (m.mode() & 0o7777, m.uid());
+    if uid != 0 && uid != nix::unistd::geteuid().as_raw() {
+        return Err(format!(
+            "the folder {shown} belongs to uid {uid}, who could swap the file for a link; use a folder only posbridge and root can write"
+        ));
+    }
+    let sticky_helps = mode & 0o1000 != 0 && !holds_the_file;
+    if mode & 0o022 != 0 && !sticky_helps {
+        return Err(format!(
+            "other users can write the folder {shown} (mode {mode:04o}), so they could swap the file for a link; use a folder only posbridge and root can write"
+        ));
+    }
+    Ok(())
 }
 
 /// Transports this build can open.

@@ -102,6 +102,11 @@ impl Uplink {
     /// A member by phone: the local cache first, then HQ (when connected, up
     /// to `uplink.lookup_timeout_ms`), else none.
     pub async fn lookup(&self, phone: &str) -> (Option<Value>, Source) {
+        self.lookup_from(phone, true).await
+    }
+
+    /// The cache, and HQ only when `may_ask_hq`.
+    pub async fn lookup_from(&self, phone: &str, may_ask_hq: bool) -> (Option<Value>, Source) {
         let members = self.members.clone();
         let p = phone.to_owned();
         match tokio::task::spawn_blocking(move || members.by_phone(&p)).await {
@@ -110,7 +115,7 @@ impl Uplink {
             Ok(Err(e)) => tracing::warn!(error = %e, "member cache lookup failed; asking HQ"),
             Err(e) => tracing::warn!(error = %e, "member cache lookup failed; asking HQ"),
         }
-        if let Some(relay) = &self.relay {
+        if let Some(relay) = self.relay.as_ref().filter(|_| may_ask_hq) {
             if let Some(m) = relay.lookup(phone).await {
                 return (Some(m), Source::Hq);
             }

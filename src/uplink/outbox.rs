@@ -419,19 +419,33 @@ impl Writer {
                 let _ = reply.send(r);
             }
             Op::Acked(ids, reply) => {
-                // Only what was published and reached the broker (`sent`) can
-                // be acked: an ack for an id never sent is a forgery (or a
-                // mistake) and must not stop that transaction's relay.
+                // Only what was published can be acked: an ack for an id
+                // never sent is a forgery (or a mistake) and must not stop
+                // that transaction's relay. Published means `sent` (the broker
+                // took it), or queued with an attempt: a PUBACK lost to a
+                // dropped connection must not make HQ's real ack, delivered
+                // from the session before the re-send, count for nothing.
                 let mut acked = 0;
                 let r = self.transition(|t, now| {
-                    for id in &ids {
-                        acked += t.execute(
-                            "UPDATE tx SET state = 'acked', sent_at = COALESCE(sent_at, ?2) WHERE id = ?1 AND state = 'sent'",
+                    let ack = |id: &String, from: &str| {
+                        t.execute(
+                            &format!(
+                                "UPDATE tx SET state = 'acked', sent_at = COALESCE(sent_at, ?2) \
+                                 WHERE id = ?1 AND {from}"
+                            ),
                             params![id, now],
-                        )? as u64;
-                    }
+                        )
+                        .map(|n| n as u64)
+                    };
                     // What stops being pending, for the backlog count.
-                    Ok(if mode.is_pending("sent") { acked } else { 0 })
+                    let mut done = 0;
+                    for id in &ids {
+                        let queued = ack(id, "state = 'queued' AND attempts > 0")?;
+                        let sent = ack(id, "state = 'sent'")?;
+                        acked += queued + sent;
+                        done += queued + if mode.is_pending("sent") { sent } else { 0 };
+                    }
+                    Ok(done)
                 });
                 let _ = reply.send(r.map(|_| Acked {
                     acked,
@@ -552,7 +566,7 @@ mod tests {
     }
 
     /// Issue 16: a forged `tx/ack` for ids never sent marked them acked, so
-    /// they were never relayed. Only `sent` transactions take an ack.
+    /// they were never relayed. Only published transactions take an ack.
     #[tokio::test]
     async fn only_sent_transactions_take_an_ack() {
         for mode in [AckMode::Broker, AckMode::Hq] {
@@ -604,6 +618,19 @@ mod tests {
                 },
                 "a repeated ack changes nothing"
             );
+            // Published, but the PUBACK was lost with the connection: HQ's
+            // real ack, delivered before the re-send, still counts.
+            o.attempted(vec![seqs[1]]);
+            let late = o.mark_acked(vec!["t-2".into()]).await.expect("ack");
+            assert_eq!(
+                late,
+                Acked {
+                    acked: 1,
+                    ignored: 0
+                },
+                "{mode:?}"
+            );
+            assert_eq!(o.backlog_len(), 0, "{mode:?}");
         }
     }
 }
