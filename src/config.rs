@@ -6,7 +6,7 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const DEFAULT_PATH: &str = "/etc/posbridge/posbridge.toml";
 pub const ENV_PREFIX: &str = "POSBRIDGE__";
@@ -306,14 +306,10 @@ pub struct DeviceConfig {
 }
 
 impl DeviceConfig {
-    /// The transport, with the driver's default (the first it lists) filled in.
+    /// The transport; loading fills in the driver's default when the config
+    /// names none (the first its family lists).
     pub fn transport_name(&self) -> &str {
-        match &self.transport {
-            Some(t) => t,
-            None => crate::device::registry::find(&self.driver)
-                .and_then(|d| d.transports.first().copied())
-                .unwrap_or("serial"),
-        }
+        self.transport.as_deref().unwrap_or("serial")
     }
 }
 
@@ -491,35 +487,64 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-impl Config {
-    /// Reads the file at `path` and applies the process environment's overrides.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            source: source.clone(),
-            problems: vec![Problem {
-                key: String::new(),
-                message: format!("cannot read the config file: {e}"),
-            }],
-        })?;
-        Self::parse(&text, std::env::vars(), &source)
+/// A config read as far as its own text goes, the first of loading's two
+/// steps: TOML, the environment's overrides, every section typed and its
+/// values checked, each device's common keys read. What needs the driver
+/// families or the machine is the second step (`crate::load`).
+pub struct Draft {
+    pub config: Config,
+    /// `device_index[i]` is the `[[device]]` position of `config.devices[i]`
+    /// (devices that failed to parse are absent but keep their numbering).
+    pub device_index: Vec<usize>,
+    pub problems: Vec<Problem>,
+    pub source: String,
+}
+
+impl Draft {
+    /// Where a problem with `config.devices[n]` is reported: `device[N].key`,
+    /// or for devices `[devices] auto` added, `devices.auto (id).key`.
+    pub fn device_key(&self, n: usize, key: &str) -> String {
+        match self.device_index.get(n) {
+            Some(i) => format!("device[{i}].{key}"),
+            None => format!(
+                "devices.auto ({}).{key}",
+                self.config.devices.get(n).map_or("?", |d| d.id.as_str())
+            ),
+        }
     }
 
-    /// Parses TOML text, applies `POSBRIDGE__…` overrides from `env`, and validates.
-    pub fn parse(
+    pub fn problem(&mut self, key: String, message: String) {
+        self.problems.push(Problem { key, message });
+    }
+
+    /// The config, or every problem found in both steps.
+    pub fn finish(self) -> Result<Config, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(ConfigError {
+                source: self.source,
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+impl Config {
+    /// Step one: parses TOML text, applies `POSBRIDGE__…` overrides from
+    /// `env` and checks what the text alone can tell. `Err` only for text
+    /// that is not TOML; other problems are collected in the draft.
+    pub fn draft(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
         source: &str,
-    ) -> Result<Config, ConfigError> {
-        let fail = |problems| ConfigError {
+    ) -> Result<Draft, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
             source: source.to_owned(),
-            problems,
-        };
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            fail(vec![Problem {
+            problems: vec![Problem {
                 key: String::new(),
                 message: format!("not valid TOML: {}", e.to_string().trim_end()),
-            }])
+            }],
         })?;
         let mut problems = Vec::new();
         let mut root = toml::Value::Table(table);
@@ -529,22 +554,14 @@ impl Config {
             toml::Value::Table(t) => t,
             _ => toml::Table::new(),
         };
-        let (mut config, device_index) = deserialize_all(table, &mut problems);
-        if config.plug.auto {
-            match crate::device::hotplug::auto_devices(&config.devices) {
-                Ok(extra) => config.devices.extend(extra),
-                Err(message) => problems.push(Problem {
-                    key: "devices.auto".into(),
-                    message,
-                }),
-            }
-        }
+        let (config, device_index) = deserialize_all(table, &mut problems);
         config.validate(&device_index, &mut problems);
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(fail(problems))
-        }
+        Ok(Draft {
+            config,
+            device_index,
+            problems,
+            source: source.to_owned(),
+        })
     }
 
     /// `device_index[i]` is the `[[device]]` position of `self.devices[i]` (devices
@@ -700,9 +717,6 @@ impl Config {
             } else if !ids.insert(d.id.as_str()) {
                 err(key("id"), format!("duplicate device id {:?}", d.id));
             }
-            for (k, why) in crate::device::registry::check(d) {
-                err(key(k), why);
-            }
         }
     }
 }
@@ -724,13 +738,6 @@ impl UplinkConfig {
                 "uplink.key".into(),
                 "a client certificate needs both cert and key".into(),
             );
-        }
-        for (k, p) in [("ca", &u.ca), ("cert", &u.cert), ("key", &u.key)] {
-            if let Some(p) = p {
-                if let Err(e) = std::fs::metadata(p) {
-                    err(format!("uplink.{k}"), format!("{}: {e}", p.display()));
-                }
-            }
         }
         if u.password.is_some() && u.username.is_none() {
             err(

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod device;
 pub mod event;
+pub mod family;
 pub mod load;
 pub mod metrics;
 pub mod print;

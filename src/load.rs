@@ -3,7 +3,7 @@
 //! (who may change the file) are here. `run`, `check-config`, the SIGHUP
 //! reload and `doctor` all go through [`load`].
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Draft, Problem};
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -38,6 +38,78 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         config,
         warnings: file_warnings(path),
     })
+}
+
+impl Config {
+    /// Reads the file at `path` and applies the process environment's overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: source.clone(),
+            problems: vec![Problem {
+                key: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }],
+        })?;
+        Self::parse(&text, std::env::vars(), &source)
+    }
+
+    /// Parses TOML text, applies `POSBRIDGE__…` overrides from `env`, and
+    /// validates all of it: the text (`config`), then each device against its
+    /// driver family and what must exist on the machine. Every problem of
+    /// both steps is reported together.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        source: &str,
+    ) -> Result<Config, ConfigError> {
+        let mut draft = Config::draft(text, env, source)?;
+        check_families(&mut draft);
+        check_files(&mut draft);
+        draft.finish()
+    }
+}
+
+/// Step two for devices: `[devices] auto` adds the catalog's, each gets its
+/// family's default transport, and each family checks its device's keys.
+fn check_families(draft: &mut Draft) {
+    if draft.config.plug.auto {
+        match crate::device::hotplug::auto_devices(&draft.config.devices) {
+            Ok(extra) => draft.config.devices.extend(extra),
+            Err(message) => draft.problem("devices.auto".into(), message),
+        }
+    }
+    for d in &mut draft.config.devices {
+        if d.transport.is_none() {
+            d.transport = crate::family::find(&d.driver)
+                .and_then(|f| f.transports.first())
+                .map(|t| (*t).to_owned());
+        }
+    }
+    for n in 0..draft.config.devices.len() {
+        for (k, why) in crate::family::check(&draft.config.devices[n]) {
+            let key = draft.device_key(n, k);
+            draft.problem(key, why);
+        }
+    }
+}
+
+/// Step two for files the config names: they must be there.
+fn check_files(draft: &mut Draft) {
+    let Some(u) = &draft.config.uplink else {
+        return;
+    };
+    let mut missing = Vec::new();
+    for (k, p) in [("ca", &u.ca), ("cert", &u.cert), ("key", &u.key)] {
+        if let Some(p) = p {
+            if let Err(e) = std::fs::metadata(p) {
+                missing.push((format!("uplink.{k}"), format!("{}: {e}", p.display())));
+            }
+        }
+    }
+    for (k, why) in missing {
+        draft.problem(k, why);
+    }
 }
 
 /// Symlinks followed at most; the kernel gives up at 40 too.

@@ -35,7 +35,7 @@ fn catalog_validates_and_covers_each_family() {
     for e in &c.entries {
         if let Some(d) = &e.driver {
             assert!(
-                posbridge::device::registry::find(d).is_some(),
+                posbridge::family::find(d).is_some(),
                 "{}: driver {d} is not in the registry",
                 e.id
             );

@@ -371,7 +371,7 @@ pub fn doctor(
                 let (Some(v), Some(p)) = (hex(&m.vid), hex(&m.pid)) else {
                     continue;
                 };
-                let kind = crate::device::registry::node_kind(d);
+                let kind = crate::family::node_kind(d);
                 let absent = || format!("no USB device {v:04x}:{p:04x} is plugged in");
                 match kind {
                     Some(NodeKind::UsbDevice) => {

@@ -31,7 +31,7 @@ pub fn targets(configs: &[DeviceConfig]) -> Vec<Target> {
         .iter()
         .filter_map(|c| {
             let m = c.usb_match.as_ref()?;
-            let kind = super::registry::node_kind(c)?;
+            let kind = crate::family::node_kind(c)?;
             Some(Target {
                 device: c.id.clone(),
                 kind,

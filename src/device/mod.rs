@@ -3,7 +3,6 @@
 //! with backoff when the device fails or goes away.
 
 pub mod hotplug;
-pub mod registry;
 
 use crate::clock::rfc3339_ms;
 use crate::config::DeviceConfig;
@@ -101,7 +100,9 @@ impl Device {
     /// like printers, count as supervised).
     pub fn supervised(&self) -> bool {
         // A device being retired by a reload is not a dead task.
-        registry::print_worker(&self.cfg) || self.stop.is_cancelled() || !self.read_tx.is_closed()
+        crate::family::print_worker(&self.cfg)
+            || self.stop.is_cancelled()
+            || !self.read_tx.is_closed()
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -275,7 +276,7 @@ impl Devices {
 
     /// Builds one device and starts its supervisor (printers are listed only).
     fn spawn(&self, cfg: &DeviceConfig) -> anyhow::Result<Arc<Device>> {
-        let spec = registry::find(&cfg.driver)
+        let spec = crate::family::find(&cfg.driver)
             .ok_or_else(|| anyhow::anyhow!("device {}: unknown driver {}", cfg.id, cfg.driver))?;
         // Validation already built one; a failure here is a bug, reported not panicked.
         let protocol = (spec.make)(cfg)
@@ -303,7 +304,7 @@ impl Devices {
             stop: stop.clone(),
             task: Mutex::new(None),
         });
-        if registry::print_worker(cfg) {
+        if crate::family::print_worker(cfg) {
             // Listed and reported here; run by its own module (src/print).
             return Ok(dev);
         }
@@ -333,7 +334,9 @@ impl Devices {
         for cfg in configs {
             match old.iter().find(|d| d.cfg.id == cfg.id) {
                 Some(d) if d.cfg == *cfg => next.push(d.clone()),
-                Some(d) if registry::print_worker(&d.cfg) || registry::print_worker(cfg) => {
+                Some(d)
+                    if crate::family::print_worker(&d.cfg) || crate::family::print_worker(cfg) =>
+                {
                     r.kept.push(cfg.id.clone());
                     next.push(d.clone());
                 }
@@ -341,7 +344,7 @@ impl Devices {
                     r.changed.push(cfg.id.clone());
                     retire.push(d.clone());
                 }
-                None if registry::print_worker(cfg) => {
+                None if crate::family::print_worker(cfg) => {
                     r.kept.push(cfg.id.clone());
                 }
                 None => r.added.push(cfg.id.clone()),
@@ -349,7 +352,7 @@ impl Devices {
         }
         for d in &old {
             if !configs.iter().any(|c| c.id == d.cfg.id) {
-                if registry::print_worker(&d.cfg) {
+                if crate::family::print_worker(&d.cfg) {
                     r.kept.push(d.cfg.id.clone());
                     next.push(d.clone());
                 } else {

@@ -211,7 +211,7 @@ pub async fn resolve_by_usb_id(
     cfg: &DeviceConfig,
 ) -> Result<std::borrow::Cow<'_, DeviceConfig>, OpenError> {
     use std::borrow::Cow;
-    let kind = crate::device::registry::node_kind(cfg);
+    let kind = crate::family::node_kind(cfg);
     let (None, Some(m), Some(kind @ (NodeKind::Tty | NodeKind::Usblp))) =
         (&cfg.path, &cfg.usb_match, kind)
     else {
@@ -264,7 +264,7 @@ pub async fn connect_tcp(addr: &str) -> Result<tokio::net::TcpStream, OpenError>
 pub async fn open_serial(cfg: &DeviceConfig) -> Result<tokio_serial::SerialStream, OpenError> {
     let cfg = &*resolve_by_usb_id(cfg).await?;
     let path = cfg.path.as_deref().unwrap_or_default();
-    let builder = serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
+    let builder = crate::family::serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
     tokio_serial::SerialStream::open(&builder).map_err(|e| serial_error(path, e))
 }
 
@@ -371,8 +371,8 @@ pub async fn open<'a>(
     cfg: &DeviceConfig,
     sim: Option<&'a mut mpsc::Receiver<Vec<u8>>>,
 ) -> Result<Link<'a>, OpenError> {
-    use crate::device::registry::{self, HidReading, SimKind, UsbNode};
-    let spec = registry::spec(cfg)
+    use crate::family::{self, HidReading, SimKind, UsbNode};
+    let spec = family::spec(cfg)
         .ok_or_else(|| OpenError::from(format!("unknown driver {:?}", cfg.driver)))?;
     match (cfg.transport_name(), sim) {
         // Request/response devices need something to answer them.
@@ -512,52 +512,6 @@ fn serial_error(path: &str, e: tokio_serial::Error) -> OpenError {
         .into(),
         _ => format!("{path}: {e}").into(),
     }
-}
-
-/// The serial port settings a device asks for (baud, framing, flow control),
-/// or the key that is wrong.
-pub fn serial_settings(
-    cfg: &DeviceConfig,
-) -> Result<tokio_serial::SerialPortBuilder, (&'static str, String)> {
-    use tokio_serial::{DataBits, FlowControl, Parity, StopBits};
-    let data_bits = match cfg.data_bits.unwrap_or(8) {
-        5 => DataBits::Five,
-        6 => DataBits::Six,
-        7 => DataBits::Seven,
-        8 => DataBits::Eight,
-        n => return Err(("data_bits", format!("{n} is not 5, 6, 7 or 8"))),
-    };
-    let parity = match cfg.parity.as_deref().unwrap_or("none") {
-        "none" => Parity::None,
-        "odd" => Parity::Odd,
-        "even" => Parity::Even,
-        p => return Err(("parity", format!("{p:?} is not none, odd or even"))),
-    };
-    let stop_bits = match cfg.stop_bits.unwrap_or(1) {
-        1 => StopBits::One,
-        2 => StopBits::Two,
-        n => return Err(("stop_bits", format!("{n} is not 1 or 2"))),
-    };
-    let flow = match cfg.flow_control.as_deref().unwrap_or("none") {
-        "none" => FlowControl::None,
-        "software" => FlowControl::Software,
-        "hardware" => FlowControl::Hardware,
-        f => {
-            return Err((
-                "flow_control",
-                format!("{f:?} is not none, software or hardware"),
-            ))
-        }
-    };
-    let default_baud = crate::device::registry::find(&cfg.driver).map_or(9600, |d| d.default_baud);
-    Ok(tokio_serial::new(
-        cfg.path.as_deref().unwrap_or_default(),
-        cfg.baud.unwrap_or(default_baud),
-    )
-    .data_bits(data_bits)
-    .parity(parity)
-    .stop_bits(stop_bits)
-    .flow_control(flow))
 }
 
 #[cfg(test)]

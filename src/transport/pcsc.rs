@@ -39,7 +39,7 @@ impl Drop for PcscLink {
 
 impl PcscLink {
     pub fn open(cfg: &DeviceConfig) -> Result<PcscLink, OpenError> {
-        let plan = read_plan(cfg).map_err(OpenError::from)?;
+        let plan = crate::family::pcsc::read_plan(cfg).map_err(OpenError::from)?;
         let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|e| {
             OpenError::from(format!(
                 "cannot reach pcscd ({e}); is it running? (systemctl start pcscd.socket)"
@@ -78,36 +78,6 @@ impl PcscLink {
         self.reread.store(true, Ordering::Relaxed);
         let _ = self.ctx.cancel();
     }
-}
-
-fn read_plan(cfg: &DeviceConfig) -> Result<Option<ReadPlan>, String> {
-    let Some(blocks) = &cfg.blocks else {
-        return Ok(None);
-    };
-    let key = apdu::parse_key(cfg.key.as_deref().unwrap_or("FFFFFFFFFFFF"))
-        .map_err(|e| format!("key: {e}"))?;
-    let key_type = match cfg.key_type.as_deref().unwrap_or("A") {
-        "A" | "a" => apdu::KeyType::A,
-        "B" | "b" => apdu::KeyType::B,
-        k => return Err(format!("key_type: {k:?} is not A or B")),
-    };
-    ReadPlan::new(blocks.clone(), key, key_type)
-        .map(Some)
-        .map_err(|e| format!("blocks: {e}"))
-}
-
-/// Checks the pcsc-only keys of a device table (config validation).
-pub fn check(cfg: &DeviceConfig) -> Result<(), (&'static str, String)> {
-    read_plan(cfg).map(|_| ()).map_err(|e| {
-        let key = if e.starts_with("key_type") {
-            "key_type"
-        } else if e.starts_with("key") {
-            "key"
-        } else {
-            "blocks"
-        };
-        (key, e)
-    })
 }
 
 struct Worker {

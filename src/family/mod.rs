@@ -1,6 +1,9 @@
 //! The drivers this build knows, in one static list: which transports each
 //! accepts, which config keys it uses, and how to make its protocol.
 
+pub mod escpos;
+pub mod pcsc;
+
 use crate::config::DeviceConfig;
 use posbridge_drivers::hotplug::NodeKind;
 use posbridge_drivers::{barcode, callerid, dongle, hid, idcard, magstripe, rfid, Protocol};
@@ -397,7 +400,7 @@ impl Protocol for PcscCommands {
 }
 
 fn make_pcsc(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    crate::transport::pcsc::check(d)?;
+    pcsc::check(d)?;
     Ok(Box::new(PcscCommands))
 }
 
@@ -415,7 +418,7 @@ impl Protocol for Unsupervised {
 }
 
 fn make_escpos(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    crate::print::options(d)?;
+    escpos::options(d)?;
     Ok(Box::new(Unsupervised))
 }
 
@@ -614,7 +617,7 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             out.push(("baud", format!("{b} is not a serial speed")));
         }
     }
-    if let Err((k, why)) = crate::transport::serial_settings(d) {
+    if let Err((k, why)) = serial_settings(d) {
         out.push((k, why));
     }
     let serial_keys = [
@@ -702,4 +705,48 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         }
     }
     out
+}
+
+/// The serial port settings a device asks for (baud, framing, flow control),
+/// or the key that is wrong.
+pub fn serial_settings(cfg: &DeviceConfig) -> Result<tokio_serial::SerialPortBuilder, KeyError> {
+    use tokio_serial::{DataBits, FlowControl, Parity, StopBits};
+    let data_bits = match cfg.data_bits.unwrap_or(8) {
+        5 => DataBits::Five,
+        6 => DataBits::Six,
+        7 => DataBits::Seven,
+        8 => DataBits::Eight,
+        n => return Err(("data_bits", format!("{n} is not 5, 6, 7 or 8"))),
+    };
+    let parity = match cfg.parity.as_deref().unwrap_or("none") {
+        "none" => Parity::None,
+        "odd" => Parity::Odd,
+        "even" => Parity::Even,
+        p => return Err(("parity", format!("{p:?} is not none, odd or even"))),
+    };
+    let stop_bits = match cfg.stop_bits.unwrap_or(1) {
+        1 => StopBits::One,
+        2 => StopBits::Two,
+        n => return Err(("stop_bits", format!("{n} is not 1 or 2"))),
+    };
+    let flow = match cfg.flow_control.as_deref().unwrap_or("none") {
+        "none" => FlowControl::None,
+        "software" => FlowControl::Software,
+        "hardware" => FlowControl::Hardware,
+        f => {
+            return Err((
+                "flow_control",
+                format!("{f:?} is not none, software or hardware"),
+            ))
+        }
+    };
+    let default_baud = find(&cfg.driver).map_or(9600, |d| d.default_baud);
+    Ok(tokio_serial::new(
+        cfg.path.as_deref().unwrap_or_default(),
+        cfg.baud.unwrap_or(default_baud),
+    )
+    .data_bits(data_bits)
+    .parity(parity)
+    .stop_bits(stop_bits)
+    .flow_control(flow))
 }

@@ -1,0 +1,37 @@
+//! The `pcsc` family: contactless cards through pcscd. Its link does the
+//! card work (src/transport/pcsc.rs); here is what its config asks for.
+
+use super::KeyError;
+use crate::config::DeviceConfig;
+use posbridge_drivers::pcsc::{self as apdu, ReadPlan};
+
+/// The MIFARE Classic blocks to read on each tap, with their key.
+pub fn read_plan(cfg: &DeviceConfig) -> Result<Option<ReadPlan>, String> {
+    let Some(blocks) = &cfg.blocks else {
+        return Ok(None);
+    };
+    let key = apdu::parse_key(cfg.key.as_deref().unwrap_or("FFFFFFFFFFFF"))
+        .map_err(|e| format!("key: {e}"))?;
+    let key_type = match cfg.key_type.as_deref().unwrap_or("A") {
+        "A" | "a" => apdu::KeyType::A,
+        "B" | "b" => apdu::KeyType::B,
+        k => return Err(format!("key_type: {k:?} is not A or B")),
+    };
+    ReadPlan::new(blocks.clone(), key, key_type)
+        .map(Some)
+        .map_err(|e| format!("blocks: {e}"))
+}
+
+/// Checks the pcsc-only keys of a device table (config validation).
+pub fn check(cfg: &DeviceConfig) -> Result<(), KeyError> {
+    read_plan(cfg).map(|_| ()).map_err(|e| {
+        let key = if e.starts_with("key_type") {
+            "key_type"
+        } else if e.starts_with("key") {
+            "key"
+        } else {
+            "blocks"
+        };
+        (key, e)
+    })
+}
