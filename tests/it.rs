@@ -17,6 +17,7 @@ mod guards;
 mod hostile;
 mod hotplug;
 mod idcard;
+mod layers;
 mod print;
 mod reload;
 mod security;
