@@ -279,8 +279,13 @@ impl Devices {
         let spec = crate::family::find(&cfg.driver)
             .ok_or_else(|| anyhow::anyhow!("device {}: unknown driver {}", cfg.id, cfg.driver))?;
         // Validation already built one; a failure here is a bug, reported not panicked.
-        let protocol = (spec.make)(cfg)
-            .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;
+        let protocol = (spec.make)(
+            cfg,
+            &crate::family::Make {
+                seed: random_seed(),
+            },
+        )
+        .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;
         let (sim_tx, sim_rx) = if cfg.transport_name() == "sim" {
             let (tx, rx) = mpsc::channel(64);
             (Some(tx), Some(rx))
@@ -653,4 +658,18 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Fresh bytes for dongle challenges, from the kernel's CSPRNG (a predictable
+/// challenge could be answered in advance by borrowing a genuine dongle).
+fn random_seed() -> [u8; 16] {
+    use std::io::Read;
+    let mut seed = [0u8; 16];
+    let got = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
+    if got.is_err() {
+        // No /dev/urandom (a broken chroot): still unique per start, if guessable.
+        seed[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+        seed[8..].copy_from_slice(&(ulid::Ulid::new().0 as u64).to_le_bytes());
+    }
+    seed
 }

@@ -1,10 +1,32 @@
 //! The `escpos` family: receipt printers. Run by the print worker
 //! (src/print), not the supervisor; here is what its config asks for.
 
-use super::KeyError;
+use super::{DriverSpec, HidReading, KeyError, Make, Runs, SimKind, UsbNode};
 use crate::config::DeviceConfig;
 use posbridge_drivers::escpos::{CutMode, DrawerPin, Encoding, Profile};
+use posbridge_drivers::Protocol;
 use std::time::Duration;
+
+/// What the rest of the daemon needs to know about this family.
+pub static SPEC: DriverSpec = DriverSpec {
+    name: "escpos",
+    transports: &["tcp", "serial", "usb", "file"],
+    keys: &[
+        "address",
+        "encoding",
+        "columns",
+        "cut",
+        "drawer_pin",
+        "poll_ms",
+        "status_query",
+    ],
+    default_baud: 9600,
+    runs: Runs::PrintWorker,
+    sim: SimKind::Stream,
+    hid: HidReading::Keyboard,
+    usb: UsbNode::Printer,
+    make,
+};
 
 /// The idle status poll when the config gives none.
 const DEFAULT_POLL_MS: u64 = 5000;
@@ -87,4 +109,22 @@ pub fn options(d: &DeviceConfig) -> Result<Options, KeyError> {
         poll: (poll_ms > 0).then(|| Duration::from_millis(poll_ms)),
         status_query: d.status_query.unwrap_or(true),
     })
+}
+
+/// Never run: the print worker drives escpos devices ([`Runs::PrintWorker`]).
+struct Unsupervised;
+
+impl Protocol for Unsupervised {
+    fn handle_bytes(
+        &mut self,
+        _now: posbridge_drivers::Instant,
+        _bytes: &[u8],
+        _out: &mut Vec<posbridge_drivers::Action>,
+    ) {
+    }
+}
+
+pub fn make(d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
+    options(d)?;
+    Ok(Box::new(Unsupervised))
 }

@@ -1,18 +1,32 @@
 //! The drivers this build knows, in one static list: which transports each
 //! accepts, which config keys it uses, and how to make its protocol.
 
+pub mod barcode;
+pub mod callerid;
+pub mod dongle;
 pub mod escpos;
+pub mod idcard;
+pub mod magstripe;
 pub mod pcsc;
+pub mod rfid;
 
 use crate::config::DeviceConfig;
 use posbridge_drivers::hotplug::NodeKind;
-use posbridge_drivers::{barcode, callerid, dongle, hid, idcard, magstripe, rfid, Protocol};
+use posbridge_drivers::Protocol;
 
 /// A config problem as (key within the device table, reason).
 pub type KeyError = (&'static str, String);
 
 /// Builds a driver's protocol from its device table.
-pub type MakeProtocol = fn(&DeviceConfig) -> Result<Box<dyn Protocol>, KeyError>;
+pub type MakeProtocol = fn(&DeviceConfig, &Make) -> Result<Box<dyn Protocol>, KeyError>;
+
+/// What building a protocol takes from the running daemon: the family code
+/// reads nothing itself.
+#[derive(Clone, Debug, Default)]
+pub struct Make {
+    /// Fresh random bytes (dongle challenges); zeros when only checking a config.
+    pub seed: [u8; 16],
+}
 
 /// One driver family: everything the rest of the daemon needs to know about
 /// it, so nothing outside this list compares driver names.
@@ -105,440 +119,23 @@ pub fn print_worker(cfg: &DeviceConfig) -> bool {
     spec(cfg).is_some_and(|s| s.runs == Runs::PrintWorker)
 }
 
-/// Every driver in this build.
-pub static DRIVERS: &[DriverSpec] = &[
-    DriverSpec {
-        name: "barcode",
-        transports: &["serial", "evdev", "hid", "sim"],
-        keys: &["member_pattern", "idle_flush_ms", "suffix"],
-        default_baud: 9600,
-        runs: Runs::Supervisor,
-        sim: SimKind::Stream,
-        hid: HidReading::Whole,
-        usb: UsbNode::None,
-        make: make_barcode,
-    },
-    DriverSpec {
-        name: "magstripe",
-        transports: &["serial", "evdev", "hid", "sim"],
-        keys: &["lrc", "idle_flush_ms"],
-        default_baud: 9600,
-        runs: Runs::Supervisor,
-        sim: SimKind::Stream,
-        hid: HidReading::Magtek,
-        usb: UsbNode::None,
-        make: make_magstripe,
-    },
-    DriverSpec {
-        name: "rfid-wedge",
-        transports: &["serial", "evdev", "hid", "sim"],
-        keys: &["format", "idle_flush_ms"],
-        default_baud: 9600,
-        runs: Runs::Supervisor,
-        sim: SimKind::Stream,
-        hid: HidReading::Keyboard,
-        usb: UsbNode::None,
-        make: make_rfid,
-    },
-    DriverSpec {
-        name: "pcsc",
-        transports: &["pcsc"],
-        keys: &["reader", "blocks", "key", "key_type"],
-        default_baud: 9600,
-        runs: Runs::Supervisor,
-        sim: SimKind::Stream,
-        hid: HidReading::Keyboard,
-        usb: UsbNode::None,
-        make: make_pcsc,
-    },
-    DriverSpec {
-        name: "idcard-sam",
-        transports: &["serial", "sim"],
-        keys: &["poll_ms"],
-        default_baud: 115_200,
-        runs: Runs::Supervisor,
-        sim: SimKind::IdCardReader,
-        hid: HidReading::Keyboard,
-        usb: UsbNode::None,
-        make: make_idcard,
-    },
-    DriverSpec {
-        name: "callerid",
-        transports: &["serial", "tcp", "udp", "hid", "sim"],
-        keys: &[
-            "format",
-            "ring_timeout_ms",
-            "country",
-            "address",
-            "from",
-            "hid_layout",
-        ],
-        default_baud: 9600,
-        runs: Runs::Supervisor,
-        sim: SimKind::Stream,
-        hid: HidReading::Whole,
-        usb: UsbNode::None,
-        make: make_callerid,
-    },
-    DriverSpec {
-        name: "escpos",
-        transports: &["tcp", "serial", "usb", "file"],
-        keys: &[
-            "address",
-            "encoding",
-            "columns",
-            "cut",
-            "drawer_pin",
-            "poll_ms",
-            "status_query",
-        ],
-        default_baud: 9600,
-        runs: Runs::PrintWorker,
-        sim: SimKind::Stream,
-        hid: HidReading::Keyboard,
-        usb: UsbNode::Printer,
-        make: make_escpos,
-    },
-    DriverSpec {
-        name: "dongle",
-        // hid: presence plus the optional feature-report check; usb: presence
-        // only (vendor-class dongles such as Sentinel HASP); sim: replay.
-        transports: &["hid", "usb", "sim"],
-        keys: &["check", "match"],
-        default_baud: 9600,
-        runs: Runs::Supervisor,
-        sim: SimKind::Stream,
-        hid: HidReading::Feature,
-        usb: UsbNode::Presence,
-        make: make_dongle,
-    },
+/// Every driver family in this build: adding one is its module here and a line.
+pub static DRIVERS: &[&DriverSpec] = &[
+    &barcode::SPEC,
+    &magstripe::SPEC,
+    &rfid::SPEC,
+    &pcsc::SPEC,
+    &idcard::SPEC,
+    &callerid::SPEC,
+    &escpos::SPEC,
+    &dongle::SPEC,
 ];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.
 const PLANNED: &[&str] = &[];
 
-fn member_pattern(d: &DeviceConfig) -> Result<Option<regex::Regex>, KeyError> {
-    d.member_pattern
-        .as_deref()
-        .map(|p| {
-            regex::Regex::new(p).map_err(|e| ("member_pattern", format!("not a valid regex: {e}")))
-        })
-        .transpose()
-}
-
-fn make_barcode(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    let member_pattern = member_pattern(d)?;
-    if d.transport_name() == "hid" {
-        // HID-POS scanners deliver whole reports, not lines.
-        if d.suffix.is_some() {
-            return Err((
-                "suffix",
-                "HID-POS scanners send no suffix; remove it".into(),
-            ));
-        }
-        return Ok(Box::new(hid::HidPosScanner::new(hid::Options {
-            member_pattern,
-            ..hid::Options::default()
-        })));
-    }
-    let suffix = match d.suffix.as_deref() {
-        None => barcode::Suffix::Auto,
-        Some(s) => barcode::Suffix::parse(s).ok_or((
-            "suffix",
-            format!("{s:?} is not one of auto, cr, lf, crlf, tab, none"),
-        ))?,
-    };
-    let idle_flush_ms = Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0);
-    if suffix == barcode::Suffix::None && idle_flush_ms.is_none() {
-        return Err((
-            "idle_flush_ms",
-            "with suffix = \"none\" only the idle timeout can end a code; it must be above 0"
-                .into(),
-        ));
-    }
-    Ok(Box::new(barcode::Barcode::new(barcode::Options {
-        member_pattern,
-        idle_flush_ms,
-        suffix,
-    })))
-}
-
-fn make_magstripe(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    let mut opts = magstripe::Options::default();
-    if let Some(ms) = d.idle_flush_ms {
-        if !(10..=5000).contains(&ms) {
-            return Err((
-                "idle_flush_ms",
-                "must be between 10 and 5000 for a magstripe reader".into(),
-            ));
-        }
-        opts.idle_ms = ms;
-    }
-    if let Some(lrc) = d.lrc {
-        if lrc && matches!(d.transport_name(), "evdev" | "hid") {
-            return Err((
-                "lrc",
-                "keyboard-wedge and HID readers never send an LRC".into(),
-            ));
-        }
-        opts.lrc = lrc;
-    }
-    Ok(Box::new(magstripe::Magstripe::new(opts)))
-}
-
-fn make_callerid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    let format: callerid::Format = match d.format.as_deref() {
-        None => callerid::Format::Auto,
-        Some(f) => serde_json::from_value(serde_json::Value::from(f)).map_err(|_| {
-            (
-                "format",
-                format!(
-                    "{f:?} is not one of auto, modem, mdmf, sdmf, etsi, dtmf, ncid, hid, whozz"
-                ),
-            )
-        })?,
-    };
-    // A USB box's report layout is per model (PROTOCOLS.md §2): data, not code.
-    let hid_layout = match (format, &d.hid_layout) {
-        (callerid::Format::Hid, None) => {
-            return Err((
-                "hid_layout",
-                "format \"hid\" needs the box's report layout (see config/posbridge.toml)".into(),
-            ))
-        }
-        (callerid::Format::Hid, Some(l)) => {
-            if l.report_len == 0 || l.report_len > 64 {
-                return Err(("hid_layout", "report_len must be from 1 to 64".into()));
-            }
-            Some(l.clone())
-        }
-        (_, Some(_)) => return Err(("hid_layout", "only used with format = \"hid\"".into())),
-        (_, None) => None,
-    };
-    // Whozz Calling records come one per datagram; other formats are streams.
-    match (format, d.transport_name()) {
-        (callerid::Format::Whozz, "udp" | "sim") | (callerid::Format::Auto, "udp") => {}
-        (callerid::Format::Whozz, _) => {
-            return Err((
-                "format",
-                "format \"whozz\" needs transport \"udp\" (or \"sim\" to replay datagrams)".into(),
-            ))
-        }
-        (_, "udp") => {
-            return Err((
-                "format",
-                "transport \"udp\" takes format \"whozz\" (or \"auto\")".into(),
-            ))
-        }
-        _ => {}
-    }
-    if format == callerid::Format::Hid && !matches!(d.transport_name(), "hid" | "sim") {
-        return Err((
-            "format",
-            "format \"hid\" needs transport \"hid\" (or \"sim\" to replay captured reports)".into(),
-        ));
-    }
-    let ring_timeout_ms = d.ring_timeout_ms.unwrap_or(8000);
-    if !(1000..=60_000).contains(&ring_timeout_ms) {
-        return Err(("ring_timeout_ms", "must be from 1000 to 60000".into()));
-    }
-    let country = d.country.clone().unwrap_or_else(|| "86".into());
-    if country.is_empty() || country.len() > 3 || !country.bytes().all(|b| b.is_ascii_digit()) {
-        return Err((
-            "country",
-            format!("{country:?} is not a country calling code (86, 852, 1 …)"),
-        ));
-    }
-    Ok(Box::new(callerid::CallerId::new(callerid::Options {
-        format,
-        call_id_prefix: format!("{}-{}-", d.id, ulid::Ulid::new().timestamp_ms()),
-        ring_timeout_ms,
-        country,
-        // An NCID server or a network unit is not a modem: no AT commands to it.
-        send_init: !matches!(d.transport_name(), "tcp" | "udp")
-            && !matches!(
-                format,
-                callerid::Format::Ncid | callerid::Format::Hid | callerid::Format::Whozz
-            ),
-        hid_layout,
-        ..callerid::Options::default()
-    })))
-}
-
-fn make_rfid(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    let format = match d.format.as_deref().unwrap_or("auto") {
-        "auto" => rfid::RfidFormat::Auto,
-        "decimal10" => rfid::RfidFormat::Decimal10,
-        "hex8" => rfid::RfidFormat::Hex8,
-        "hex10" => rfid::RfidFormat::Hex10,
-        "wiegand26" => rfid::RfidFormat::Wiegand26,
-        f => {
-            return Err((
-                "format",
-                format!("{f:?} is not one of auto, decimal10, hex8, hex10, wiegand26"),
-            ))
-        }
-    };
-    Ok(Box::new(rfid::Rfid::new(rfid::Options {
-        format,
-        idle_flush_ms: Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0),
-    })))
-}
-
-/// The pcsc link does the card work in its own thread, and takes "read now"
-/// itself ([`crate::transport::Link::request_read`]): no protocol on top.
-struct PcscCommands;
-
-impl Protocol for PcscCommands {
-    fn handle_bytes(
-        &mut self,
-        _now: posbridge_drivers::Instant,
-        _bytes: &[u8],
-        _out: &mut Vec<posbridge_drivers::Action>,
-    ) {
-    }
-}
-
-fn make_pcsc(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    pcsc::check(d)?;
-    Ok(Box::new(PcscCommands))
-}
-
-/// Never run: the print worker drives escpos devices ([`Runs::PrintWorker`]).
-struct Unsupervised;
-
-impl Protocol for Unsupervised {
-    fn handle_bytes(
-        &mut self,
-        _now: posbridge_drivers::Instant,
-        _bytes: &[u8],
-        _out: &mut Vec<posbridge_drivers::Action>,
-    ) {
-    }
-}
-
-fn make_escpos(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    escpos::options(d)?;
-    Ok(Box::new(Unsupervised))
-}
-
-fn make_idcard(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    let mut opts = idcard::Options::default();
-    if let Some(ms) = d.poll_ms {
-        if !(50..=10_000).contains(&ms) {
-            return Err(("poll_ms", "must be between 50 and 10000".into()));
-        }
-        opts.poll_ms = ms;
-    }
-    Ok(Box::new(idcard::IdCardReader::new(opts)))
-}
-
-fn make_dongle(d: &DeviceConfig) -> Result<Box<dyn Protocol>, KeyError> {
-    let Some(m) = &d.usb_match else {
-        return Err((
-            "match",
-            "required for driver dongle: { vid, pid, serial? } name the dongle in its events"
-                .into(),
-        ));
-    };
-    let hex4 = |s: &str| posbridge_drivers::catalog::parse_hex16(s).map(|v| format!("{v:04x}"));
-    let (Some(vid), Some(pid)) = (hex4(&m.vid), hex4(&m.pid)) else {
-        return Err(("match", "vid and pid must be 4 hex digits".into()));
-    };
-    let mut opts = dongle::Options {
-        vid,
-        pid,
-        serial: m.serial.clone(),
-        seed: random_seed(),
-        ..dongle::Options::default()
-    };
-    if let Some(c) = &d.check {
-        if d.transport_name() == "usb" {
-            return Err((
-                "check",
-                "a challenge-response needs transport \"hid\"; transport \"usb\" reports presence only".into(),
-            ));
-        }
-        let bytes = |k: &'static str, s: &str| -> Result<Vec<u8>, KeyError> {
-            let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-            match hex::decode(&s) {
-                Ok(b) if !b.is_empty() => Ok(b),
-                _ => Err(("check", format!("{k} must be hex bytes"))),
-            }
-        };
-        opts.report_id = c.report_id;
-        opts.report_len = c.report_len.unwrap_or(32);
-        if !(1..=dongle::MAX_REPORT).contains(&opts.report_len) {
-            return Err((
-                "check",
-                format!("report_len must be from 1 to {}", dongle::MAX_REPORT),
-            ));
-        }
-        opts.timeout_ms = c.timeout_ms.unwrap_or(2000);
-        if !(100..=60_000).contains(&opts.timeout_ms) {
-            return Err(("check", "timeout_ms must be from 100 to 60000".into()));
-        }
-        let check = match (&c.challenge, &c.response, &c.hmac_key) {
-            (Some(ch), Some(r), None) => {
-                if c.challenge_len.is_some() || c.response_len.is_some() {
-                    return Err((
-                        "check",
-                        "challenge_len/response_len only go with hmac_key".into(),
-                    ));
-                }
-                dongle::Check::Recorded {
-                    challenge: bytes("challenge", ch)?,
-                    response: bytes("response", r)?,
-                }
-            }
-            (None, None, Some(k)) => {
-                let challenge_len = c.challenge_len.unwrap_or(16);
-                let response_len = c.response_len.unwrap_or(16);
-                if challenge_len == 0 || challenge_len > opts.report_len {
-                    return Err(("check", "challenge_len must be from 1 to report_len".into()));
-                }
-                if !(1..=32).contains(&response_len) {
-                    return Err(("check", "response_len must be from 1 to 32".into()));
-                }
-                dongle::Check::Hmac {
-                    key: bytes("hmac_key", k)?,
-                    challenge_len,
-                    response_len,
-                }
-            }
-            _ => {
-                return Err((
-                    "check",
-                    "give either challenge and response (a recorded exchange) or hmac_key".into(),
-                ))
-            }
-        };
-        if let dongle::Check::Recorded { challenge, .. } = &check {
-            if challenge.len() > opts.report_len {
-                return Err(("check", "challenge is longer than report_len".into()));
-            }
-        }
-        opts.check = Some(check);
-    }
-    Ok(Box::new(dongle::Dongle::new(opts)))
-}
-
-/// Fresh bytes for dongle challenges, from the kernel's CSPRNG (a predictable
-/// challenge could be answered in advance by borrowing a genuine dongle).
-fn random_seed() -> [u8; 16] {
-    use std::io::Read;
-    let mut seed = [0u8; 16];
-    let got = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
-    if got.is_err() {
-        // No /dev/urandom (a broken chroot): still unique per start, if guessable.
-        seed[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
-        seed[8..].copy_from_slice(&(ulid::Ulid::new().0 as u64).to_le_bytes());
-    }
-    seed
-}
-
 pub fn find(name: &str) -> Option<&'static DriverSpec> {
-    DRIVERS.iter().find(|d| d.name == name)
+    DRIVERS.iter().copied().find(|d| d.name == name)
 }
 
 /// Problems with one device table, as (key, reason).
@@ -700,7 +297,7 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         }
     }
     if out.is_empty() {
-        if let Err((k, why)) = (spec.make)(d) {
+        if let Err((k, why)) = (spec.make)(d, &Make::default()) {
             out.push((k, why));
         }
     }

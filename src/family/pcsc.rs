@@ -1,9 +1,23 @@
 //! The `pcsc` family: contactless cards through pcscd. Its link does the
 //! card work (src/transport/pcsc.rs); here is what its config asks for.
 
-use super::KeyError;
+use super::{DriverSpec, HidReading, KeyError, Make, Runs, SimKind, UsbNode};
 use crate::config::DeviceConfig;
 use posbridge_drivers::pcsc::{self as apdu, ReadPlan};
+use posbridge_drivers::Protocol;
+
+/// What the rest of the daemon needs to know about this family.
+pub static SPEC: DriverSpec = DriverSpec {
+    name: "pcsc",
+    transports: &["pcsc"],
+    keys: &["reader", "blocks", "key", "key_type"],
+    default_baud: 9600,
+    runs: Runs::Supervisor,
+    sim: SimKind::Stream,
+    hid: HidReading::Keyboard,
+    usb: UsbNode::None,
+    make,
+};
 
 /// The MIFARE Classic blocks to read on each tap, with their key.
 pub fn read_plan(cfg: &DeviceConfig) -> Result<Option<ReadPlan>, String> {
@@ -34,4 +48,23 @@ pub fn check(cfg: &DeviceConfig) -> Result<(), KeyError> {
         };
         (key, e)
     })
+}
+
+/// The pcsc link does the card work in its own thread, and takes "read now"
+/// itself ([`crate::transport::Link::request_read`]): no protocol on top.
+struct PcscCommands;
+
+impl Protocol for PcscCommands {
+    fn handle_bytes(
+        &mut self,
+        _now: posbridge_drivers::Instant,
+        _bytes: &[u8],
+        _out: &mut Vec<posbridge_drivers::Action>,
+    ) {
+    }
+}
+
+pub fn make(d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
+    check(d)?;
+    Ok(Box::new(PcscCommands))
 }
