@@ -138,27 +138,15 @@ pub fn find(name: &str) -> Option<&'static DriverSpec> {
     DRIVERS.iter().copied().find(|d| d.name == name)
 }
 
-/// Problems with one device table, as (key, reason).
+/// Problems with one device table, as (key, reason): its driver and
+/// transport, the keys each transport needs or refuses, keys its family does
+/// not use, and then whatever the family's own make refuses.
 pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
-    let mut out = Vec::new();
-    let Some(spec) = find(&d.driver) else {
-        let known: Vec<&str> = DRIVERS.iter().map(|s| s.name).collect();
-        let why = if PLANNED.contains(&d.driver.as_str()) {
-            format!(
-                "driver {:?} is not in this build yet; available: {}",
-                d.driver,
-                known.join(", ")
-            )
-        } else {
-            format!(
-                "unknown driver {:?}; available: {}",
-                d.driver,
-                known.join(", ")
-            )
-        };
-        out.push(("driver", why));
-        return out;
+    let spec = match find(&d.driver) {
+        Some(spec) => spec,
+        None => return vec![("driver", unknown_driver(&d.driver))],
     };
+    let mut out = Vec::new();
     let transport = d.transport_name();
     if !spec.transports.contains(&transport) {
         out.push((
@@ -171,22 +159,45 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             ),
         ));
     }
-    match transport {
-        "serial" if d.usb_match.is_none() && d.path.as_deref().is_none_or(str::is_empty) => out.push((
-            "path",
-            "required for transport \"serial\" (e.g. /dev/serial/by-id/…), or find it by USB id with match = { vid, pid, serial? }".into(),
-        )),
-        "tcp" if d.address.as_deref().is_none_or(str::is_empty) => out.push((
-            "address",
-            "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)".into(),
-        )),
+    out.extend(transport_needs(spec, d));
+    out.extend(transport_only_keys(d));
+    out.extend(unused_keys(spec, d));
+    if out.is_empty() {
+        if let Err((k, why)) = (spec.make)(d, &Make::default()) {
+            out.push((k, why));
+        }
+    }
+    out
+}
+
+fn unknown_driver(driver: &str) -> String {
+    let known: Vec<&str> = DRIVERS.iter().map(|s| s.name).collect();
+    let known = known.join(", ");
+    if PLANNED.contains(&driver) {
+        format!("driver {driver:?} is not in this build yet; available: {known}")
+    } else {
+        format!("unknown driver {driver:?}; available: {known}")
+    }
+}
+
+/// What the transport needs: a path, an address to connect to or listen on.
+fn transport_needs(spec: &DriverSpec, d: &DeviceConfig) -> Option<KeyError> {
+    let no_path = d.path.as_deref().is_none_or(str::is_empty);
+    let why: &str = match d.transport_name() {
+        "serial" if d.usb_match.is_none() && no_path => "required for transport \"serial\" (e.g. /dev/serial/by-id/…), or find it by USB id with match = { vid, pid, serial? }",
+        "tcp" if d.address.as_deref().is_none_or(str::is_empty) => {
+            return Some((
+                "address",
+                "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)".into(),
+            ))
+        }
         "udp" if d
             .address
             .as_deref()
             .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
             .is_none_or(|a| a.port() == 0) =>
         {
-            out.push((
+            return Some((
                 "address",
                 format!(
                     "transport \"udp\" needs the address to listen on as ip:port (0.0.0.0:3520 hears a Whozz Calling unit's broadcasts), not {:?}",
@@ -194,61 +205,49 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
                 ),
             ))
         }
-        "usb" if spec.usb == UsbNode::Printer
-            && d.usb_match.is_none()
-            && d.path.as_deref().is_none_or(str::is_empty) => out.push((
-            "path",
-            "required for transport \"usb\" (e.g. /dev/usb/lp0), or find the printer by USB id with match = { vid, pid, serial? }".into(),
-        )),
-        "file" if d.path.as_deref().is_none_or(str::is_empty) => out.push((
-            "path",
-            "required for transport \"file\" (the file receipts are appended to)".into(),
-        )),
-        "sim" if d.path.is_some() => {
-            out.push(("path", "a sim device has no path; remove it".into()))
-        }
-        _ => {}
-    }
+        "usb" if spec.usb == UsbNode::Printer && d.usb_match.is_none() && no_path => "required for transport \"usb\" (e.g. /dev/usb/lp0), or find the printer by USB id with match = { vid, pid, serial? }",
+        "file" if no_path => "required for transport \"file\" (the file receipts are appended to)",
+        "sim" if d.path.is_some() => "a sim device has no path; remove it",
+        _ => return None,
+    };
+    Some(("path", why.into()))
+}
+
+/// Keys that belong to one transport (serial framing, evdev's grab, udp's
+/// from, match for the transports found by USB id), and their values.
+fn transport_only_keys(d: &DeviceConfig) -> Vec<KeyError> {
+    let mut out = Vec::new();
+    let transport = d.transport_name();
     if let Some(b) = d.baud {
         if !(50..=4_000_000).contains(&b) {
             out.push(("baud", format!("{b} is not a serial speed")));
         }
     }
-    if let Err((k, why)) = serial_settings(d) {
-        out.push((k, why));
+    if let Err(e) = serial_settings(d) {
+        out.push(e);
     }
-    let serial_keys = [
-        ("baud", d.baud.is_some()),
-        ("data_bits", d.data_bits.is_some()),
-        ("parity", d.parity.is_some()),
-        ("stop_bits", d.stop_bits.is_some()),
-        ("flow_control", d.flow_control.is_some()),
+    let only = [
+        ("baud", d.baud.is_some(), "serial"),
+        ("data_bits", d.data_bits.is_some(), "serial"),
+        ("parity", d.parity.is_some(), "serial"),
+        ("stop_bits", d.stop_bits.is_some(), "serial"),
+        ("flow_control", d.flow_control.is_some(), "serial"),
+        ("grab", d.grab.is_some(), "evdev"),
+        ("from", d.from.is_some(), "udp"),
     ];
-    for (k, present) in serial_keys {
-        if present && transport != "serial" {
+    for (k, present, wants) in only {
+        if present && transport != wants {
             out.push((
                 k,
-                format!("only applies to transport \"serial\", not {transport:?}"),
+                format!("only applies to transport \"{wants}\", not {transport:?}"),
             ));
         }
     }
-    if d.grab.is_some() && transport != "evdev" {
-        out.push((
-            "grab",
-            format!("only applies to transport \"evdev\", not {transport:?}"),
-        ));
-    }
-    if let Some(f) = &d.from {
-        if transport != "udp" {
-            out.push((
-                "from",
-                format!("only applies to transport \"udp\", not {transport:?}"),
-            ));
-        } else if f.parse::<std::net::IpAddr>().is_err() {
+    if let Some(f) = d.from.as_deref().filter(|_| transport == "udp") {
+        if f.parse::<std::net::IpAddr>().is_err() {
             out.push(("from", format!("{f:?} is not an IP address")));
         }
     }
-    let used = |k: &str| spec.keys.contains(&k);
     if let Some(m) = &d.usb_match {
         let hex = posbridge_drivers::catalog::parse_hex16;
         if hex(&m.vid).is_none() || hex(&m.pid).is_none() {
@@ -267,6 +266,12 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
             ));
         }
     }
+    out
+}
+
+/// Family keys present in the table that this family does not read.
+fn unused_keys(spec: &DriverSpec, d: &DeviceConfig) -> Vec<KeyError> {
+    let transport = d.transport_name();
     let set: [(&'static str, bool); 22] = [
         ("hid_layout", d.hid_layout.is_some()),
         ("from", d.from.is_some() && transport == "udp"),
@@ -291,17 +296,10 @@ pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
         ("status_query", d.status_query.is_some()),
         ("check", d.check.is_some()),
     ];
-    for (k, present) in set {
-        if present && !used(k) {
-            out.push((k, format!("not used by driver {}; remove it", spec.name)));
-        }
-    }
-    if out.is_empty() {
-        if let Err((k, why)) = (spec.make)(d, &Make::default()) {
-            out.push((k, why));
-        }
-    }
-    out
+    set.into_iter()
+        .filter(|(k, present)| *present && !spec.keys.contains(k))
+        .map(|(k, _)| (k, format!("not used by driver {}; remove it", spec.name)))
+        .collect()
 }
 
 /// The serial port settings a device asks for (baud, framing, flow control),
