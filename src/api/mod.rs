@@ -235,6 +235,9 @@ async fn list_devices(State(st): State<AppState>) -> Json<Vec<crate::device::Dev
     Json(st.devices.list().iter().map(|d| d.view()).collect())
 }
 
+/// One Prometheus series: name, type, help, value.
+type Series = (&'static str, &'static str, &'static str, u64);
+
 async fn metrics(State(st): State<AppState>) -> Response {
     let devs: Vec<(String, &'static str, u64)> = st
         .devices
@@ -246,12 +249,32 @@ async fn metrics(State(st): State<AppState>) -> Response {
         })
         .collect();
     let mut text = st.metrics.render(st.started.elapsed().as_secs(), &devs);
+    let oldest = oldest_age_s(&st).await;
+    let series = outbox_series(&st, oldest)
+        .into_iter()
+        .chain(uplink_series(&st))
+        .chain(print_series(&st));
+    for (name, kind, help, v) in series {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    }
+    text.push_str(&printers_waiting(&st).await);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn outbox_series(st: &AppState, oldest_age_s: u64) -> [Series; 4] {
+    use std::sync::atomic::Ordering::Relaxed;
     let stats = &st.outbox.stats;
     let backlog = st.outbox.backlog_len();
-    use std::sync::atomic::Ordering::Relaxed;
-    let r = &st.uplink.status;
-    let (printed, failed) = st.printers.totals();
-    let series = [
+    [
         (
             "posbridge_outbox_backlog",
             "gauge",
@@ -262,20 +285,27 @@ async fn metrics(State(st): State<AppState>) -> Response {
             "posbridge_outbox_stored_total",
             "counter",
             "Transactions stored durably.",
-            stats.inserted.load(std::sync::atomic::Ordering::Relaxed),
+            stats.inserted.load(Relaxed),
         ),
         (
             "posbridge_outbox_commits_total",
             "counter",
             "Disk commits (one per group of concurrent transactions).",
-            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commits.load(Relaxed),
         ),
         (
             "posbridge_outbox_oldest_age_seconds",
             "gauge",
             "Age of the oldest transaction HQ does not have yet (0 when none).",
-            oldest_age_s(&st).await,
+            oldest_age_s,
         ),
+    ]
+}
+
+fn uplink_series(st: &AppState) -> [Series; 12] {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = &st.uplink.status;
+    [
         (
             "posbridge_uplink_connected",
             "gauge",
@@ -348,6 +378,12 @@ async fn metrics(State(st): State<AppState>) -> Response {
             "Member lookups HQ did not answer in time.",
             r.lookups_timed_out.load(Relaxed),
         ),
+    ]
+}
+
+fn print_series(st: &AppState) -> [Series; 2] {
+    let (printed, failed) = st.printers.totals();
+    [
         (
             "posbridge_print_jobs_printed_total",
             "counter",
@@ -360,13 +396,12 @@ async fn metrics(State(st): State<AppState>) -> Response {
             "Print jobs given up on (cancelled ones are not counted).",
             failed,
         ),
-    ];
-    for (name, kind, help, v) in series {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-        ));
-    }
-    text.push_str(
+    ]
+}
+
+/// `posbridge_print_jobs_waiting`, one line per printer.
+async fn printers_waiting(st: &AppState) -> String {
+    let mut text = String::from(
         "# HELP posbridge_print_jobs_waiting Jobs queued or held, per printer.\n# TYPE posbridge_print_jobs_waiting gauge\n",
     );
     for p in st.printers.iter() {
@@ -376,14 +411,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             p.id
         ));
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    text
 }
 
 #[derive(Deserialize)]
