@@ -306,12 +306,38 @@ pub fn doctor(
             return out;
         }
     };
-    let config = match crate::Config::load(config_path) {
+    let config = load_config(config_path, &mut out);
+    for w in crate::load::file_warnings(config_path) {
+        out.push(Finding::problem(w.problem, w.fix));
+    }
+    out.extend(check_files(sys, dev, rules_dirs, catalog, who));
+    let Some(config) = config else {
+        return out;
+    };
+    for (i, d) in config.devices.iter().enumerate() {
+        let label = format!("device {} ({} over {})", d.id, d.driver, d.transport_name());
+        match device_present(i, d, sys, dev, catalog, who) {
+            None => {}
+            Some(Ok(n)) => out.push(Finding::ok(format!("{label}: found at {n}"))),
+            // Auto devices are all the catalog could claim; absent is normal.
+            Some(Err(_)) if d.id.starts_with(crate::device::hotplug::AUTO_PREFIX) => {}
+            Some(Err((why, fix))) => out.push(Finding::problem(format!("{label}: {why}"), fix)),
+        }
+    }
+    if config.devices.iter().any(|d| d.transport_name() == "pcsc") {
+        out.push(pcscd_finding());
+    }
+    if let Some(u) = &config.uplink {
+        out.push(broker_finding(u));
+    }
+    out
+}
+
+/// The config, with a finding either way.
+fn load_config(path: &Path, out: &mut Vec<Finding>) -> Option<crate::Config> {
+    match crate::Config::load(path) {
         Ok(c) => {
-            out.push(Finding::ok(format!(
-                "config {} is valid",
-                config_path.display()
-            )));
+            out.push(Finding::ok(format!("config {} is valid", path.display())));
             Some(c)
         }
         Err(e) => {
@@ -323,115 +349,98 @@ pub fn doctor(
             out.push(Finding::problem(
                 format!(
                     "config {}: {} problem(s), first: {first}",
-                    config_path.display(),
+                    path.display(),
                     e.problems.len()
                 ),
                 format!(
                     "run posbridge check-config --config {} and fix each key it names",
-                    config_path.display()
+                    path.display()
                 ),
             ));
             None
         }
-    };
-    for w in crate::load::file_warnings(config_path) {
-        out.push(Finding::problem(w.problem, w.fix));
     }
-    out.extend(check_files(sys, dev, rules_dirs, catalog, who));
-    let Some(config) = config else {
-        return out;
+}
+
+/// Whether configured device `i` is there and usable: `Ok(where)`, or
+/// `Err((what is wrong, the fix))`; `None` for devices without a node
+/// (sim, network, file, PC/SC) or without a way to find one.
+fn device_present(
+    i: usize,
+    d: &crate::config::DeviceConfig,
+    sys: &Path,
+    dev: &Path,
+    catalog: &Catalog,
+    who: &Who,
+) -> Option<Result<String, (String, String)>> {
+    let t = d.transport_name();
+    let missing = |why: String| {
+        Err((
+            why,
+            format!("plug it in, or correct device[{i}].path / match (posbridge devices lists what is there)"),
+        ))
     };
-    // The configured devices: is each one there?
-    for (i, d) in config.devices.iter().enumerate() {
-        let t = d.transport_name();
-        let label = format!("device {} ({} over {t})", d.id, d.driver);
-        // Ok(node), or Err((what is wrong, the fix)).
-        let missing = |why: String| {
-            Err((
-                why,
-                format!("plug it in, or correct device[{i}].path / match (posbridge devices lists what is there)"),
-            ))
-        };
-        let denied = |path: &Path, kind: Option<NodeKind>, known: bool| {
-            Err((
-                format!("{}: permission denied{}", path.display(), who.label()),
-                permission_fix(path, kind, known, who),
-            ))
-        };
-        let found: Result<String, (String, String)> = match (&d.path, &d.usb_match, t) {
-            (_, _, "sim" | "tcp" | "udp" | "file" | "pcsc") => continue,
-            (Some(p), _, _) => match who.access(Path::new(p)) {
-                Access::Ok => Ok(p.clone()),
-                // Found by path: the catalog cannot vouch for it.
-                Access::PermissionDenied => denied(Path::new(p), NodeKind::for_transport(t), false),
-                Access::NoNode => missing(format!("{p} does not exist")),
-            },
-            (None, Some(m), _) => {
-                let hex = posbridge_drivers::catalog::parse_hex16;
-                let (Some(v), Some(p)) = (hex(&m.vid), hex(&m.pid)) else {
-                    continue;
-                };
-                let kind = crate::family::node_kind(d);
-                let absent = || format!("no USB device {v:04x}:{p:04x} is plugged in");
-                match kind {
-                    Some(NodeKind::UsbDevice) => {
-                        match find_usb_device(sys, v, p, m.serial.as_deref()) {
-                            Some(_) => Ok(format!("USB {v:04x}:{p:04x}")),
-                            None => missing(absent()),
-                        }
-                    }
-                    Some(k) => match find_node(sys, dev, k, v, p, m.serial.as_deref()) {
-                        Some(n) if who.access(&n.dev_path) == Access::PermissionDenied => {
-                            let known = catalog.lookup(v, p).is_some();
-                            denied(&n.dev_path, Some(k), known)
-                        }
-                        Some(n) => Ok(n.dev_path.display().to_string()),
+    let denied = |path: &Path, kind: Option<NodeKind>, known: bool| {
+        Err((
+            format!("{}: permission denied{}", path.display(), who.label()),
+            permission_fix(path, kind, known, who),
+        ))
+    };
+    Some(match (&d.path, &d.usb_match, t) {
+        (_, _, "sim" | "tcp" | "udp" | "file" | "pcsc") | (None, None, _) => return None,
+        (Some(p), _, _) => match who.access(Path::new(p)) {
+            Access::Ok => Ok(p.clone()),
+            // Found by path: the catalog cannot vouch for it.
+            Access::PermissionDenied => denied(Path::new(p), NodeKind::for_transport(t), false),
+            Access::NoNode => missing(format!("{p} does not exist")),
+        },
+        (None, Some(m), _) => {
+            let hex = posbridge_drivers::catalog::parse_hex16;
+            let (v, p) = (hex(&m.vid)?, hex(&m.pid)?);
+            let absent = || format!("no USB device {v:04x}:{p:04x} is plugged in");
+            match crate::family::node_kind(d) {
+                Some(NodeKind::UsbDevice) => {
+                    match find_usb_device(sys, v, p, m.serial.as_deref()) {
+                        Some(_) => Ok(format!("USB {v:04x}:{p:04x}")),
                         None => missing(absent()),
-                    },
+                    }
+                }
+                Some(k) => match find_node(sys, dev, k, v, p, m.serial.as_deref()) {
+                    Some(n) if who.access(&n.dev_path) == Access::PermissionDenied => {
+                        denied(&n.dev_path, Some(k), catalog.lookup(v, p).is_some())
+                    }
+                    Some(n) => Ok(n.dev_path.display().to_string()),
                     None => missing(absent()),
-                }
+                },
+                None => missing(absent()),
             }
-            (None, None, _) => continue,
-        };
-        match found {
-            Ok(n) => out.push(Finding::ok(format!("{label}: found at {n}"))),
-            // Auto devices are all the catalog could claim; absent is normal.
-            Err(_) if d.id.starts_with(crate::device::hotplug::AUTO_PREFIX) => {}
-            Err((why, fix)) => out.push(Finding::problem(format!("{label}: {why}"), fix)),
         }
+    })
+}
+
+fn pcscd_finding() -> Finding {
+    match pcsc_readers() {
+        Ok(r) => Finding::ok(format!("pcscd is running ({} reader(s))", r.len())),
+        Err(e) => Finding::problem(
+            format!("pcscd is needed by a pcsc device but {e}"),
+            "sudo apt install pcscd && sudo systemctl enable --now pcscd.socket",
+        ),
     }
-    let wants_pcsc = config.devices.iter().any(|d| d.transport_name() == "pcsc");
-    if wants_pcsc {
-        match pcsc_readers() {
-            Ok(r) => out.push(Finding::ok(format!(
-                "pcscd is running ({} reader(s))",
-                r.len()
-            ))),
-            Err(e) => out.push(Finding::problem(
-                format!("pcscd is needed by a pcsc device but {e}"),
-                "sudo apt install pcscd && sudo systemctl enable --now pcscd.socket",
-            )),
-        }
+}
+
+fn broker_finding(u: &crate::config::UplinkConfig) -> Finding {
+    let b = match u.broker() {
+        Ok(b) => b,
+        Err(e) => return Finding::problem(format!("uplink.url: {e}"), "fix uplink.url"),
+    };
+    let target = format!("{}:{}", b.host, b.port);
+    match broker_reachable(&target) {
+        Ok(()) => Finding::ok(format!("MQTT broker {target} is reachable")),
+        Err(e) => Finding::problem(
+            format!("MQTT broker {target} cannot be reached: {e}"),
+            "check uplink.url, that the broker runs and that the firewall lets this machine reach that port",
+        ),
     }
-    if let Some(u) = &config.uplink {
-        match u.broker() {
-            Ok(b) => {
-                let target = format!("{}:{}", b.host, b.port);
-                match broker_reachable(&target) {
-                    Ok(()) => out.push(Finding::ok(format!("MQTT broker {target} is reachable"))),
-                    Err(e) => out.push(Finding::problem(
-                        format!("MQTT broker {target} cannot be reached: {e}"),
-                        "check uplink.url, that the broker runs and that the firewall lets this machine reach that port",
-                    )),
-                }
-            }
-            Err(e) => out.push(Finding::problem(
-                format!("uplink.url: {e}"),
-                "fix uplink.url",
-            )),
-        }
-    }
-    out
 }
 
 /// A TCP connection to the broker within 3 s (name resolution included).
