@@ -407,74 +407,17 @@ impl Relay {
         cancel: &CancellationToken,
         cmd_rx: &mut mpsc::Receiver<Cmd>,
     ) -> Result<(), String> {
-        let (client, mut eventloop) = AsyncClient::new(self.options(), CHANNEL);
-        eventloop.network_options.set_connection_timeout(10);
-        // Lookups and acks are small writes; Nagle would hold each one ~20 ms.
-        eventloop.network_options.set_tcp_nodelay(true);
-        let url = &self.cfg.url;
-        let first = tokio::select! {
-            r = eventloop.poll() => r,
-            _ = cancel.cancelled() => return Ok(()),
+        let Some((client, mut ev_rx, _poller, session_present)) = self.connect(cancel).await?
+        else {
+            return Ok(());
         };
-        let session_present = match first {
-            Ok(MqEvent::Incoming(Packet::ConnAck(ack))) => ack.session_present,
-            Ok(other) => return Err(format!("{url}: expected CONNACK, got {other:?}")),
-            Err(e) => return Err(describe(url, e)),
-        };
-        // The event loop runs in its own task so publishing here can never
-        // wait on the very loop that would drain it.
-        let (ev_tx, mut ev_rx) = mpsc::channel::<Result<MqEvent, ConnectionError>>(256);
-        let poller = tokio::spawn(async move {
-            loop {
-                let r = eventloop.poll().await;
-                let end = r.is_err();
-                if ev_tx.send(r).await.is_err() || end {
-                    break;
-                }
-            }
-        });
-        let _poller = AbortOnDrop(poller);
-
-        let t = &self.topics;
-        let mut topics = vec![&t.tx_ack, &t.lookup_response];
-        // Paused: the member topics are subscribed when the pause ends, on
-        // this connection if it lasts that long.
-        let mut members_resume = self
-            .status
-            .members_pause()
-            .map(|(until, _)| tokio::time::Instant::from_std(until));
-        if members_resume.is_none() {
-            topics.extend([&t.members, &t.all_members]);
-        }
-        client
-            .subscribe_many(
-                topics
-                    .into_iter()
-                    .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce)),
-            )
-            .await
-            .map_err(|e| format!("{url}: subscribe: {e}"))?;
+        let mut members_resume = self.subscribe(&client).await?;
         let mut s = Session {
             client,
             window: Window::new(WINDOW),
         };
-        self.publish(
-            &mut s,
-            &t.status,
-            QoS::AtLeastOnce,
-            true,
-            status_payload("online", self.bus.boot()),
-            None,
-        )
-        .await?;
-        // Lookups asked while offline have been answered "none" already.
-        while cmd_rx.try_recv().is_ok() {}
-        self.status.connects.fetch_add(1, Relaxed);
-        self.status.connected.store(true, Relaxed);
-        self.status.set_last_error(None);
-        tracing::info!(broker = %url, session_present, backlog = self.outbox.backlog_len(), "HQ uplink connected");
-        self.publish_status(true);
-
+        self.go_online(&mut s, session_present, cmd_rx).await?;
+        let t = &self.topics;
         let mut forward = self.forward_subscription();
         let mut resend = (self.outbox.mode() == AckMode::Hq)
             .then(|| Resend::new(Duration::from_millis(self.cfg.resend_after_ms)));
@@ -506,13 +449,7 @@ impl Relay {
                 }
                 _ = sleep_until(members_resume), if members_resume.is_some() => {
                     members_resume = None;
-                    let filters = [&t.members, &t.all_members]
-                        .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce));
-                    match tokio::time::timeout(REQUEST_WAIT, s.client.subscribe_many(filters)).await {
-                        Ok(Ok(())) => tracing::info!("member pushes resumed"),
-                        Ok(Err(e)) => return Err(format!("{}: subscribe: {e}", self.cfg.url)),
-                        Err(_) => return Err(format!("{}: the connection stopped taking requests; reconnecting", self.cfg.url)),
-                    }
+                    self.resume_members(&s).await?;
                 }
                 Some(cmd) = cmd_rx.recv() => match cmd {
                     Cmd::Lookup { corr, phone } => {
@@ -528,6 +465,101 @@ impl Relay {
                     }
                 },
             }
+        }
+    }
+
+    /// Dials and waits for the CONNACK; then the event loop runs in its own
+    /// task, so publishing here can never wait on the very loop that would
+    /// drain it. `None` when cancelled first.
+    async fn connect(&self, cancel: &CancellationToken) -> Result<Option<Connected>, String> {
+        let (client, mut eventloop) = AsyncClient::new(self.options(), CHANNEL);
+        eventloop.network_options.set_connection_timeout(10);
+        // Lookups and acks are small writes; Nagle would hold each one ~20 ms.
+        eventloop.network_options.set_tcp_nodelay(true);
+        let url = &self.cfg.url;
+        let first = tokio::select! {
+            r = eventloop.poll() => r,
+            _ = cancel.cancelled() => return Ok(None),
+        };
+        let session_present = match first {
+            Ok(MqEvent::Incoming(Packet::ConnAck(ack))) => ack.session_present,
+            Ok(other) => return Err(format!("{url}: expected CONNACK, got {other:?}")),
+            Err(e) => return Err(describe(url, e)),
+        };
+        let (ev_tx, ev_rx) = mpsc::channel::<Result<MqEvent, ConnectionError>>(256);
+        let poller = tokio::spawn(async move {
+            loop {
+                let r = eventloop.poll().await;
+                let end = r.is_err();
+                if ev_tx.send(r).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        Ok(Some((client, ev_rx, AbortOnDrop(poller), session_present)))
+    }
+
+    /// Subscribes to the downlink. While member pushes are paused their
+    /// topics wait: returns when to subscribe them on this connection.
+    async fn subscribe(
+        &self,
+        client: &AsyncClient,
+    ) -> Result<Option<tokio::time::Instant>, String> {
+        let t = &self.topics;
+        let mut topics = vec![&t.tx_ack, &t.lookup_response];
+        let members_resume = self
+            .status
+            .members_pause()
+            .map(|(until, _)| tokio::time::Instant::from_std(until));
+        if members_resume.is_none() {
+            topics.extend([&t.members, &t.all_members]);
+        }
+        client
+            .subscribe_many(
+                topics
+                    .into_iter()
+                    .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce)),
+            )
+            .await
+            .map_err(|e| format!("{}: subscribe: {e}", self.cfg.url))?;
+        Ok(members_resume)
+    }
+
+    /// The retained "online" status, and the connection counted as up.
+    async fn go_online(
+        &self,
+        s: &mut Session,
+        session_present: bool,
+        cmd_rx: &mut mpsc::Receiver<Cmd>,
+    ) -> Result<(), String> {
+        let status = status_payload("online", self.bus.boot());
+        self.publish(s, &self.topics.status, QoS::AtLeastOnce, true, status, None)
+            .await?;
+        // Lookups asked while offline have been answered "none" already.
+        while cmd_rx.try_recv().is_ok() {}
+        self.status.connects.fetch_add(1, Relaxed);
+        self.status.connected.store(true, Relaxed);
+        self.status.set_last_error(None);
+        tracing::info!(broker = %self.cfg.url, session_present, backlog = self.outbox.backlog_len(), "HQ uplink connected");
+        self.publish_status(true);
+        Ok(())
+    }
+
+    /// The member topics, once their pause is over.
+    async fn resume_members(&self, s: &Session) -> Result<(), String> {
+        let t = &self.topics;
+        let filters = [&t.members, &t.all_members]
+            .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce));
+        match tokio::time::timeout(REQUEST_WAIT, s.client.subscribe_many(filters)).await {
+            Ok(Ok(())) => {
+                tracing::info!("member pushes resumed");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("{}: subscribe: {e}", self.cfg.url)),
+            Err(_) => Err(format!(
+                "{}: the connection stopped taking requests; reconnecting",
+                self.cfg.url
+            )),
         }
     }
 
@@ -974,6 +1006,15 @@ fn describe(url: &str, e: ConnectionError) -> String {
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+/// A connection up to its CONNACK: the client, its events, the task polling
+/// them (stopped when dropped) and whether the broker kept the session.
+type Connected = (
+    AsyncClient,
+    mpsc::Receiver<Result<MqEvent, ConnectionError>>,
+    AbortOnDrop,
+    bool,
+);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
