@@ -332,93 +332,19 @@ fn cors_headers(h: &mut HeaderMap, origin: &HeaderValue) {
     h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
-/// Runs before every route: Host, Origin, preflight, token → [`Grant`].
+/// Runs before every route: Host, Origin, Fetch Metadata, preflight,
+/// token → [`Grant`].
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     state.metrics.http_request();
-    let g = &state.guard;
-    if !g.host_ok(req.headers()) {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        tracing::debug!(
-            host,
-            "refused: Host is not a loopback name with the listen port"
-        );
-        return refuse(
-            &state,
-            StatusCode::FORBIDDEN,
-            "forbidden_host",
-            format!(
-                "Host {:?} is not allowed; use http://127.0.0.1:{} (protects against DNS rebinding)",
-                host, g.port
-            ),
-        );
-    }
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    if let Some(o) = &origin {
-        let ok = o.to_str().map(|s| g.origin_ok(s)).unwrap_or(false);
-        if !ok {
-            let shown = String::from_utf8_lossy(o.as_bytes()).into_owned();
-            tracing::info!(origin = %shown, "refused: origin not in api.allowed_origins");
-            return refuse(
-                &state,
-                StatusCode::FORBIDDEN,
-                "forbidden_origin",
-                format!("origin {shown:?} is not in api.allowed_origins"),
-            );
-        }
-    }
-    if origin.is_none() && !fetch_site_ok(&req) {
-        // A foreign page's no-cors request (`<img src>`, `fetch(…, {mode:
-        // "no-cors"})`) carries no Origin, but the browser says where it came from.
-        // Debug, not info: any page can send these, as often as it likes.
-        tracing::debug!(
-            path = req.uri().path(),
-            "refused: a request from another site without an allowed Origin"
-        );
-        return refuse(
-            &state,
-            StatusCode::FORBIDDEN,
-            "forbidden_site",
-            "a request from another site must come from a page in api.allowed_origins \
-             (the browser sent Sec-Fetch-Site but no Origin)"
-                .into(),
-        );
-    }
-    if req.method() == Method::OPTIONS {
-        if let Some(o) = &origin {
-            if req
-                .headers()
-                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-            {
-                let mut resp = StatusCode::NO_CONTENT.into_response();
-                let h = resp.headers_mut();
-                cors_headers(h, o);
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
-                );
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static("authorization, content-type"),
-                );
-                h.insert(
-                    header::ACCESS_CONTROL_MAX_AGE,
-                    HeaderValue::from_static("600"),
-                );
-                // Chrome's Private Network Access: a public page may reach loopback.
-                h.insert(
-                    "access-control-allow-private-network",
-                    HeaderValue::from_static("true"),
-                );
-                return resp;
-            }
-        }
+    let origin = match where_from(&state, &req) {
+        Ok(origin) => origin,
+        Err(refused) => return *refused,
+    };
+    if let Some(answer) = origin.as_ref().and_then(|o| preflight(&req, o)) {
+        return answer;
     }
     let presented = presented_token(&req);
-    let grant = match g.grant(presented.as_deref()) {
+    let grant = match state.guard.grant(presented.as_deref()) {
         Ok(gr) => gr,
         Err(why) => {
             let (code, msg) = match why {
@@ -438,12 +364,102 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     req.extensions_mut().insert(grant);
     // A stream outliving its token is closed when the token expires (ws.rs).
     req.extensions_mut()
-        .insert(TokenExpiry(g.expiry(presented.as_deref())));
+        .insert(TokenExpiry(state.guard.expiry(presented.as_deref())));
     let mut resp = next.run(req).await;
     if let Some(o) = &origin {
         cors_headers(resp.headers_mut(), o);
     }
     resp
+}
+
+/// Host, Origin and Fetch Metadata: where the request comes from, and
+/// whether that may reach the API. `Ok` carries the (allowed) Origin.
+fn where_from(state: &AppState, req: &Request) -> Result<Option<HeaderValue>, Box<Response>> {
+    let g = &state.guard;
+    if !g.host_ok(req.headers()) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        tracing::debug!(
+            host,
+            "refused: Host is not a loopback name with the listen port"
+        );
+        return Err(Box::new(refuse(
+            state,
+            StatusCode::FORBIDDEN,
+            "forbidden_host",
+            format!(
+                "Host {:?} is not allowed; use http://127.0.0.1:{} (protects against DNS rebinding)",
+                host, g.port
+            ),
+        )));
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    if let Some(o) = &origin {
+        if !o.to_str().map(|s| g.origin_ok(s)).unwrap_or(false) {
+            let shown = String::from_utf8_lossy(o.as_bytes()).into_owned();
+            tracing::info!(origin = %shown, "refused: origin not in api.allowed_origins");
+            return Err(Box::new(refuse(
+                state,
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!("origin {shown:?} is not in api.allowed_origins"),
+            )));
+        }
+    }
+    if origin.is_none() && !fetch_site_ok(req) {
+        // A foreign page's no-cors request (`<img src>`, `fetch(…, {mode:
+        // "no-cors"})`) carries no Origin, but the browser says where it came from.
+        // Debug, not info: any page can send these, as often as it likes.
+        tracing::debug!(
+            path = req.uri().path(),
+            "refused: a request from another site without an allowed Origin"
+        );
+        return Err(Box::new(refuse(
+            state,
+            StatusCode::FORBIDDEN,
+            "forbidden_site",
+            "a request from another site must come from a page in api.allowed_origins \
+             (the browser sent Sec-Fetch-Site but no Origin)"
+                .into(),
+        )));
+    }
+    Ok(origin)
+}
+
+/// The answer to an allowed origin's CORS (and Private Network Access)
+/// preflight; `None` for any other request.
+fn preflight(req: &Request, origin: &HeaderValue) -> Option<Response> {
+    if req.method() != Method::OPTIONS
+        || !req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return None;
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    cors_headers(h, origin);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    // Chrome's Private Network Access: a public page may reach loopback.
+    h.insert(
+        "access-control-allow-private-network",
+        HeaderValue::from_static("true"),
+    );
+    Some(resp)
 }
 
 /// Per-route: the request's grant must hold `scope`.
