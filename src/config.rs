@@ -806,6 +806,7 @@ fn check_origin(o: &str) -> Result<(), String> {
 /// not hide the problems in the others. A section that fails is replaced by its
 /// default (and a failed device left out) so the remaining checks still run;
 /// the recorded problems make the load fail either way.
+// Over 80 lines: section by section so every problem is collected with its key in one pass.
 fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, Vec<usize>) {
     fn part<T: serde::de::DeserializeOwned>(
         prefix: &str,

@@ -50,6 +50,7 @@ pub async fn run(
 
 /// [`run`], taking new configs (already validated; `main` sends one per
 /// SIGHUP) and applying what can change live.
+// Over 80 lines: the daemon's start and stop in order, one call per part; the order is the point.
 pub async fn run_reloadable(
     config: Config,
     listener: TcpListener,

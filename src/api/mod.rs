@@ -645,6 +645,8 @@ async fn read_now(
     }
 }
 
+// Over 80 lines: the contract's answers for one POST in the order it states them (validation, idempotency, durability).
+
 async fn post_transaction(
     State(st): State<AppState>,
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,

@@ -21,6 +21,7 @@ const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 
 /// Streams events to one client until it goes, falls behind, the daemon
 /// stops, or its token expires (`expires`: Unix seconds).
+// Over 80 lines: one select! loop over the backlog, live events, pings, the stall timer and token expiry, which share the socket.
 pub async fn stream(
     socket: WebSocket,
     mut sub: Subscription,

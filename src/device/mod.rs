@@ -444,6 +444,7 @@ enum SessionEnd {
 }
 
 impl Supervisor {
+    // Over 80 lines: the supervisor's open/backoff loop; its state (attempt, last error, backoff) lives across iterations.
     async fn run(mut self) {
         let id = self.dev.cfg.id.clone();
         let mut backoff = BACKOFF_MIN;
@@ -553,6 +554,7 @@ impl Supervisor {
 
 /// Runs one open session until the device goes away or the daemon stops.
 #[allow(clippy::too_many_arguments)]
+// Over 80 lines: one select! loop: executing a protocol's actions and feeding it bytes, timers and requests share the link and the protocol.
 async fn session(
     mut link: Link<'_>,
     protocol: &mut Box<dyn Protocol>,

@@ -20,6 +20,8 @@ pub static SPEC: DriverSpec = DriverSpec {
     make,
 };
 
+// Over 80 lines: the dongle check's options are read and checked together: which keys go together depends on which check it is.
+
 pub fn make(d: &DeviceConfig, ctx: &Make) -> Result<Box<dyn Protocol>, KeyError> {
     let Some(m) = &d.usb_match else {
         return Err((

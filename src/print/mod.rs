@@ -491,6 +491,8 @@ impl Worker {
         }
     }
 
+    // Over 80 lines: one worker loop whose steps (status, hold, send, record) share the link and the job in hand; split, they would pass all of it around.
+
     async fn run(mut self) {
         let id = self.p.id.clone();
         // Learn the printer's state now, not at the first job.

@@ -98,6 +98,8 @@ impl Worker {
         self.tx.blocking_send(m).is_ok()
     }
 
+    // Over 80 lines: one blocking status-change loop over the readers; its reader table is the state every step changes.
+
     fn run(self) {
         let mut states = vec![pcsc::ReaderState::new(
             pcsc::PNP_NOTIFICATION(),
