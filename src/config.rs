@@ -83,7 +83,7 @@ pub struct ApiConfig {
     pub tokens: Vec<TokenConfig>,
     /// Open connections at most; the next one gets 503 and is closed.
     pub max_connections: usize,
-    /// Open WebSocket event streams at most (all clients); the next gets 429.
+    /// Open WebSocket event streams at most (all clients); the next is closed with 1013.
     pub max_streams: usize,
     /// Open event streams per Origin (requests without one share a bucket).
     pub max_streams_per_origin: usize,

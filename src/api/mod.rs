@@ -161,7 +161,7 @@ async fn request_deadline(req: axum::extract::Request, next: Next) -> Response {
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "not_found",
-        "no such endpoint; see the API reference in README.md",
+        "no such endpoint; see the API in docs/DEVELOPERS.md",
     )
 }
 
