@@ -53,36 +53,7 @@ enum Cmd {
     },
     /// Install the local CA made for api.tls into the system store and the
     /// NSS databases of Chromium (~/.pki/nssdb) and Firefox, so browsers accept wss://.
-    TrustCert {
-        #[arg(long, env = "POSBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
-        /// The CA file (default: storage.dir/tls/ca.pem).
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        /// Where update-ca-certificates looks for local CAs.
-        #[arg(long, default_value = "/usr/local/share/ca-certificates")]
-        system_dir: PathBuf,
-        /// Leave the system store alone (e.g. when not root).
-        #[arg(long)]
-        no_system: bool,
-        /// Install into this user's browsers, and leave their NSS files
-        /// owned by them (default under sudo: the user who ran sudo).
-        #[arg(long)]
-        user: Option<String>,
-        /// Home whose browser NSS databases get the CA (default: the user's
-        /// home, else $HOME).
-        #[arg(long)]
-        home: Option<PathBuf>,
-        /// NSS databases to use instead of the ones found under the home (repeatable).
-        #[arg(long = "nss-db")]
-        nss_dbs: Vec<PathBuf>,
-        /// Leave the browsers' NSS databases alone.
-        #[arg(long)]
-        no_nss: bool,
-        /// What rebuilds the system store after the copy (for tests).
-        #[arg(long, default_value = "update-ca-certificates", hide = true)]
-        update_command: String,
-    },
+    TrustCert(cli::trust_cert::Args),
     /// List the serial, hidraw, input and printer devices and PC/SC readers this
     /// machine sees, with the catalog entry and driver that would claim each.
     Devices {
@@ -133,27 +104,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::TrustCert {
-            config,
-            ca,
-            system_dir,
-            no_system,
-            user,
-            home,
-            nss_dbs,
-            no_nss,
-            update_command,
-        } => cli::trust_cert::command(cli::trust_cert::Args {
-            config,
-            ca,
-            system_dir,
-            no_system,
-            user,
-            home,
-            nss_dbs,
-            no_nss,
-            update_command,
-        }),
+        Cmd::TrustCert(args) => cli::trust_cert::command(args),
         Cmd::Devices { sysfs, dev } => cli::devices::command(&sysfs, &dev),
         Cmd::Doctor {
             config,

@@ -7,15 +7,35 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The command's arguments (see `posbridge trust-cert --help`).
+#[derive(clap::Args)]
 pub struct Args {
+    #[arg(long, env = "POSBRIDGE_CONFIG", default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
+    /// The CA file (default: storage.dir/tls/ca.pem).
+    #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Where update-ca-certificates looks for local CAs.
+    #[arg(long, default_value = "/usr/local/share/ca-certificates")]
     pub system_dir: PathBuf,
+    /// Leave the system store alone (e.g. when not root).
+    #[arg(long)]
     pub no_system: bool,
+    /// Install into this user's browsers, and leave their NSS files
+    /// owned by them (default under sudo: the user who ran sudo).
+    #[arg(long)]
     pub user: Option<String>,
+    /// Home whose browser NSS databases get the CA (default: the user's
+    /// home, else $HOME).
+    #[arg(long)]
     pub home: Option<PathBuf>,
+    /// NSS databases to use instead of the ones found under the home (repeatable).
+    #[arg(long = "nss-db")]
     pub nss_dbs: Vec<PathBuf>,
+    /// Leave the browsers' NSS databases alone.
+    #[arg(long)]
     pub no_nss: bool,
+    /// What rebuilds the system store after the copy (for tests).
+    #[arg(long, default_value = "update-ca-certificates", hide = true)]
     pub update_command: String,
 }
 

@@ -19,35 +19,27 @@ pub static SPEC: DriverSpec = DriverSpec {
     make,
 };
 
-/// The MIFARE Classic blocks to read on each tap, with their key.
-pub fn read_plan(cfg: &DeviceConfig) -> Result<Option<ReadPlan>, String> {
+/// The MIFARE Classic blocks to read on each tap, with their key, or the
+/// key that is wrong.
+pub fn read_plan(cfg: &DeviceConfig) -> Result<Option<ReadPlan>, KeyError> {
     let Some(blocks) = &cfg.blocks else {
         return Ok(None);
     };
     let key = apdu::parse_key(cfg.key.as_deref().unwrap_or("FFFFFFFFFFFF"))
-        .map_err(|e| format!("key: {e}"))?;
+        .map_err(|e| ("key", e.to_string()))?;
     let key_type = match cfg.key_type.as_deref().unwrap_or("A") {
         "A" | "a" => apdu::KeyType::A,
         "B" | "b" => apdu::KeyType::B,
-        k => return Err(format!("key_type: {k:?} is not A or B")),
+        k => return Err(("key_type", format!("{k:?} is not A or B"))),
     };
     ReadPlan::new(blocks.clone(), key, key_type)
         .map(Some)
-        .map_err(|e| format!("blocks: {e}"))
+        .map_err(|e| ("blocks", e.to_string()))
 }
 
 /// Checks the pcsc-only keys of a device table (config validation).
 pub fn check(cfg: &DeviceConfig) -> Result<(), KeyError> {
-    read_plan(cfg).map(|_| ()).map_err(|e| {
-        let key = if e.starts_with("key_type") {
-            "key_type"
-        } else if e.starts_with("key") {
-            "key"
-        } else {
-            "blocks"
-        };
-        (key, e)
-    })
+    read_plan(cfg).map(|_| ())
 }
 
 /// The pcsc link does the card work in its own thread, and takes "read now"

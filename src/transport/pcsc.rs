@@ -39,7 +39,8 @@ impl Drop for PcscLink {
 
 impl PcscLink {
     pub fn open(cfg: &DeviceConfig) -> Result<PcscLink, OpenError> {
-        let plan = crate::family::pcsc::read_plan(cfg).map_err(OpenError::from)?;
+        let plan = crate::family::pcsc::read_plan(cfg)
+            .map_err(|(k, why)| OpenError::from(format!("{k}: {why}")))?;
         let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|e| {
             OpenError::from(format!(
                 "cannot reach pcscd ({e}); is it running? (systemctl start pcscd.socket)"
