@@ -517,16 +517,17 @@ impl Draft {
         self.problems.push(Problem { key, message });
     }
 
-    /// The config, or every problem found in both steps.
-    pub fn finish(self) -> Result<Config, ConfigError> {
+    /// The config, or every problem found in both steps, in the order of
+    /// the file: section by section, each device's problems together.
+    pub(crate) fn finish(mut self) -> Result<Config, ConfigError> {
         if self.problems.is_empty() {
-            Ok(self.config)
-        } else {
-            Err(ConfigError {
-                source: self.source,
-                problems: self.problems,
-            })
+            return Ok(self.config);
         }
+        self.problems.sort_by_key(|p| problem_order(&p.key));
+        Err(ConfigError {
+            source: self.source,
+            problems: self.problems,
+        })
     }
 }
 
@@ -578,6 +579,7 @@ impl Config {
             if !(lo..=hi).contains(&v) {
                 let why = match hi {
                     u64::MAX => format!("must be at least {lo}"),
+                    86_400_000 => format!("must be from {lo} to {hi} (a day)"),
                     _ => format!("must be from {lo} to {hi}"),
                 };
                 err(key.into(), why);
@@ -772,7 +774,30 @@ impl UplinkConfig {
     }
 }
 
-fn is_id(s: &str) -> bool {
+/// The config's sections, in the order they are read and reported.
+const SECTIONS: [&str; 8] = [
+    "store", "api", "storage", "events", "log", "device", "devices", "uplink",
+];
+
+/// Where a problem's key sits in the file: its section (in the order the
+/// sections are read), then its device or token number. A stable sort keeps
+/// the order problems were found in within one place.
+fn problem_order(key: &str) -> (usize, usize) {
+    let section = key.split(['.', '[', ' ']).next().unwrap_or("");
+    let rank = SECTIONS
+        .iter()
+        .position(|s| *s == section)
+        .map_or(0, |i| i + 1);
+    let index = key
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0);
+    (rank, index)
+}
+
+/// A store or device id: 1-64 characters of A-Z a-z 0-9 . _ - (they go into MQTT topics).
+pub fn is_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -831,9 +856,6 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
         }
     }
 
-    const SECTIONS: [&str; 8] = [
-        "store", "api", "storage", "events", "log", "device", "devices", "uplink",
-    ];
     let mut config = Config {
         // Stands in only while other sections are checked; a missing store is reported.
         store: StoreConfig { id: "unset".into() },

@@ -73,17 +73,16 @@ impl Config {
 /// Step two for devices: `[devices] auto` adds the catalog's, each gets its
 /// family's default transport, and each family checks its device's keys.
 fn check_families(draft: &mut Draft) {
+    fill_default_transports(draft);
     if draft.config.plug.auto {
         match crate::device::hotplug::auto_devices(&draft.config.devices) {
-            Ok(extra) => draft.config.devices.extend(extra),
+            Ok(extra) => {
+                let first = draft.config.devices.len();
+                draft.config.devices.extend(extra);
+                fill_default_transports(draft);
+                check_added_ids(draft, first);
+            }
             Err(message) => draft.problem("devices.auto".into(), message),
-        }
-    }
-    for d in &mut draft.config.devices {
-        if d.transport.is_none() {
-            d.transport = crate::family::find(&d.driver)
-                .and_then(|f| f.transports.first())
-                .map(|t| (*t).to_owned());
         }
     }
     for n in 0..draft.config.devices.len() {
@@ -91,6 +90,36 @@ fn check_families(draft: &mut Draft) {
             let key = draft.device_key(n, k);
             draft.problem(key, why);
         }
+    }
+}
+
+/// A device that names no transport gets its family's first.
+fn fill_default_transports(draft: &mut Draft) {
+    for d in &mut draft.config.devices {
+        if d.transport.is_none() {
+            d.transport = crate::family::find(&d.driver)
+                .and_then(|f| f.transports.first())
+                .map(|t| (*t).to_owned());
+        }
+    }
+}
+
+/// The ids `[devices] auto` gave devices from `first` on: valid, and not one
+/// a configured device already has (step one checked the configured ones).
+fn check_added_ids(draft: &mut Draft, first: usize) {
+    let mut problems = Vec::new();
+    for n in first..draft.config.devices.len() {
+        let id = &draft.config.devices[n].id;
+        let taken = draft.config.devices[..n].iter().any(|d| &d.id == id);
+        if !crate::config::is_id(id) {
+            problems.push((n, "must be 1-64 characters of A-Z a-z 0-9 . _ -".to_owned()));
+        } else if taken {
+            problems.push((n, format!("duplicate device id {id:?}")));
+        }
+    }
+    for (n, why) in problems {
+        let key = draft.device_key(n, "id");
+        draft.problem(key, why);
     }
 }
 

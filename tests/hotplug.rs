@@ -323,6 +323,19 @@ fn auto_claims_catalog_devices_nobody_configured() {
     let off =
         posbridge::Config::parse("[store]\nid = \"s\"\n", std::iter::empty(), "t").expect("cfg");
     assert!(off.devices.is_empty(), "auto is off by default");
+    // A configured device holding the id auto would give another: refused,
+    // not two devices under one id.
+    let clash = posbridge::Config::parse(
+        "[store]\nid = \"s\"\n[devices]\nauto = true\n[[device]]\nid = \"auto-usr-5637\"\ndriver = \"barcode\"\ntransport = \"sim\"\n",
+        std::iter::empty(),
+        "t",
+    )
+    .expect_err("duplicate id")
+    .to_string();
+    assert!(
+        clash.contains("devices.auto (auto-usr-5637).id: duplicate device id"),
+        "{clash}"
+    );
 }
 
 #[test]

@@ -28,7 +28,51 @@ fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// module → the other top-level modules it names.
+/// How many modules deep a file is below the crate root: `src/m.rs` and
+/// `src/m/mod.rs` are 1, `src/m/sub.rs` is 2. That many `super::` reach the root.
+fn depth(src: &std::path::Path, file: &std::path::Path) -> usize {
+    let rel = file.strip_prefix(src).unwrap_or(file);
+    let parts = rel.components().count();
+    if rel.file_name().is_some_and(|n| n == "mod.rs") {
+        parts - 1
+    } else {
+        parts
+    }
+}
+
+/// The first path segment of each item in a use tree's top level:
+/// `device` for `device::X`, `a` and `b` for `{a::{x, y}, b}`.
+fn first_segments(tree: &str) -> Vec<String> {
+    let ident = |t: &str| -> String {
+        t.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(inner) = tree.trim_start().strip_prefix('{') else {
+        return vec![ident(tree)];
+    };
+    let (mut depth, mut start, mut out) = (0usize, 0usize, Vec::new());
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                out.push(ident(&inner[start..i]));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(ident(&inner[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// module → the other top-level modules it names, through `crate::` paths
+/// (grouped ones included) and `super::` chains that reach the crate root.
 fn imports() -> BTreeMap<String, BTreeSet<String>> {
     let src = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
     let mut modules = BTreeMap::new();
@@ -57,19 +101,34 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
             let mut uses = BTreeSet::new();
             for f in files {
                 let text = source_without_tests(f);
-                for part in text.split("crate::").skip(1) {
-                    let name: String = part
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if names.contains(&name) && &name != m {
-                        uses.insert(name);
+                let root = format!(
+                    "{}::",
+                    "super::".repeat(depth(src, f)).trim_end_matches("::")
+                );
+                let mut named = Vec::new();
+                for prefix in ["crate::", root.as_str()] {
+                    for part in text.split(prefix).skip(1) {
+                        named.extend(first_segments(part));
                     }
                 }
+                uses.extend(named.into_iter().filter(|n| names.contains(n) && n != m));
             }
             (m.clone(), uses)
         })
         .collect()
+}
+
+#[test]
+fn grouped_and_relative_paths_are_read_too() {
+    assert_eq!(first_segments("device::Devices"), ["device"]);
+    assert_eq!(
+        first_segments("{config::X, event::{Bus, Filter}}"),
+        ["config", "event"]
+    );
+    let src = std::path::Path::new("/s/src");
+    assert_eq!(depth(src, std::path::Path::new("/s/src/api/mod.rs")), 1);
+    assert_eq!(depth(src, std::path::Path::new("/s/src/api/guard.rs")), 2);
+    assert_eq!(depth(src, std::path::Path::new("/s/src/event.rs")), 1);
 }
 
 #[test]

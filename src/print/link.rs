@@ -37,8 +37,7 @@ impl Link {
                 .map(Link::Tcp),
             "serial" => transport::open_serial(cfg).await.map(Link::Serial),
             "usb" => {
-                let file = transport::open_usblp(cfg).await?;
-                let p = cfg.path.clone().unwrap_or_default();
+                let (file, p) = transport::open_usblp(cfg).await?;
                 // SAFETY: the File owns its descriptor and lives inside the
                 // AsyncFd until it is dropped; nothing else closes or replaces it.
                 unsafe { AsyncFd::register(file) }

@@ -231,8 +231,10 @@ pub async fn resolve_by_usb_id(
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Connects to a network device (an NCID server, a port-9100 printer).
-/// Nothing listening, no route, or no answer in time: absent, retried
-/// quietly like an unplugged device; anything else (a bad address) is an error.
+/// Whatever keeps it from answering — nothing listening, no route, the
+/// network or the name not up yet, no answer in time — is absent, retried
+/// quietly and shown `disconnected` like an unplugged device; only an
+/// address that cannot be used at all is an error.
 pub async fn connect_tcp(addr: &str) -> Result<tokio::net::TcpStream, OpenError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
@@ -243,15 +245,8 @@ pub async fn connect_tcp(addr: &str) -> Result<tokio::net::TcpStream, OpenError>
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
             Err(OpenError::absent(format!("{addr}: nothing listening")))
         }
-        Ok(Err(e))
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN | libc::ETIMEDOUT)
-            ) =>
-        {
-            Err(OpenError::absent(format!("{addr}: {e}")))
-        }
-        Ok(Err(e)) => Err(format!("{addr}: {e}").into()),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidInput => Err(format!("{addr}: {e}").into()),
+        Ok(Err(e)) => Err(OpenError::absent(format!("{addr}: {e}"))),
         Err(_) => Err(OpenError::absent(format!(
             "{addr}: no answer within {} s",
             CONNECT_TIMEOUT.as_secs()
@@ -269,12 +264,12 @@ pub async fn open_serial(cfg: &DeviceConfig) -> Result<tokio_serial::SerialStrea
 }
 
 /// Opens a USB printer-class node (`/dev/usb/lpN`) for reading and writing,
-/// non-blocking; one found by USB id at the node it has now.
-pub async fn open_usblp(cfg: &DeviceConfig) -> Result<std::fs::File, OpenError> {
+/// non-blocking; one found by USB id at the node it has now (returned too).
+pub async fn open_usblp(cfg: &DeviceConfig) -> Result<(std::fs::File, String), OpenError> {
     use std::os::unix::fs::OpenOptionsExt;
     let cfg = &*resolve_by_usb_id(cfg).await?;
     let p = cfg.path.as_deref().unwrap_or_default();
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -288,7 +283,8 @@ pub async fn open_usblp(cfg: &DeviceConfig) -> Result<std::fs::File, OpenError> 
                 "{p}: permission denied; add the service user to group lp or install udev/70-posbridge.rules"
             )),
             _ => OpenError::from(format!("{p}: {e}")),
-        })
+        })?;
+    Ok((file, p.to_owned()))
 }
 
 /// Opens a file for appending what a device is sent (a `file` printer),
