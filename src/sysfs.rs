@@ -264,11 +264,12 @@ pub fn find_usb_device(sys: &Path, vid: u16, pid: u16, serial: Option<&str>) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    fn node_with(mode: u32) -> (tempfile::NamedTempFile, u32, u32) {
+    /// A temporary file with `mode`, its owner and group (cli::doctor's tests use it too).
+    pub(crate) fn node_with(mode: u32) -> (tempfile::NamedTempFile, u32, u32) {
         let f = tempfile::NamedTempFile::new().expect("tmp");
         std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).expect("chmod");
         let m = std::fs::metadata(f.path()).expect("stat");

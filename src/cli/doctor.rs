@@ -532,14 +532,8 @@ pub fn command(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    fn node_with(mode: u32) -> (tempfile::NamedTempFile, u32, u32) {
-        let f = tempfile::NamedTempFile::new().expect("tmp");
-        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).expect("chmod");
-        let m = std::fs::metadata(f.path()).expect("stat");
-        (f, m.uid(), m.gid())
-    }
+    use crate::sysfs::tests::node_with;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn fixes_suggest_narrow_groups_only() {

@@ -111,20 +111,8 @@ pub fn options(d: &DeviceConfig) -> Result<Options, KeyError> {
     })
 }
 
-/// Never run: the print worker drives escpos devices ([`Runs::PrintWorker`]).
-struct Unsupervised;
-
-impl Protocol for Unsupervised {
-    fn handle_bytes(
-        &mut self,
-        _now: posbridge_drivers::Instant,
-        _bytes: &[u8],
-        _out: &mut Vec<posbridge_drivers::Action>,
-    ) {
-    }
-}
-
 pub fn make(d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
     options(d)?;
-    Ok(Box::new(Unsupervised))
+    // Never run: the print worker drives printers (Runs::PrintWorker).
+    Ok(Box::new(super::LinkDoesTheWork))
 }

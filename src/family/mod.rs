@@ -104,6 +104,21 @@ impl DriverSpec {
     }
 }
 
+/// The protocol of a family whose link or worker does the device's work
+/// (PC/SC reads cards in its link's thread; the print worker drives
+/// printers): bytes never reach it.
+pub(crate) struct LinkDoesTheWork;
+
+impl Protocol for LinkDoesTheWork {
+    fn handle_bytes(
+        &mut self,
+        _now: posbridge_drivers::Instant,
+        _bytes: &[u8],
+        _out: &mut Vec<posbridge_drivers::Action>,
+    ) {
+    }
+}
+
 /// The family of a configured device (validated configs always have one).
 pub fn spec(cfg: &DeviceConfig) -> Option<&'static DriverSpec> {
     find(&cfg.driver)

@@ -42,21 +42,8 @@ pub fn check(cfg: &DeviceConfig) -> Result<(), KeyError> {
     read_plan(cfg).map(|_| ())
 }
 
-/// The pcsc link does the card work in its own thread, and takes "read now"
-/// itself ([`crate::transport::Link::request_read`]): no protocol on top.
-struct PcscCommands;
-
-impl Protocol for PcscCommands {
-    fn handle_bytes(
-        &mut self,
-        _now: posbridge_drivers::Instant,
-        _bytes: &[u8],
-        _out: &mut Vec<posbridge_drivers::Action>,
-    ) {
-    }
-}
-
 pub fn make(d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
     check(d)?;
-    Ok(Box::new(PcscCommands))
+    // The link reads the cards, and takes "read now" itself (Link::request_read).
+    Ok(Box::new(super::LinkDoesTheWork))
 }
