@@ -40,20 +40,16 @@ pub enum Suffix {
     None,
 }
 
-impl Suffix {
-    /// Parses the config spelling (`auto`, `cr`, `lf`, `crlf`, `tab`, `none`).
-    pub fn parse(s: &str) -> Option<Suffix> {
-        Some(match s {
-            "auto" => Suffix::Auto,
-            "cr" => Suffix::Cr,
-            "lf" => Suffix::Lf,
-            "crlf" => Suffix::CrLf,
-            "tab" => Suffix::Tab,
-            "none" => Suffix::None,
-            _ => return None,
-        })
-    }
+crate::config_names!(Suffix {
+    "auto" => Suffix::Auto,
+    "cr" => Suffix::Cr,
+    "lf" => Suffix::Lf,
+    "crlf" => Suffix::CrLf,
+    "tab" => Suffix::Tab,
+    "none" => Suffix::None,
+});
 
+impl Suffix {
     fn terminators(self) -> &'static [u8] {
         match self {
             Suffix::Auto => b"\r\n\t",

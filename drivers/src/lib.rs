@@ -24,8 +24,12 @@ pub mod idcard;
 pub mod keyboard;
 pub mod line;
 pub mod magstripe;
+pub mod names;
 pub mod pcsc;
 pub mod rfid;
+
+#[doc(hidden)]
+pub use serde as __serde;
 
 pub use event::{CardType, CodeKind, Event, IdCard, IdCardType, RejectReason, Tracks, KINDS};
 

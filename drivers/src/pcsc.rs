@@ -94,6 +94,8 @@ pub enum KeyType {
     B,
 }
 
+crate::config_names!(KeyType { "A" => KeyType::A, "B" => KeyType::B });
+
 /// GET DATA for the UID: `FF CA 00 00 00` (Le 0 = the whole UID).
 pub fn get_uid() -> [u8; 5] {
     [0xFF, 0xCA, 0x00, 0x00, 0x00]

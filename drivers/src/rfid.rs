@@ -33,6 +33,14 @@ pub enum RfidFormat {
     Wiegand26,
 }
 
+crate::config_names!(RfidFormat {
+    "auto" => RfidFormat::Auto,
+    "decimal10" => RfidFormat::Decimal10,
+    "hex8" => RfidFormat::Hex8,
+    "hex10" => RfidFormat::Hex10,
+    "wiegand26" => RfidFormat::Wiegand26,
+});
+
 /// Settings an RFID wedge reader takes from its config.
 #[derive(Clone, Debug, Default)]
 pub struct Options {

@@ -34,16 +34,10 @@ pub enum Encoding {
     Ascii,
 }
 
-impl Encoding {
-    /// Parses the config spelling (`gb18030`, also `gbk` and `gb2312`; `ascii`).
-    pub fn parse(s: &str) -> Option<Encoding> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "gb18030" | "gbk" | "gb2312" => Encoding::Gb18030,
-            "ascii" => Encoding::Ascii,
-            _ => return None,
-        })
-    }
-}
+crate::config_names!(Encoding {
+    "gb18030" | "gbk" | "gb2312" => Encoding::Gb18030,
+    "ascii" => Encoding::Ascii,
+});
 
 /// What `{"cut": true}` does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +50,12 @@ pub enum CutMode {
     /// No cutter: feed 4 lines so the receipt clears the tear bar (`ESC d 4`).
     None,
 }
+
+crate::config_names!(CutMode {
+    "partial" => CutMode::Partial,
+    "full" => CutMode::Full,
+    "none" => CutMode::None,
+});
 
 /// Which drawer connector pin `ESC p` pulses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
