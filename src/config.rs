@@ -42,30 +42,6 @@ pub struct PlugConfig {
     pub auto: bool,
 }
 
-/// `check` of a `dongle` device: the challenge-response behind `licensed`.
-/// Either `challenge` + `response` (a recorded exchange) or `hmac_key`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DongleCheck {
-    /// Feature report id used both ways (default 0).
-    #[serde(default)]
-    pub report_id: u8,
-    /// Request reports are zero-padded to this many bytes after the id (default 32).
-    pub report_len: Option<usize>,
-    /// Hex: the challenge sent, with `response` the answer a genuine dongle gave.
-    pub challenge: Option<String>,
-    /// Hex: the expected answer to `challenge`.
-    pub response: Option<String>,
-    /// Hex: a key shared with the dongle; the answer must be HMAC-SHA256(key, challenge).
-    pub hmac_key: Option<String>,
-    /// HMAC mode: random challenge bytes per plug-in (default 16).
-    pub challenge_len: Option<usize>,
-    /// HMAC mode: bytes of the HMAC the dongle returns (default 16, at most 32).
-    pub response_len: Option<usize>,
-    /// No answer within this long is `licensed: false` (default 2000).
-    pub timeout_ms: Option<u64>,
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
@@ -246,71 +222,136 @@ impl Default for LogConfig {
     }
 }
 
-/// One `[[device]]` table. Keys that a driver does not use are rejected in validation.
+/// One `[[device]]` table, read in two steps: here the keys every family
+/// shares (which device, which driver, how it is reached); the rest stay in
+/// `options` until loading reads them into the family's own options type
+/// (src/family), so a key no family takes is an error naming it.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub id: String,
     pub driver: String,
-    pub transport: Option<String>,
+    /// Loading fills in the family's first transport when none is given.
+    pub transport: Option<Transport>,
     pub path: Option<String>,
     #[serde(rename = "match")]
     pub usb_match: Option<UsbMatch>,
-    pub baud: Option<u32>,
-    /// Serial framing: 5-8 data bits (default 8).
-    pub data_bits: Option<u8>,
-    /// Serial parity: none | odd | even (default none).
-    pub parity: Option<String>,
-    /// Serial stop bits: 1 or 2 (default 1).
-    pub stop_bits: Option<u8>,
-    /// Serial flow control: none | software | hardware (default none).
-    pub flow_control: Option<String>,
-    pub poll_ms: Option<u64>,
-    pub format: Option<String>,
-    pub reader: Option<String>,
     /// tcp: the host:port to connect to; udp: the local address to listen on.
     pub address: Option<String>,
     /// udp: the only sender whose datagrams are taken (the unit's IP address).
     pub from: Option<String>,
-    pub encoding: Option<String>,
-    pub columns: Option<u16>,
-    pub member_pattern: Option<String>,
-    /// Milliseconds of silence after which an unterminated code is emitted (scanners without a suffix).
-    pub idle_flush_ms: Option<u64>,
-    /// What ends a scan: auto | cr | lf | crlf | tab | none.
-    pub suffix: Option<String>,
-    /// Magstripe: the reader sends an LRC byte after each track.
-    pub lrc: Option<bool>,
     /// evdev: take the input device exclusively so keystrokes never reach the desktop (default true).
     pub grab: Option<bool>,
-    /// pcsc: MIFARE Classic blocks to read on each tap.
-    pub blocks: Option<Vec<u8>>,
-    /// pcsc: the 6-byte sector key for `blocks`, 12 hex digits.
-    pub key: Option<String>,
-    /// pcsc: which key `key` is: "A" or "B" (default A).
-    pub key_type: Option<String>,
-    /// callerid: silence after the last ring that ends a call.
-    pub ring_timeout_ms: Option<u64>,
-    /// callerid: the country calling code numbers are normalized with (default 86).
-    pub country: Option<String>,
-    /// callerid `format = "hid"`: where a USB box's report keeps ring, hook and number.
-    pub hid_layout: Option<posbridge_drivers::callerid::hid::HidReportLayout>,
-    /// escpos: what `{"cut": true}` does: partial | full | none (default partial).
-    pub cut: Option<String>,
-    /// escpos: the drawer connector pin the kick pulses: 2 or 5 (default 2).
-    pub drawer_pin: Option<u8>,
-    /// escpos: ask the printer's real-time status (DLE EOT) before each job (default true).
-    pub status_query: Option<bool>,
-    /// dongle: the challenge-response check behind `licensed`.
-    pub check: Option<DongleCheck>,
+    pub baud: Option<u32>,
+    /// Serial framing: 5-8 data bits (default 8).
+    pub data_bits: Option<u8>,
+    /// Serial parity (default none).
+    pub parity: Option<Parity>,
+    /// Serial stop bits: 1 or 2 (default 1).
+    pub stop_bits: Option<u8>,
+    /// Serial flow control (default none).
+    pub flow_control: Option<FlowControl>,
+    /// The family's own keys, as written; see `crate::family::FamilyOptions`.
+    #[serde(skip)]
+    pub options: toml::Table,
 }
 
 impl DeviceConfig {
     /// The transport; loading fills in the driver's default when the config
     /// names none (the first its family lists).
-    pub fn transport_name(&self) -> &str {
-        self.transport.as_deref().unwrap_or("serial")
+    pub fn transport(&self) -> Transport {
+        self.transport.unwrap_or(Transport::Serial)
     }
+
+    /// The transport's config spelling, for messages and the API.
+    pub fn transport_name(&self) -> &'static str {
+        self.transport().name()
+    }
+}
+
+/// How a device is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Serial,
+    Evdev,
+    Hid,
+    Pcsc,
+    Tcp,
+    Udp,
+    Usb,
+    File,
+    Sim,
+}
+
+posbridge_drivers::config_names!(Transport {
+    "serial" => Transport::Serial,
+    "evdev" => Transport::Evdev,
+    "hid" => Transport::Hid,
+    "pcsc" => Transport::Pcsc,
+    "tcp" => Transport::Tcp,
+    "udp" => Transport::Udp,
+    "usb" => Transport::Usb,
+    "file" => Transport::File,
+    "sim" => Transport::Sim,
+});
+
+/// Serial parity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Odd,
+    Even,
+}
+
+posbridge_drivers::config_names!(Parity {
+    "none" => Parity::None,
+    "odd" => Parity::Odd,
+    "even" => Parity::Even,
+});
+
+/// Serial flow control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowControl {
+    None,
+    Software,
+    Hardware,
+}
+
+posbridge_drivers::config_names!(FlowControl {
+    "none" => FlowControl::None,
+    "software" => FlowControl::Software,
+    "hardware" => FlowControl::Hardware,
+});
+
+/// The keys a serde struct takes, read from its derived `Deserialize`, so
+/// which keys exist is written once: in the struct. Empty for a type that
+/// is not a struct.
+pub fn keys_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -524,6 +565,11 @@ impl Draft {
             return Ok(self.config);
         }
         self.problems.sort_by_key(|p| problem_order(&p.key));
+        // A key's first problem is its cause: a wrong value left out by
+        // step one is not also "required" in step two.
+        let mut seen = HashSet::new();
+        self.problems
+            .retain(|p| p.key.is_empty() || seen.insert(p.key.clone()));
         Err(ConfigError {
             source: self.source,
             problems: self.problems,
@@ -841,14 +887,8 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
-                let inner = e.path().to_string();
-                let key = match (prefix.is_empty(), inner.as_str()) {
-                    (_, ".") => prefix.to_owned(),
-                    (true, _) => inner,
-                    (false, _) => format!("{prefix}.{inner}"),
-                };
                 problems.push(Problem {
-                    key,
+                    key: join_key(prefix, &e.path().to_string()),
                     message: clean_serde_message(&e.into_inner().to_string()),
                 });
                 None
@@ -886,7 +926,12 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
             "device" => match v {
                 toml::Value::Array(items) => {
                     for (i, item) in items.into_iter().enumerate() {
-                        if let Some(d) = part(&format!("device[{i}]"), item, problems) {
+                        let at = format!("device[{i}]");
+                        let d = match item {
+                            toml::Value::Table(t) => device(&at, t, problems),
+                            other => part(&at, other, problems),
+                        };
+                        if let Some(d) = d {
                             config.devices.push(d);
                             device_index.push(i);
                         }
@@ -910,6 +955,62 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
         });
     }
     (config, device_index)
+}
+
+/// Step one of a `[[device]]` table: its common keys, each wrong one
+/// reported; the rest kept for its family (`DeviceConfig::options`).
+fn device(at: &str, mut table: toml::Table, problems: &mut Vec<Problem>) -> Option<DeviceConfig> {
+    let common = keys_of::<DeviceConfig>();
+    let options: toml::Table = table
+        .iter()
+        .filter(|(k, _)| !common.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    table.retain(|k, _| common.contains(&k));
+    // Without its id, driver or transport nothing else about a device can be checked.
+    let (device, wrong) = read_each::<DeviceConfig>(table, &["id", "driver", "transport"]);
+    for (key, message) in wrong {
+        problems.push(Problem {
+            key: join_key(at, &key),
+            message,
+        });
+    }
+    device.map(|d| DeviceConfig { options, ..d })
+}
+
+/// Reads `table` into `T`, reporting every key that is wrong as (path,
+/// message): a wrong key is left out and the rest read again, so one wrong
+/// value does not hide the next (a key named more than once keeps its first
+/// problem, see `Draft::finish`). `None` when the table as a whole or a key
+/// in `vital` is wrong: going on without it would only mislead.
+pub fn read_each<T: serde::de::DeserializeOwned>(
+    mut table: toml::Table,
+    vital: &[&str],
+) -> (Option<T>, Vec<(String, String)>) {
+    let mut wrong = Vec::new();
+    loop {
+        let value = toml::Value::Table(table.clone());
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => return (Some(v), wrong),
+            Err(e) => {
+                let path = e.path().to_string();
+                let top = path.split(['.', '[']).next().unwrap_or_default().to_owned();
+                wrong.push((path, clean_serde_message(&e.into_inner().to_string())));
+                if vital.contains(&top.as_str()) || table.remove(&top).is_none() {
+                    return (None, wrong);
+                }
+            }
+        }
+    }
+}
+
+/// `prefix.path`, where serde_path_to_error's "." is the prefix itself.
+fn join_key(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path) {
+        (_, ".") => prefix.to_owned(),
+        (true, _) => path.to_owned(),
+        (false, _) => format!("{prefix}.{path}"),
+    }
 }
 
 /// serde's messages say "invalid type: string \"x\", expected u32"; keep them

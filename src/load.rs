@@ -87,7 +87,7 @@ fn check_families(draft: &mut Draft) {
     }
     for n in 0..draft.config.devices.len() {
         for (k, why) in crate::family::check(&draft.config.devices[n]) {
-            let key = draft.device_key(n, k);
+            let key = draft.device_key(n, &k);
             draft.problem(key, why);
         }
     }
@@ -97,9 +97,8 @@ fn check_families(draft: &mut Draft) {
 fn fill_default_transports(draft: &mut Draft) {
     for d in &mut draft.config.devices {
         if d.transport.is_none() {
-            d.transport = crate::family::find(&d.driver)
-                .and_then(|f| f.transports.first())
-                .map(|t| (*t).to_owned());
+            d.transport =
+                crate::family::find(&d.driver).and_then(|f| f.transports.first().copied());
         }
     }
 }

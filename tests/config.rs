@@ -182,3 +182,60 @@ fn the_uplink_password_never_shows_in_debug_output() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("hunter2-secret"), "{shown}");
 }
+
+#[test]
+fn every_wrong_key_of_a_device_is_reported_in_one_pass() {
+    let p = problems(
+        "[[device]]\nid = \"a\"\ndriver = \"barcode\"\npath = \"/dev/ttyS0\"\nbaud = \"fast\"\nparity = \"mark\"\nsuffix = \"semicolon\"\nreader = \"x\"\ncolour = \"red\"\n[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\n",
+    );
+    for want in [
+        "device[0].baud: invalid type: string \"fast\", expected an integer",
+        "device[0].parity: \"mark\" is not none, odd or even",
+        "device[0].suffix: \"semicolon\" is not auto, cr, lf, crlf, tab or none",
+        "device[0].reader: not used by driver barcode; remove it",
+        "device[0].colour: unknown field `colour`; driver barcode takes member_pattern, idle_flush_ms, suffix",
+        "device[1].id: duplicate device id \"a\"",
+    ] {
+        assert!(p.iter().any(|x| x == want), "missing {want:?} in {p:?}");
+    }
+    assert_eq!(p.len(), 6, "{p:?}");
+}
+
+#[test]
+fn a_wrong_value_is_its_key_s_only_problem() {
+    // path = 5 is left out after its type error; "required" would only mislead.
+    let p = problems("[[device]]\nid = \"a\"\ndriver = \"barcode\"\npath = 5\n");
+    assert_eq!(
+        p,
+        ["device[0].path: invalid type: integer `5`, expected a string"],
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_device_without_its_id_driver_or_a_known_transport_is_not_guessed_at() {
+    let p = problems("[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"bluetooth\"\nsuffix = \"semicolon\"\n");
+    assert_eq!(
+        p,
+        ["device[0].transport: \"bluetooth\" is not serial, evdev, hid, pcsc, tcp, udp, usb, file or sim"],
+        "{p:?}"
+    );
+    let p = problems("[[device]]\ndriver = \"barcode\"\n");
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("device[0]: missing field `id`")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn keys_of_another_transport_name_the_ones_they_apply_to() {
+    let p = problems("[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\naddress = \"127.0.0.1:1\"\ngrab = false\nmatch = { vid = \"0c2e\", pid = \"0b61\" }\n");
+    for want in [
+        "device[0].address: only applies to transport \"tcp\" or \"udp\", not \"sim\"",
+        "device[0].grab: only applies to transport \"evdev\", not \"sim\"",
+        "device[0].match: not used by driver barcode; remove it",
+    ] {
+        assert!(p.iter().any(|x| x == want), "missing {want:?} in {p:?}");
+    }
+}

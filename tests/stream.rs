@@ -307,6 +307,11 @@ async fn devices_health_and_metrics_describe_the_daemon() {
         .await
         .expect("r");
     assert_eq!(read.status(), 409);
+    assert_eq!(
+        read.json::<serde_json::Value>().await.expect("json")["error"]["code"],
+        "not_supported",
+        "a scanner has nothing to read on demand"
+    );
     let missing = d.http.get(d.url("/v1/nothing")).send().await.expect("r");
     assert_eq!(missing.status(), 404);
     assert_eq!(

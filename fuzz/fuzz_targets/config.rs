@@ -28,6 +28,13 @@ fuzz_target!(|data: &[u8]| {
             // What validation accepted is usable as is.
             assert!(!c.store.id.is_empty());
             assert!(c.api.max_connections >= 4);
+            // Every device validation accepted builds its family's protocol.
+            for d in &c.devices {
+                let family = posbridge::family::spec(d).expect("a known driver");
+                if let Err(e) = family.make(d, &Default::default()) {
+                    panic!("device {} passed validation but: {e}", d.id);
+                }
+            }
         }
         Err(e) => {
             let shown = e.to_string();

@@ -7,7 +7,7 @@ pub mod serve;
 pub mod ws;
 
 use crate::config::{Config, Scope};
-use crate::device::{Devices, ReadOutcome, State as DevState};
+use crate::device::{Devices, ReadOutcome, SimulateError, State as DevState};
 use crate::event::{Backlog, Bus, Filter, Resume};
 use crate::metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, Path, Query, State, WebSocketUpgrade};
@@ -600,7 +600,7 @@ async fn simulate(
     }
     let n = bytes.len();
     dev.simulate(bytes).await.map_err(|why| match why {
-        "not_simulated" => ApiError::conflict(
+        SimulateError::NotSimulated => ApiError::conflict(
             "not_simulated",
             format!(
                 "device {id:?} uses transport {:?}, not \"sim\"",

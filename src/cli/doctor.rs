@@ -3,6 +3,7 @@
 //! rules, devices present, pcscd, the broker, the config itself), each
 //! problem with one fix line.
 
+use crate::config::Transport;
 use crate::sysfs::{access, access_as, find_node, find_usb_device, scan, Access, Node};
 use posbridge_drivers::catalog::{Catalog, Entry};
 use posbridge_drivers::hotplug::NodeKind;
@@ -324,7 +325,11 @@ pub fn doctor(
             Some(Err((why, fix))) => out.push(Finding::problem(format!("{label}: {why}"), fix)),
         }
     }
-    if config.devices.iter().any(|d| d.transport_name() == "pcsc") {
+    if config
+        .devices
+        .iter()
+        .any(|d| d.transport() == Transport::Pcsc)
+    {
         out.push(pcscd_finding());
     }
     if let Some(u) = &config.uplink {
@@ -373,7 +378,8 @@ fn device_present(
     catalog: &Catalog,
     who: &Who,
 ) -> Option<Result<String, (String, String)>> {
-    let t = d.transport_name();
+    use Transport::{File, Pcsc, Sim, Tcp, Udp};
+    let t = d.transport();
     let missing = |why: String| {
         Err((
             why,
@@ -387,11 +393,13 @@ fn device_present(
         ))
     };
     Some(match (&d.path, &d.usb_match, t) {
-        (_, _, "sim" | "tcp" | "udp" | "file" | "pcsc") | (None, None, _) => return None,
+        (_, _, Sim | Tcp | Udp | File | Pcsc) | (None, None, _) => return None,
         (Some(p), _, _) => match who.access(Path::new(p)) {
             Access::Ok => Ok(p.clone()),
             // Found by path: the catalog cannot vouch for it.
-            Access::PermissionDenied => denied(Path::new(p), NodeKind::for_transport(t), false),
+            Access::PermissionDenied => {
+                denied(Path::new(p), NodeKind::for_transport(t.name()), false)
+            }
             Access::NoNode => missing(format!("{p} does not exist")),
         },
         (None, Some(m), _) => {

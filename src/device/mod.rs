@@ -5,7 +5,7 @@
 pub mod hotplug;
 
 use crate::clock::rfc3339_ms;
-use crate::config::DeviceConfig;
+use crate::config::{DeviceConfig, Transport};
 use crate::event::Bus;
 use crate::metrics::Metrics;
 use crate::transport::{self, Chunk, Link};
@@ -64,6 +64,17 @@ pub struct DeviceView {
     pub last_error: Option<String>,
     pub last_event_at: Option<String>,
     pub events: u64,
+}
+
+/// Why bytes could not be fed to a simulated device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SimulateError {
+    #[error("the device's transport is not sim")]
+    NotSimulated,
+    #[error("the device did not take the bytes within 2 s")]
+    Busy,
+    #[error("the device is stopping")]
+    Stopped,
 }
 
 /// Outcome of `POST /v1/devices/{id}/read`.
@@ -137,26 +148,28 @@ impl Device {
     }
 
     /// Feeds bytes into a `sim` device. `Err` when the device is not simulated.
-    pub async fn simulate(&self, bytes: Vec<u8>) -> Result<(), &'static str> {
-        let tx = self.sim_tx.as_ref().ok_or("not_simulated")?;
+    pub async fn simulate(&self, bytes: Vec<u8>) -> Result<(), SimulateError> {
+        let tx = self.sim_tx.as_ref().ok_or(SimulateError::NotSimulated)?;
         tokio::time::timeout(Duration::from_secs(2), tx.send(bytes))
             .await
-            .map_err(|_| "busy")?
-            .map_err(|_| "stopped")
+            .map_err(|_| SimulateError::Busy)?
+            .map_err(|_| SimulateError::Stopped)
     }
 
-    /// Asks the live session for a read. `None` when the device is not connected.
+    /// Asks the live session for a read, if its family takes one. `None`
+    /// when the device is not connected or cannot take the request now.
     pub async fn request_read(&self) -> Option<ReadOutcome> {
         if self.state() != State::Connected {
             return None;
         }
-        let (tx, rx) = oneshot::channel();
-        match self.read_tx.try_send(tx) {
-            Ok(()) => {}
-            // No session reads these (a receipt printer): nothing to read on demand.
-            Err(mpsc::error::TrySendError::Closed(_)) => return Some(ReadOutcome::NotSupported),
-            Err(_) => return None,
+        let takes = crate::family::spec(&self.cfg)
+            .is_some_and(|f| f.requests.contains(&crate::family::Request::Read));
+        if !takes {
+            return Some(ReadOutcome::NotSupported);
         }
+        let (tx, rx) = oneshot::channel();
+        // Full (a read already waits) or closed (the session is stopping).
+        self.read_tx.try_send(tx).ok()?;
         tokio::time::timeout(Duration::from_secs(2), rx)
             .await
             .ok()?
@@ -279,14 +292,15 @@ impl Devices {
         let spec = crate::family::find(&cfg.driver)
             .ok_or_else(|| anyhow::anyhow!("device {}: unknown driver {}", cfg.id, cfg.driver))?;
         // Validation already built one; a failure here is a bug, reported not panicked.
-        let protocol = (spec.make)(
-            cfg,
-            &crate::family::Make {
-                seed: random_seed(),
-            },
-        )
-        .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;
-        let (sim_tx, sim_rx) = if cfg.transport_name() == "sim" {
+        let protocol = spec
+            .make(
+                cfg,
+                &crate::family::Make {
+                    seed: random_seed(),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("device {}: {e}", cfg.id))?;
+        let (sim_tx, sim_rx) = if cfg.transport() == Transport::Sim {
             let (tx, rx) = mpsc::channel(64);
             (Some(tx), Some(rx))
         } else {
@@ -453,14 +467,11 @@ impl Supervisor {
             let opened = transport::open(&self.dev.cfg, self.sim_rx.as_mut()).await;
             match opened {
                 Err(e) => {
-                    let message = e.message;
+                    let message = e.to_string();
                     if last_open_error.as_deref() != Some(message.as_str()) {
-                        // Absent is the normal state of an unplugged reader; anything
-                        // else (permissions, a busy port) needs IT to act.
-                        let state = if e.absent {
-                            State::Disconnected
-                        } else {
-                            State::Error
+                        let state = match e {
+                            transport::OpenError::Absent(_) => State::Disconnected,
+                            transport::OpenError::Failed(_) => State::Error,
                         };
                         tracing::warn!(device = %id, error = %message, state = state.name(), "device cannot be opened; retrying with backoff");
                         set_state(&self.dev, state, Some(message.clone()));

@@ -1,39 +1,57 @@
 //! The `escpos` family: receipt printers. Run by the print worker
 //! (src/print), not the supervisor; here is what its config asks for.
 
-use super::{DriverSpec, HidReading, KeyError, Make, Runs, SimKind, UsbNode};
-use crate::config::DeviceConfig;
+use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
+use super::{SimKind, UsbNode};
+use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::escpos::{CutMode, DrawerPin, Encoding, Profile};
 use posbridge_drivers::Protocol;
+use serde::Deserialize;
 use std::time::Duration;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
     name: "escpos",
-    transports: &["tcp", "serial", "usb", "file"],
-    keys: &[
-        "address",
-        "encoding",
-        "columns",
-        "cut",
-        "drawer_pin",
-        "poll_ms",
-        "status_query",
+    transports: &[
+        Transport::Tcp,
+        Transport::Serial,
+        Transport::Usb,
+        Transport::File,
     ],
+    options: OptionsType::of::<Options>(),
     default_baud: 9600,
     runs: Runs::PrintWorker,
     sim: SimKind::Stream,
     hid: HidReading::Keyboard,
     usb: UsbNode::Printer,
-    make,
+    requests: &[],
+    named_by_match: false,
 };
+
+/// A receipt printer's own keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// How text is encoded (default gb18030).
+    encoding: Option<Encoding>,
+    /// Characters per line, 32-80 (default 48).
+    columns: Option<u16>,
+    /// What `{"cut": true}` does (default partial).
+    cut: Option<CutMode>,
+    /// The drawer connector pin the kick pulses: 2 or 5 (default 2).
+    drawer_pin: Option<u8>,
+    /// Status poll while idle: 0 (none) or 500-600000 ms (default 5000).
+    poll_ms: Option<u64>,
+    /// Ask the printer's real-time status (DLE EOT) before each job (default true).
+    status_query: Option<bool>,
+}
 
 /// The idle status poll when the config gives none.
 const DEFAULT_POLL_MS: u64 = 5000;
 
 /// A printer's settings, from its `[[device]]` table.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct Settings {
     pub profile: Profile,
     /// Status poll while the queue is empty; `None` = only before jobs.
     pub poll: Option<Duration>,
@@ -41,78 +59,58 @@ pub struct Options {
     pub status_query: bool,
 }
 
-/// Reads and checks an escpos device's keys (config validation calls this too).
-pub fn options(d: &DeviceConfig) -> Result<Options, KeyError> {
-    let transport = d.transport_name();
-    if transport == "tcp" && d.path.is_some() {
-        return Err((
-            "path",
-            "a tcp printer is reached at its address; remove path".into(),
-        ));
-    }
-    if transport != "tcp" && d.address.is_some() {
-        return Err((
-            "address",
-            format!("only applies to transport \"tcp\", not {transport:?}"),
-        ));
-    }
-    let encoding = match d.encoding.as_deref() {
-        None => Encoding::Gb18030,
-        Some(e) => Encoding::parse(e).ok_or((
-            "encoding",
-            format!("{e:?} is not gb18030 (also gbk, gb2312) or ascii"),
-        ))?,
-    };
-    let columns = d.columns.unwrap_or(48);
-    if !(32..=80).contains(&columns) {
-        return Err((
-            "columns",
-            format!("{columns} is not from 32 to 80 (32 on 58 mm paper, 42 or 48 on 80 mm)"),
-        ));
-    }
-    let cut = match d.cut.as_deref().unwrap_or("partial") {
-        "partial" => CutMode::Partial,
-        "full" => CutMode::Full,
-        "none" => CutMode::None,
-        c => {
-            return Err((
-                "cut",
-                format!("{c:?} is not partial, full or none (no cutter)"),
-            ))
-        }
-    };
-    let pin = match d.drawer_pin.unwrap_or(2) {
-        2 => DrawerPin::Pin2,
-        5 => DrawerPin::Pin5,
-        n => return Err(("drawer_pin", format!("{n} is not 2 or 5"))),
-    };
-    let poll_ms = d.poll_ms.unwrap_or(DEFAULT_POLL_MS);
-    if poll_ms != 0 && !(500..=600_000).contains(&poll_ms) {
-        return Err((
-            "poll_ms",
-            "must be 0 (no polling while idle) or from 500 to 600000".into(),
-        ));
-    }
-    if transport == "file" && (d.status_query.is_some() || d.poll_ms.is_some()) {
-        let k = if d.status_query.is_some() {
-            "status_query"
-        } else {
-            "poll_ms"
-        };
-        return Err((k, "a file printer has no status; remove it".into()));
-    }
-    let mut profile = Profile::new(columns, encoding);
-    profile.cut = cut;
-    profile.drawer.pin = pin;
-    Ok(Options {
-        profile,
-        poll: (poll_ms > 0).then(|| Duration::from_millis(poll_ms)),
-        status_query: d.status_query.unwrap_or(true),
-    })
+/// A printer's settings (the print worker's), or the key that is wrong.
+pub fn settings(d: &DeviceConfig) -> Result<Settings, KeyError> {
+    super::options::<Options>(d)?.settings(d.transport())
 }
 
-pub fn make(d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
-    options(d)?;
-    // Never run: the print worker drives printers (Runs::PrintWorker).
-    Ok(Box::new(super::LinkDoesTheWork))
+impl Options {
+    fn settings(self, transport: Transport) -> Result<Settings, KeyError> {
+        let columns = self.columns.unwrap_or(48);
+        if !(32..=80).contains(&columns) {
+            return Err(bad(
+                "columns",
+                format!("{columns} is not from 32 to 80 (32 on 58 mm paper, 42 or 48 on 80 mm)"),
+            ));
+        }
+        let pin = match self.drawer_pin.unwrap_or(2) {
+            2 => DrawerPin::Pin2,
+            5 => DrawerPin::Pin5,
+            n => return Err(bad("drawer_pin", format!("{n} is not 2 or 5"))),
+        };
+        let poll_ms = self.poll_ms.unwrap_or(DEFAULT_POLL_MS);
+        if poll_ms != 0 && !(500..=600_000).contains(&poll_ms) {
+            return Err(bad(
+                "poll_ms",
+                "must be 0 (no polling while idle) or from 500 to 600000",
+            ));
+        }
+        if transport == Transport::File {
+            if self.status_query.is_some() {
+                return Err(bad(
+                    "status_query",
+                    "a file printer has no status; remove it",
+                ));
+            }
+            if self.poll_ms.is_some() {
+                return Err(bad("poll_ms", "a file printer has no status; remove it"));
+            }
+        }
+        let mut profile = Profile::new(columns, self.encoding.unwrap_or_default());
+        profile.cut = self.cut.unwrap_or_default();
+        profile.drawer.pin = pin;
+        Ok(Settings {
+            profile,
+            poll: (poll_ms > 0).then(|| Duration::from_millis(poll_ms)),
+            status_query: self.status_query.unwrap_or(true),
+        })
+    }
+}
+
+impl FamilyOptions for Options {
+    fn make(self, d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
+        self.settings(d.transport())?;
+        // Never run: the print worker drives printers (Runs::PrintWorker).
+        Ok(Box::new(super::LinkDoesTheWork))
+    }
 }

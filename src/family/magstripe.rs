@@ -1,42 +1,62 @@
 //! The `magstripe` family: card swipes; bank cards never leave its driver.
 
-use super::{DriverSpec, HidReading, KeyError, Make, Runs, SimKind, UsbNode};
-use crate::config::DeviceConfig;
+use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
+use super::{SimKind, UsbNode};
+use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::magstripe;
 use posbridge_drivers::Protocol;
+use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
     name: "magstripe",
-    transports: &["serial", "evdev", "hid", "sim"],
-    keys: &["lrc", "idle_flush_ms"],
+    transports: &[
+        Transport::Serial,
+        Transport::Evdev,
+        Transport::Hid,
+        Transport::Sim,
+    ],
+    options: OptionsType::of::<Options>(),
     default_baud: 9600,
     runs: Runs::Supervisor,
     sim: SimKind::Stream,
     hid: HidReading::Magtek,
     usb: UsbNode::None,
-    make,
+    requests: &[],
+    named_by_match: false,
 };
 
-pub fn make(d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
-    let mut opts = magstripe::Options::default();
-    if let Some(ms) = d.idle_flush_ms {
-        if !(10..=5000).contains(&ms) {
-            return Err((
-                "idle_flush_ms",
-                "must be between 10 and 5000 for a magstripe reader".into(),
-            ));
+/// A magstripe reader's own keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// The reader sends an LRC byte after each track.
+    lrc: Option<bool>,
+    /// Silence that ends a swipe, 10-5000 ms.
+    idle_flush_ms: Option<u64>,
+}
+
+impl FamilyOptions for Options {
+    fn make(self, d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
+        let mut opts = magstripe::Options::default();
+        if let Some(ms) = self.idle_flush_ms {
+            if !(10..=5000).contains(&ms) {
+                return Err(bad(
+                    "idle_flush_ms",
+                    "must be between 10 and 5000 for a magstripe reader",
+                ));
+            }
+            opts.idle_ms = ms;
         }
-        opts.idle_ms = ms;
-    }
-    if let Some(lrc) = d.lrc {
-        if lrc && matches!(d.transport_name(), "evdev" | "hid") {
-            return Err((
-                "lrc",
-                "keyboard-wedge and HID readers never send an LRC".into(),
-            ));
+        if let Some(lrc) = self.lrc {
+            if lrc && matches!(d.transport(), Transport::Evdev | Transport::Hid) {
+                return Err(bad(
+                    "lrc",
+                    "keyboard-wedge and HID readers never send an LRC",
+                ));
+            }
+            opts.lrc = lrc;
         }
-        opts.lrc = lrc;
+        Ok(Box::new(magstripe::Magstripe::new(opts)))
     }
-    Ok(Box::new(magstripe::Magstripe::new(opts)))
 }

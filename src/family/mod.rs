@@ -10,12 +10,27 @@ pub mod magstripe;
 pub mod pcsc;
 pub mod rfid;
 
-use crate::config::DeviceConfig;
+use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::hotplug::NodeKind;
 use posbridge_drivers::Protocol;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 
-/// A config problem as (key within the device table, reason).
-pub type KeyError = (&'static str, String);
+/// A config problem in one device table: the key (within the table) and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {why}")]
+pub struct KeyError {
+    pub key: Cow<'static, str>,
+    pub why: String,
+}
+
+/// A problem with the device key `key`.
+pub fn bad(key: &'static str, why: impl Into<String>) -> KeyError {
+    KeyError {
+        key: Cow::Borrowed(key),
+        why: why.into(),
+    }
+}
 
 /// Builds a driver's protocol from its device table.
 pub type MakeProtocol = fn(&DeviceConfig, &Make) -> Result<Box<dyn Protocol>, KeyError>;
@@ -28,13 +43,50 @@ pub struct Make {
     pub seed: [u8; 16],
 }
 
+/// A family's own device keys: a serde struct with `deny_unknown_fields`
+/// (the struct is the only list of them), and how they and the device's
+/// common keys make the family's protocol.
+pub trait FamilyOptions: DeserializeOwned + 'static {
+    /// The protocol, or the key whose value does not fit the others.
+    fn make(self, d: &DeviceConfig, ctx: &Make) -> Result<Box<dyn Protocol>, KeyError>;
+}
+
+/// A family's options type, as the registry holds it.
+pub struct OptionsType {
+    /// The keys it takes.
+    pub keys: fn() -> &'static [&'static str],
+    /// Every wrong key of a table, as (path, why).
+    check: fn(toml::Table) -> Vec<(String, String)>,
+    /// Reads the options and makes the protocol.
+    pub make: MakeProtocol,
+}
+
+impl OptionsType {
+    pub const fn of<T: FamilyOptions>() -> OptionsType {
+        OptionsType {
+            keys: crate::config::keys_of::<T>,
+            check: |t| crate::config::read_each::<T>(t, &[]).1,
+            make: |d, ctx| options::<T>(d)?.make(d, ctx),
+        }
+    }
+}
+
+/// A device's family options, or the first key that is wrong.
+pub fn options<T: DeserializeOwned>(d: &DeviceConfig) -> Result<T, KeyError> {
+    serde_path_to_error::deserialize(toml::Value::Table(d.options.clone())).map_err(|e| KeyError {
+        key: Cow::Owned(e.path().to_string()),
+        why: e.into_inner().to_string(),
+    })
+}
+
 /// One driver family: everything the rest of the daemon needs to know about
 /// it, so nothing outside this list compares driver names.
 pub struct DriverSpec {
     pub name: &'static str,
-    pub transports: &'static [&'static str],
-    /// Device keys (beyond id, driver, transport, path) this driver reads.
-    pub keys: &'static [&'static str],
+    /// The transports it takes; the first is the default.
+    pub transports: &'static [Transport],
+    /// Its own keys, and how they make its protocol.
+    pub options: OptionsType,
     /// Serial speed when the config gives none.
     pub default_baud: u32,
     /// Who runs its devices.
@@ -45,7 +97,19 @@ pub struct DriverSpec {
     pub hid: HidReading,
     /// What `transport = "usb"` opens for it.
     pub usb: UsbNode,
-    pub make: MakeProtocol,
+    /// What clients may ask its devices to do besides what they do anyway.
+    pub requests: &'static [Request],
+    /// Its devices are named by their USB ids (a dongle's events carry
+    /// them), so `match` is used on every transport, `sim` included.
+    pub named_by_match: bool,
+}
+
+/// A request a client can make of a device (typed calls on its link or
+/// protocol, never bytes down the data path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Read now (`POST /v1/devices/{id}/read`): a resting card again.
+    Read,
 }
 
 /// Who runs a family's devices.
@@ -96,11 +160,16 @@ impl DriverSpec {
     /// The node a device of this family on `transport` is opened at: a USB
     /// receipt printer is its usblp node, not the whole USB device (which
     /// dongles are watched as).
-    pub fn node_kind(&self, transport: &str) -> Option<NodeKind> {
-        match NodeKind::for_transport(transport) {
+    pub fn node_kind(&self, transport: Transport) -> Option<NodeKind> {
+        match NodeKind::for_transport(transport.name()) {
             Some(NodeKind::UsbDevice) if self.usb == UsbNode::Printer => Some(NodeKind::Usblp),
             k => k,
         }
+    }
+
+    /// Builds the protocol of a device of this family.
+    pub fn make(&self, d: &DeviceConfig, ctx: &Make) -> Result<Box<dyn Protocol>, KeyError> {
+        (self.options.make)(d, ctx)
     }
 }
 
@@ -126,7 +195,7 @@ pub fn spec(cfg: &DeviceConfig) -> Option<&'static DriverSpec> {
 
 /// The node a configured device is opened at, if it is a device node.
 pub fn node_kind(cfg: &DeviceConfig) -> Option<NodeKind> {
-    spec(cfg)?.node_kind(cfg.transport_name())
+    spec(cfg)?.node_kind(cfg.transport())
 }
 
 /// Whether a configured device is run by the print worker, not the supervisor.
@@ -155,34 +224,41 @@ pub fn find(name: &str) -> Option<&'static DriverSpec> {
 
 /// Problems with one device table, as (key, reason): its driver and
 /// transport, the keys each transport needs or refuses, keys its family does
-/// not use, and then whatever the family's own make refuses.
-pub fn check(d: &DeviceConfig) -> Vec<KeyError> {
-    let spec = match find(&d.driver) {
-        Some(spec) => spec,
-        None => return vec![("driver", unknown_driver(&d.driver))],
+/// not take, each wrong value, and then whatever the family's make refuses.
+pub fn check(d: &DeviceConfig) -> Vec<(String, String)> {
+    let Some(spec) = find(&d.driver) else {
+        return vec![("driver".into(), unknown_driver(&d.driver))];
     };
-    let mut out = Vec::new();
-    let transport = d.transport_name();
+    let mut out: Vec<KeyError> = Vec::new();
+    let transport = d.transport();
     if !spec.transports.contains(&transport) {
-        out.push((
+        out.push(bad(
             "transport",
             format!(
                 "driver {} does not support transport {:?}; use one of {}",
                 spec.name,
-                transport,
-                spec.transports.join(", ")
+                transport.name(),
+                names(spec.transports)
             ),
         ));
     }
     out.extend(transport_needs(spec, d));
-    out.extend(transport_only_keys(d));
-    out.extend(unused_keys(spec, d));
+    out.extend(transport_only_keys(spec, d));
+    let mut out: Vec<(String, String)> = out.into_iter().map(|e| (e.key.into(), e.why)).collect();
+    let (known, unknown) = foreign_keys(spec, d);
+    out.extend(unknown);
+    out.extend((spec.options.check)(known));
     if out.is_empty() {
-        if let Err((k, why)) = (spec.make)(d, &Make::default()) {
-            out.push((k, why));
+        if let Err(e) = spec.make(d, &Make::default()) {
+            out.push((e.key.into(), e.why));
         }
     }
     out
+}
+
+fn names(transports: &[Transport]) -> String {
+    let names: Vec<&str> = transports.iter().map(|t| t.name()).collect();
+    names.join(", ")
 }
 
 fn unknown_driver(driver: &str) -> String {
@@ -195,24 +271,56 @@ fn unknown_driver(driver: &str) -> String {
     }
 }
 
+/// Splits a device's own keys into those its family takes and a problem
+/// for each other: a key another family takes is "not used" here, any
+/// other key is unknown.
+fn foreign_keys(spec: &DriverSpec, d: &DeviceConfig) -> (toml::Table, Vec<(String, String)>) {
+    let ours = (spec.options.keys)();
+    let mut known = toml::Table::new();
+    let mut problems = Vec::new();
+    for (k, v) in &d.options {
+        if ours.contains(&k.as_str()) {
+            known.insert(k.clone(), v.clone());
+        } else if DRIVERS
+            .iter()
+            .any(|f| (f.options.keys)().contains(&k.as_str()))
+        {
+            problems.push((
+                k.clone(),
+                format!("not used by driver {}; remove it", spec.name),
+            ));
+        } else {
+            let takes = if ours.is_empty() {
+                "it takes no keys of its own".to_owned()
+            } else {
+                format!("driver {} takes {}", spec.name, ours.join(", "))
+            };
+            problems.push((k.clone(), format!("unknown field `{k}`; {takes}")));
+        }
+    }
+    (known, problems)
+}
+
 /// What the transport needs: a path, an address to connect to or listen on.
 fn transport_needs(spec: &DriverSpec, d: &DeviceConfig) -> Option<KeyError> {
     let no_path = d.path.as_deref().is_none_or(str::is_empty);
-    let why: &str = match d.transport_name() {
-        "serial" if d.usb_match.is_none() && no_path => "required for transport \"serial\" (e.g. /dev/serial/by-id/…), or find it by USB id with match = { vid, pid, serial? }",
-        "tcp" if d.address.as_deref().is_none_or(str::is_empty) => {
-            return Some((
+    let no_address = d.address.as_deref().is_none_or(str::is_empty);
+    let why: &str = match d.transport() {
+        Transport::Serial if d.usb_match.is_none() && no_path => "required for transport \"serial\" (e.g. /dev/serial/by-id/…), or find it by USB id with match = { vid, pid, serial? }",
+        Transport::Tcp if no_address => {
+            return Some(bad(
                 "address",
-                "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)".into(),
+                "required for transport \"tcp\" (host:port, e.g. 127.0.0.1:3333)",
             ))
         }
-        "udp" if d
+        Transport::Tcp if d.path.is_some() => "a tcp device is reached at its address; remove path",
+        Transport::Udp if d
             .address
             .as_deref()
             .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
             .is_none_or(|a| a.port() == 0) =>
         {
-            return Some((
+            return Some(bad(
                 "address",
                 format!(
                     "transport \"udp\" needs the address to listen on as ip:port (0.0.0.0:3520 hears a Whozz Calling unit's broadcasts), not {:?}",
@@ -220,53 +328,61 @@ fn transport_needs(spec: &DriverSpec, d: &DeviceConfig) -> Option<KeyError> {
                 ),
             ))
         }
-        "usb" if spec.usb == UsbNode::Printer && d.usb_match.is_none() && no_path => "required for transport \"usb\" (e.g. /dev/usb/lp0), or find the printer by USB id with match = { vid, pid, serial? }",
-        "file" if no_path => "required for transport \"file\" (the file receipts are appended to)",
-        "sim" if d.path.is_some() => "a sim device has no path; remove it",
+        Transport::Usb if spec.usb == UsbNode::Printer && d.usb_match.is_none() && no_path => "required for transport \"usb\" (e.g. /dev/usb/lp0), or find the printer by USB id with match = { vid, pid, serial? }",
+        Transport::File if no_path => "required for transport \"file\" (the file receipts are appended to)",
+        Transport::Sim if d.path.is_some() => "a sim device has no path; remove it",
         _ => return None,
     };
-    Some(("path", why.into()))
+    Some(bad("path", why))
 }
 
-/// Keys that belong to one transport (serial framing, evdev's grab, udp's
-/// from, match for the transports found by USB id), and their values.
-fn transport_only_keys(d: &DeviceConfig) -> Vec<KeyError> {
+/// Keys that belong to some transports (serial framing, evdev's grab, the
+/// network address, udp's from, match for the transports found by USB id),
+/// and their values.
+fn transport_only_keys(spec: &DriverSpec, d: &DeviceConfig) -> Vec<KeyError> {
+    use Transport::{Evdev, Hid, Serial, Sim, Tcp, Udp, Usb};
     let mut out = Vec::new();
-    let transport = d.transport_name();
+    let transport = d.transport();
     if let Some(b) = d.baud {
         if !(50..=4_000_000).contains(&b) {
-            out.push(("baud", format!("{b} is not a serial speed")));
+            out.push(bad("baud", format!("{b} is not a serial speed")));
         }
     }
     if let Err(e) = serial_settings(d) {
         out.push(e);
     }
-    let only = [
-        ("baud", d.baud.is_some(), "serial"),
-        ("data_bits", d.data_bits.is_some(), "serial"),
-        ("parity", d.parity.is_some(), "serial"),
-        ("stop_bits", d.stop_bits.is_some(), "serial"),
-        ("flow_control", d.flow_control.is_some(), "serial"),
-        ("grab", d.grab.is_some(), "evdev"),
-        ("from", d.from.is_some(), "udp"),
+    let only: [(&'static str, bool, &[Transport]); 8] = [
+        ("baud", d.baud.is_some(), &[Serial]),
+        ("data_bits", d.data_bits.is_some(), &[Serial]),
+        ("parity", d.parity.is_some(), &[Serial]),
+        ("stop_bits", d.stop_bits.is_some(), &[Serial]),
+        ("flow_control", d.flow_control.is_some(), &[Serial]),
+        ("grab", d.grab.is_some(), &[Evdev]),
+        ("from", d.from.is_some(), &[Udp]),
+        ("address", d.address.is_some(), &[Tcp, Udp]),
     ];
     for (k, present, wants) in only {
-        if present && transport != wants {
-            out.push((
+        if present && !wants.contains(&transport) {
+            let wants: Vec<String> = wants.iter().map(|t| format!("{:?}", t.name())).collect();
+            out.push(bad(
                 k,
-                format!("only applies to transport \"{wants}\", not {transport:?}"),
+                format!(
+                    "only applies to transport {}, not {:?}",
+                    wants.join(" or "),
+                    transport.name()
+                ),
             ));
         }
     }
-    if let Some(f) = d.from.as_deref().filter(|_| transport == "udp") {
+    if let Some(f) = d.from.as_deref().filter(|_| transport == Udp) {
         if f.parse::<std::net::IpAddr>().is_err() {
-            out.push(("from", format!("{f:?} is not an IP address")));
+            out.push(bad("from", format!("{f:?} is not an IP address")));
         }
     }
     if let Some(m) = &d.usb_match {
         let hex = posbridge_drivers::catalog::parse_hex16;
         if hex(&m.vid).is_none() || hex(&m.pid).is_none() {
-            out.push((
+            out.push(bad(
                 "match",
                 format!(
                     "vid {:?} / pid {:?} must be 4 hex digits (as lsusb shows them)",
@@ -274,81 +390,47 @@ fn transport_only_keys(d: &DeviceConfig) -> Vec<KeyError> {
                 ),
             ));
         }
-        if !matches!(transport, "serial" | "evdev" | "hid" | "usb" | "sim") {
-            out.push((
+        if transport == Sim && !spec.named_by_match {
+            out.push(bad(
                 "match",
-                format!("transport {transport:?} is not found by USB id"),
+                format!("not used by driver {}; remove it", spec.name),
+            ));
+        } else if ![Serial, Evdev, Hid, Usb, Sim].contains(&transport) {
+            out.push(bad(
+                "match",
+                format!("transport {:?} is not found by USB id", transport.name()),
             ));
         }
     }
     out
 }
 
-/// Family keys present in the table that this family does not read.
-fn unused_keys(spec: &DriverSpec, d: &DeviceConfig) -> Vec<KeyError> {
-    let transport = d.transport_name();
-    let set: [(&'static str, bool); 22] = [
-        ("hid_layout", d.hid_layout.is_some()),
-        ("from", d.from.is_some() && transport == "udp"),
-        ("ring_timeout_ms", d.ring_timeout_ms.is_some()),
-        ("country", d.country.is_some()),
-        ("match", d.usb_match.is_some() && transport == "sim"),
-        ("poll_ms", d.poll_ms.is_some()),
-        ("format", d.format.is_some()),
-        ("reader", d.reader.is_some()),
-        ("address", d.address.is_some()),
-        ("encoding", d.encoding.is_some()),
-        ("columns", d.columns.is_some()),
-        ("member_pattern", d.member_pattern.is_some()),
-        ("idle_flush_ms", d.idle_flush_ms.is_some()),
-        ("suffix", d.suffix.is_some()),
-        ("lrc", d.lrc.is_some()),
-        ("blocks", d.blocks.is_some()),
-        ("key", d.key.is_some()),
-        ("key_type", d.key_type.is_some()),
-        ("cut", d.cut.is_some()),
-        ("drawer_pin", d.drawer_pin.is_some()),
-        ("status_query", d.status_query.is_some()),
-        ("check", d.check.is_some()),
-    ];
-    set.into_iter()
-        .filter(|(k, present)| *present && !spec.keys.contains(k))
-        .map(|(k, _)| (k, format!("not used by driver {}; remove it", spec.name)))
-        .collect()
-}
-
 /// The serial port settings a device asks for (baud, framing, flow control),
 /// or the key that is wrong.
 pub fn serial_settings(cfg: &DeviceConfig) -> Result<tokio_serial::SerialPortBuilder, KeyError> {
+    use crate::config::{FlowControl as Flow, Parity as P};
     use tokio_serial::{DataBits, FlowControl, Parity, StopBits};
     let data_bits = match cfg.data_bits.unwrap_or(8) {
         5 => DataBits::Five,
         6 => DataBits::Six,
         7 => DataBits::Seven,
         8 => DataBits::Eight,
-        n => return Err(("data_bits", format!("{n} is not 5, 6, 7 or 8"))),
+        n => return Err(bad("data_bits", format!("{n} is not 5, 6, 7 or 8"))),
     };
-    let parity = match cfg.parity.as_deref().unwrap_or("none") {
-        "none" => Parity::None,
-        "odd" => Parity::Odd,
-        "even" => Parity::Even,
-        p => return Err(("parity", format!("{p:?} is not none, odd or even"))),
+    let parity = match cfg.parity.unwrap_or(P::None) {
+        P::None => Parity::None,
+        P::Odd => Parity::Odd,
+        P::Even => Parity::Even,
     };
     let stop_bits = match cfg.stop_bits.unwrap_or(1) {
         1 => StopBits::One,
         2 => StopBits::Two,
-        n => return Err(("stop_bits", format!("{n} is not 1 or 2"))),
+        n => return Err(bad("stop_bits", format!("{n} is not 1 or 2"))),
     };
-    let flow = match cfg.flow_control.as_deref().unwrap_or("none") {
-        "none" => FlowControl::None,
-        "software" => FlowControl::Software,
-        "hardware" => FlowControl::Hardware,
-        f => {
-            return Err((
-                "flow_control",
-                format!("{f:?} is not none, software or hardware"),
-            ))
-        }
+    let flow = match cfg.flow_control.unwrap_or(Flow::None) {
+        Flow::None => FlowControl::None,
+        Flow::Software => FlowControl::Software,
+        Flow::Hardware => FlowControl::Hardware,
     };
     let default_baud = find(&cfg.driver).map_or(9600, |d| d.default_baud);
     Ok(tokio_serial::new(
@@ -359,4 +441,51 @@ pub fn serial_settings(cfg: &DeviceConfig) -> Result<tokio_serial::SerialPortBui
     .parity(parity)
     .stop_bits(stop_bits)
     .flow_control(flow))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::keys_of;
+
+    #[test]
+    fn keys_are_read_from_the_types_that_take_them() {
+        assert_eq!(
+            (barcode::SPEC.options.keys)(),
+            ["member_pattern", "idle_flush_ms", "suffix"]
+        );
+        let common = keys_of::<DeviceConfig>();
+        assert!(common.contains(&"match") && common.contains(&"parity"));
+        assert!(!common.contains(&"options"), "{common:?}");
+    }
+
+    #[test]
+    fn no_family_takes_a_common_key() {
+        // A family key named like a common one would never reach the family.
+        let common = keys_of::<DeviceConfig>();
+        for f in DRIVERS {
+            let keys = (f.options.keys)();
+            for k in keys {
+                assert!(!common.contains(k), "{} takes common key {k}", f.name);
+            }
+        }
+    }
+
+    #[test]
+    fn read_now_is_taken_by_the_readers_that_can_read_again() {
+        let takes: Vec<&str> = DRIVERS
+            .iter()
+            .filter(|f| f.requests.contains(&Request::Read))
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(takes, ["pcsc", "idcard-sam"]);
+    }
+
+    #[test]
+    fn every_family_has_a_default_transport_and_a_unique_name() {
+        for (i, f) in DRIVERS.iter().enumerate() {
+            assert!(!f.transports.is_empty(), "{}", f.name);
+            assert!(DRIVERS[..i].iter().all(|g| g.name != f.name), "{}", f.name);
+        }
+    }
 }

@@ -1,39 +1,46 @@
 //! The `rfid-wedge` family: 125 kHz readers that type the card number.
 
-use super::{DriverSpec, HidReading, KeyError, Make, Runs, SimKind, UsbNode};
-use crate::config::DeviceConfig;
+use super::{DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
+use super::{SimKind, UsbNode};
+use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::rfid;
 use posbridge_drivers::Protocol;
+use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
     name: "rfid-wedge",
-    transports: &["serial", "evdev", "hid", "sim"],
-    keys: &["format", "idle_flush_ms"],
+    transports: &[
+        Transport::Serial,
+        Transport::Evdev,
+        Transport::Hid,
+        Transport::Sim,
+    ],
+    options: OptionsType::of::<Options>(),
     default_baud: 9600,
     runs: Runs::Supervisor,
     sim: SimKind::Stream,
     hid: HidReading::Keyboard,
     usb: UsbNode::None,
-    make,
+    requests: &[],
+    named_by_match: false,
 };
 
-pub fn make(d: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
-    let format = match d.format.as_deref().unwrap_or("auto") {
-        "auto" => rfid::RfidFormat::Auto,
-        "decimal10" => rfid::RfidFormat::Decimal10,
-        "hex8" => rfid::RfidFormat::Hex8,
-        "hex10" => rfid::RfidFormat::Hex10,
-        "wiegand26" => rfid::RfidFormat::Wiegand26,
-        f => {
-            return Err((
-                "format",
-                format!("{f:?} is not one of auto, decimal10, hex8, hex10, wiegand26"),
-            ))
-        }
-    };
-    Ok(Box::new(rfid::Rfid::new(rfid::Options {
-        format,
-        idle_flush_ms: Some(d.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0),
-    })))
+/// An RFID wedge reader's own keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// How the reader writes the card number (default auto).
+    format: Option<rfid::RfidFormat>,
+    /// Silence after which an unterminated number is taken; 0 = never (default 300).
+    idle_flush_ms: Option<u64>,
+}
+
+impl FamilyOptions for Options {
+    fn make(self, _: &DeviceConfig, _: &Make) -> Result<Box<dyn Protocol>, KeyError> {
+        Ok(Box::new(rfid::Rfid::new(rfid::Options {
+            format: self.format.unwrap_or_default(),
+            idle_flush_ms: Some(self.idle_flush_ms.unwrap_or(300)).filter(|&ms| ms > 0),
+        })))
+    }
 }

@@ -30,13 +30,14 @@ impl Link {
     /// Opens the configured transport. `absent` errors (nothing listening,
     /// unplugged) show the device as disconnected; the rest as error.
     pub async fn open(cfg: &DeviceConfig) -> Result<Link, OpenError> {
+        use crate::config::Transport as T;
         use crate::transport;
-        match cfg.transport_name() {
-            "tcp" => transport::connect_tcp(cfg.address.as_deref().unwrap_or_default())
+        match cfg.transport() {
+            T::Tcp => transport::connect_tcp(cfg.address.as_deref().unwrap_or_default())
                 .await
                 .map(Link::Tcp),
-            "serial" => transport::open_serial(cfg).await.map(Link::Serial),
-            "usb" => {
+            T::Serial => transport::open_serial(cfg).await.map(Link::Serial),
+            T::Usb => {
                 let (file, p) = transport::open_usblp(cfg).await?;
                 // SAFETY: the File owns its descriptor and lives inside the
                 // AsyncFd until it is dropped; nothing else closes or replaces it.
@@ -44,14 +45,15 @@ impl Link {
                     .map(Link::Usb)
                     .map_err(|e| OpenError::from(format!("{p}: cannot be polled: {e}")))
             }
-            "file" => {
+            T::File => {
                 let p = PathBuf::from(path(cfg));
                 // Checked and opened here once so a bad path shows on the device at start.
                 transport::open_append(&p).map_err(OpenError::from)?;
                 Ok(Link::File(p))
             }
             t => Err(OpenError::from(format!(
-                "transport {t:?} is not a printer transport"
+                "transport {:?} is not a printer transport",
+                t.name()
             ))),
         }
     }

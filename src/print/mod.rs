@@ -25,7 +25,8 @@ pub mod queue;
 use crate::config::{Config, DeviceConfig};
 use crate::device::{Device, Devices, State};
 use crate::event::Bus;
-use crate::family::escpos::{options, Options};
+use crate::family::escpos::{settings, Settings};
+use crate::transport::OpenError;
 use link::Link;
 use posbridge_drivers::escpos::{
     drawer_kick, realtime_drawer_kick, render, Document, Paper, PrinterStatus,
@@ -69,7 +70,7 @@ fn not_ready(s: &PrinterStatus) -> Option<&'static str> {
 pub struct Printer {
     pub id: String,
     pub cfg: DeviceConfig,
-    pub opts: Options,
+    pub opts: Settings,
     wake: Notify,
     last: Mutex<Option<PrinterStatus>>,
     /// Its `/v1/devices` entry.
@@ -131,8 +132,7 @@ impl Printers {
             .filter(|d| crate::family::print_worker(d))
         {
             // Validation already read them; a failure here is a bug, reported not panicked.
-            let opts = options(cfg)
-                .map_err(|(k, why)| anyhow::anyhow!("device {}: {k}: {why}", cfg.id))?;
+            let opts = settings(cfg).map_err(|e| anyhow::anyhow!("device {}: {e}", cfg.id))?;
             list.push(Arc::new(Printer {
                 id: cfg.id.clone(),
                 cfg: cfg.clone(),
@@ -378,12 +378,11 @@ impl Worker {
             match Link::open(&self.p.cfg).await {
                 Ok(l) => self.link = Some(l),
                 Err(e) => {
-                    let state = if e.absent {
-                        State::Disconnected
-                    } else {
-                        State::Error
+                    let state = match e {
+                        OpenError::Absent(_) => State::Disconnected,
+                        OpenError::Failed(_) => State::Error,
                     };
-                    self.report(state, Some(e.message));
+                    self.report(state, Some(e.to_string()));
                     self.observe_offline();
                     return Err("offline");
                 }

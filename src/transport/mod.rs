@@ -16,30 +16,28 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// Why a device could not be opened.
-#[derive(Debug)]
-pub struct OpenError {
-    /// The device is not there (unplugged, or the path does not exist yet):
-    /// it shows as `disconnected`, not `error`.
-    pub absent: bool,
-    pub message: String,
+/// Why a device could not be opened: callers show the first as
+/// `disconnected` and the second as `error`.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The device is not there (unplugged, or the path does not exist yet,
+    /// nothing listening): the normal state of an unplugged reader.
+    #[error("{0}")]
+    Absent(String),
+    /// Anything else (permissions, a busy port): IT has to act.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl OpenError {
     pub fn absent(message: String) -> OpenError {
-        OpenError {
-            absent: true,
-            message,
-        }
+        OpenError::Absent(message)
     }
 }
 
 impl From<String> for OpenError {
     fn from(message: String) -> OpenError {
-        OpenError {
-            absent: false,
-            message,
-        }
+        OpenError::Failed(message)
     }
 }
 
@@ -259,7 +257,7 @@ pub async fn connect_tcp(addr: &str) -> Result<tokio::net::TcpStream, OpenError>
 pub async fn open_serial(cfg: &DeviceConfig) -> Result<tokio_serial::SerialStream, OpenError> {
     let cfg = &*resolve_by_usb_id(cfg).await?;
     let path = cfg.path.as_deref().unwrap_or_default();
-    let builder = crate::family::serial_settings(cfg).map_err(|(k, why)| format!("{k}: {why}"))?;
+    let builder = crate::family::serial_settings(cfg).map_err(|e| e.to_string())?;
     tokio_serial::SerialStream::open(&builder).map_err(|e| serial_error(path, e))
 }
 
@@ -356,12 +354,6 @@ fn safe_folder(dir: &std::path::Path, holds_the_file: bool) -> Result<(), String
     Ok(())
 }
 
-/// Transports this build can open.
-/// (`usb` and `file` are receipt-printer links, opened by src/print.)
-pub const TRANSPORTS: &[&str] = &[
-    "serial", "evdev", "hid", "pcsc", "tcp", "udp", "usb", "file", "sim",
-];
-
 /// Opens the transport a device is configured with.
 // Over 80 lines: one match arm per transport; each arm is short.
 pub async fn open<'a>(
@@ -371,17 +363,18 @@ pub async fn open<'a>(
     use crate::family::{self, HidReading, SimKind, UsbNode};
     let spec = family::spec(cfg)
         .ok_or_else(|| OpenError::from(format!("unknown driver {:?}", cfg.driver)))?;
-    match (cfg.transport_name(), sim) {
+    use crate::config::Transport as T;
+    match (cfg.transport(), sim) {
         // Request/response devices need something to answer them.
-        ("sim", Some(rx)) if spec.sim == SimKind::IdCardReader => {
+        (T::Sim, Some(rx)) if spec.sim == SimKind::IdCardReader => {
             Ok(Link::SimReader(Box::new(sim::SimReader::new(rx))))
         }
-        ("sim", Some(rx)) => Ok(Link::Sim(rx)),
-        ("serial", _) => open_serial(cfg).await.map(Link::Serial),
-        ("tcp", _) => connect_tcp(cfg.address.as_deref().unwrap_or_default())
+        (T::Sim, Some(rx)) => Ok(Link::Sim(rx)),
+        (T::Serial, _) => open_serial(cfg).await.map(Link::Serial),
+        (T::Tcp, _) => connect_tcp(cfg.address.as_deref().unwrap_or_default())
             .await
             .map(Link::Tcp),
-        ("udp", _) => {
+        (T::Udp, _) => {
             let addr = cfg.address.as_deref().unwrap_or_default();
             let from = match cfg.from.as_deref().map(str::parse::<std::net::IpAddr>) {
                 None => {
@@ -398,8 +391,8 @@ pub async fn open<'a>(
                 .map(|s| Link::Udp(s, from))
                 .map_err(|e| OpenError::from(format!("{addr}: cannot listen: {e}")))
         }
-        ("evdev", _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg).await?))),
-        ("usb", _) if spec.usb == UsbNode::Presence => {
+        (T::Evdev, _) => Ok(Link::Evdev(Box::new(evdev::EvdevLink::open(cfg).await?))),
+        (T::Usb, _) if spec.usb == UsbNode::Presence => {
             let Some(m) = &cfg.usb_match else {
                 return Err(OpenError::from("dongle needs match".to_owned()));
             };
@@ -427,7 +420,7 @@ pub async fn open<'a>(
                 ))),
             }
         }
-        ("hid", _) => {
+        (T::Hid, _) => {
             let reports = match spec.hid {
                 HidReading::Feature => HidReports::Feature,
                 HidReading::Whole => HidReports::Whole,
@@ -441,7 +434,7 @@ pub async fn open<'a>(
                 .map_err(|e| format!("HID open task failed: {e}"))??;
             Ok(Link::Hid(link, reports))
         }
-        ("pcsc", _) => {
+        (T::Pcsc, _) => {
             // Establishing the context talks to pcscd; keep it off the async workers.
             let cfg = cfg.clone();
             let link = tokio::task::spawn_blocking(move || pcsc::PcscLink::open(&cfg))
@@ -449,7 +442,7 @@ pub async fn open<'a>(
                 .map_err(|e| format!("PC/SC open task failed: {e}"))??;
             Ok(Link::Pcsc(Box::new(link)))
         }
-        (t, _) => Err(format!("transport {t:?} is not available in this build").into()),
+        (t, _) => Err(format!("transport {:?} is not available in this build", t.name()).into()),
     }
 }
 

@@ -39,14 +39,17 @@ impl Drop for PcscLink {
 
 impl PcscLink {
     pub fn open(cfg: &DeviceConfig) -> Result<PcscLink, OpenError> {
-        let plan = crate::family::pcsc::read_plan(cfg)
-            .map_err(|(k, why)| OpenError::from(format!("{k}: {why}")))?;
+        let opts: crate::family::pcsc::Options =
+            crate::family::options(cfg).map_err(|e| OpenError::from(e.to_string()))?;
+        let plan = opts
+            .read_plan()
+            .map_err(|e| OpenError::from(e.to_string()))?;
         let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|e| {
             OpenError::from(format!(
                 "cannot reach pcscd ({e}); is it running? (systemctl start pcscd.socket)"
             ))
         })?;
-        let filter = cfg.reader.clone().unwrap_or_else(|| "*".into());
+        let filter = opts.reader.unwrap_or_else(|| "*".into());
         let (tx, rx) = mpsc::channel(64);
         let stop = Arc::new(AtomicBool::new(false));
         let reread = Arc::new(AtomicBool::new(false));
