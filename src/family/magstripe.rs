@@ -10,12 +10,7 @@ use serde::Deserialize;
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
     name: "magstripe",
-    transports: &[
-        Transport::Serial,
-        Transport::Evdev,
-        Transport::Hid,
-        Transport::Sim,
-    ],
+    transports: super::READER_TRANSPORTS,
     options: OptionsType::of::<Options>(),
     default_baud: 9600,
     runs: Runs::Supervisor,

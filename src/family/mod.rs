@@ -203,6 +203,15 @@ pub fn print_worker(cfg: &DeviceConfig) -> bool {
     spec(cfg).is_some_and(|s| s.runs == Runs::PrintWorker)
 }
 
+/// Where a card or code reader comes: a serial port, a keyboard wedge
+/// (evdev), a USB HID device, or the simulator.
+pub const READER_TRANSPORTS: &[Transport] = &[
+    Transport::Serial,
+    Transport::Evdev,
+    Transport::Hid,
+    Transport::Sim,
+];
+
 /// Every driver family in this build: adding one is its module here and a line.
 pub static DRIVERS: &[&DriverSpec] = &[
     &barcode::SPEC,

@@ -2,7 +2,7 @@
 
 use super::{DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
 use super::{SimKind, UsbNode};
-use crate::config::{DeviceConfig, Transport};
+use crate::config::DeviceConfig;
 use posbridge_drivers::rfid;
 use posbridge_drivers::Protocol;
 use serde::Deserialize;
@@ -10,12 +10,7 @@ use serde::Deserialize;
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
     name: "rfid-wedge",
-    transports: &[
-        Transport::Serial,
-        Transport::Evdev,
-        Transport::Hid,
-        Transport::Sim,
-    ],
+    transports: super::READER_TRANSPORTS,
     options: OptionsType::of::<Options>(),
     default_baud: 9600,
     runs: Runs::Supervisor,
