@@ -101,18 +101,88 @@ pub struct Catalog {
     pub entries: Vec<Entry>,
 }
 
-/// Driver names the catalog may name (the daemon's registry has the rest of
-/// their story); kept here so the drivers crate can validate on its own.
-pub const DRIVERS: &[&str] = &[
-    "barcode",
-    "magstripe",
-    "rfid-wedge",
-    "pcsc",
-    "idcard-sam",
-    "callerid",
-    "dongle",
-    "escpos",
-];
+impl Entry {
+    /// What is wrong with this entry on its own, each prefixed with `at`.
+    fn problems(&self, at: &str, out: &mut Vec<String>) {
+        let e = self;
+        let id_ok =
+            e.id.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if e.id.is_empty() || !id_ok {
+            out.push(format!("{at}: id must be lower-case a-z 0-9 -"));
+        }
+        for (k, v) in [("vid", &e.vid), ("pid", &e.pid)] {
+            let ok = v.len() == 4
+                && v.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !ok {
+                out.push(format!("{at}: {k} {v:?} is not 4 lower-case hex digits"));
+            }
+        }
+        if !FAMILIES.contains(&e.family.as_str()) {
+            out.push(format!(
+                "{at}: family {:?} is not one of {}",
+                e.family,
+                FAMILIES.join(", ")
+            ));
+        }
+        for (k, v) in [
+            ("vendor", &e.vendor),
+            ("model", &e.model),
+            ("source", &e.source),
+        ] {
+            if v.trim().is_empty() {
+                out.push(format!("{at}: {k} must not be empty"));
+            }
+        }
+        if e.verified && e.source.starts_with("unverified") {
+            out.push(format!(
+                "{at}: verified = true but the source says unverified"
+            ));
+        }
+        e.driver_problems(at, out);
+    }
+
+    /// Whether its driver, transport and `auto` fit its interface.
+    fn driver_problems(&self, at: &str, out: &mut Vec<String>) {
+        let e = self;
+        match (&e.driver, &e.transport) {
+            (Some(_), t) => {
+                let allowed = transports_for(e.interface);
+                match t {
+                    Some(t) if !allowed.contains(&t.as_str()) => out.push(format!(
+                        "{at}: transport {t:?} cannot drive a {} interface ({})",
+                        e.interface.name(),
+                        allowed.join(", ")
+                    )),
+                    None if e.interface != Interface::Pcsc => {
+                        out.push(format!("{at}: a driver needs a transport"))
+                    }
+                    _ => {}
+                }
+            }
+            (None, Some(_)) => out.push(format!("{at}: transport without a driver")),
+            (None, None) => {}
+        }
+        if e.auto {
+            if e.driver.is_none() || e.transport.is_none() {
+                out.push(format!("{at}: auto needs driver and transport"));
+            }
+            // Printers run in their own worker, found by path; PC/SC by reader name.
+            if matches!(e.interface, Interface::Usblp | Interface::Pcsc) {
+                out.push(format!(
+                    "{at}: auto is not available for {} devices",
+                    e.interface.name()
+                ));
+            }
+        }
+        if e.family == "serial-bridge" && e.driver.is_some() {
+            out.push(format!(
+                "{at}: a bare USB-serial bridge does not say what is behind it; no driver"
+            ));
+        }
+    }
+}
 
 /// The transports an interface can be driven through.
 fn transports_for(i: Interface) -> &'static [&'static str] {
@@ -152,31 +222,17 @@ impl Catalog {
             .map_err(String::as_str)
     }
 
-    /// Every problem with the catalog, each naming the entry.
+    /// Every problem with the catalog, each naming the entry. Whether each
+    /// driver exists and takes its transport is the daemon's to say (its
+    /// family registry; tested there).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut prev: Option<(u16, u16, &str)> = None;
         let mut ids = std::collections::HashSet::new();
         for (i, e) in self.entries.iter().enumerate() {
             let at = format!("device[{i}] ({})", e.id);
-            if e.id.is_empty()
-                || !e
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
-                out.push(format!("{at}: id must be lower-case a-z 0-9 -"));
-            }
             if !ids.insert(e.id.as_str()) {
                 out.push(format!("{at}: duplicate id"));
-            }
-            for (k, v) in [("vid", &e.vid), ("pid", &e.pid)] {
-                let ok = v.len() == 4
-                    && v.bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                if !ok {
-                    out.push(format!("{at}: {k} {v:?} is not 4 lower-case hex digits"));
-                }
             }
             if let Some((v, p)) = e.ids() {
                 if let Some((pv, pp, pid)) = prev {
@@ -188,65 +244,7 @@ impl Catalog {
                 }
                 prev = Some((v, p, e.id.as_str()));
             }
-            if !FAMILIES.contains(&e.family.as_str()) {
-                out.push(format!(
-                    "{at}: family {:?} is not one of {}",
-                    e.family,
-                    FAMILIES.join(", ")
-                ));
-            }
-            for (k, v) in [
-                ("vendor", &e.vendor),
-                ("model", &e.model),
-                ("source", &e.source),
-            ] {
-                if v.trim().is_empty() {
-                    out.push(format!("{at}: {k} must not be empty"));
-                }
-            }
-            if e.verified && e.source.starts_with("unverified") {
-                out.push(format!(
-                    "{at}: verified = true but the source says unverified"
-                ));
-            }
-            match (&e.driver, &e.transport) {
-                (Some(d), t) => {
-                    if !DRIVERS.contains(&d.as_str()) {
-                        out.push(format!("{at}: unknown driver {d:?}"));
-                    }
-                    let allowed = transports_for(e.interface);
-                    match t {
-                        Some(t) if !allowed.contains(&t.as_str()) => out.push(format!(
-                            "{at}: transport {t:?} cannot drive a {} interface ({})",
-                            e.interface.name(),
-                            allowed.join(", ")
-                        )),
-                        None if e.interface != Interface::Pcsc => {
-                            out.push(format!("{at}: a driver needs a transport"))
-                        }
-                        _ => {}
-                    }
-                }
-                (None, Some(_)) => out.push(format!("{at}: transport without a driver")),
-                (None, None) => {}
-            }
-            if e.auto {
-                if e.driver.is_none() || e.transport.is_none() {
-                    out.push(format!("{at}: auto needs driver and transport"));
-                }
-                // Printers run in their own worker, found by path; PC/SC by reader name.
-                if matches!(e.interface, Interface::Usblp | Interface::Pcsc) {
-                    out.push(format!(
-                        "{at}: auto is not available for {} devices",
-                        e.interface.name()
-                    ));
-                }
-            }
-            if e.family == "serial-bridge" && e.driver.is_some() {
-                out.push(format!(
-                    "{at}: a bare USB-serial bridge does not say what is behind it; no driver"
-                ));
-            }
+            e.problems(&at, &mut out);
         }
         out
     }

@@ -491,6 +491,23 @@ mod tests {
     }
 
     #[test]
+    fn every_catalog_driver_is_a_family_that_takes_its_transport() {
+        let catalog = posbridge_drivers::catalog::Catalog::builtin().expect("catalog");
+        for e in &catalog.entries {
+            let Some(driver) = &e.driver else { continue };
+            let family = find(driver).unwrap_or_else(|| panic!("{}: no driver {driver}", e.id));
+            if let Some(t) = &e.transport {
+                let t = Transport::parse(t).unwrap_or_else(|| panic!("{}: transport {t}", e.id));
+                assert!(
+                    family.transports.contains(&t),
+                    "{}: {driver} on {t:?}",
+                    e.id
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_family_has_a_default_transport_and_a_unique_name() {
         for (i, f) in DRIVERS.iter().enumerate() {
             assert!(!f.transports.is_empty(), "{}", f.name);
