@@ -831,14 +831,97 @@ fn bare_sqlite(dir: &Path, dur: Duration) -> f64 {
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// The HTTP floor for `POST /v1/transactions`: a bare axum server (the
+/// daemon's own HTTP stack, without its guards or storage) on its own
+/// 2-worker runtime, parsing each body as JSON, checking `id` and answering
+/// 202 `{"id", "state": "queued"}` without storing anything.
+struct HttpFloor {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl HttpFloor {
+    fn start() -> HttpFloor {
+        use axum::{http::StatusCode, routing::post, Json, Router};
+        async fn take(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+            match body.get("id").and_then(Value::as_str) {
+                Some(id) => (
+                    StatusCode::ACCEPTED,
+                    Json(json!({"id": id, "state": "queued"})),
+                ),
+                None => (StatusCode::BAD_REQUEST, Json(json!({"error": "id"}))),
+            }
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}/v1/transactions", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = Router::new().route("/v1/transactions", post(take));
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        HttpFloor {
+            url,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for HttpFloor {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// `http.floor.{label}`: the same clients against the bare HTTP floor.
+async fn http_floor(floor: &HttpFloor, clients: usize, label: &str, dur: Duration) -> f64 {
+    progress(&format!("HTTP floor, {clients} client(s), {:.0} s", dur.as_secs_f64()));
+    let (ok, bad, took) = post_for(floor.url.clone(), clients, dur).await;
+    let rate = ok as f64 / took.as_secs_f64();
+    emit(
+        &format!("http.floor.{label}"),
+        rate,
+        "req/s",
+        None,
+        &format!(
+            "the same POST /v1/transactions bodies from {clients} concurrent reqwest client(s) to a bare axum server (own 2-worker runtime; JSON parsed, id checked, 202 answered, nothing stored) over {:.1} s: {ok} answered{}",
+            took.as_secs_f64(),
+            if bad > 0 { format!(", {bad} NOT 202") } else { String::new() }
+        ),
+    );
+    rate
+}
+
 async fn bench_transactions(secs: f64) {
     let dur = Duration::from_secs_f64(secs);
     let dir = tempfile::tempdir().expect("tmp");
     let (pb, _) = Pb::start(&dir.path().join("state"), "").await;
+    let floor = HttpFloor::start();
     let url = format!("{}/v1/transactions", pb.url);
     let _ = post_for(url.clone(), 4, Duration::from_millis(300)).await; // warm-up
+    let _ = post_for(floor.url.clone(), 4, Duration::from_millis(300)).await;
     for clients in [1usize, 32] {
-        // The baseline right before each run: the disk's speed drifts.
+        let label = if clients == 1 {
+            "1_client"
+        } else {
+            "32_clients"
+        };
+        let http = http_floor(&floor, clients, label, dur).await;
+        // The disk's baseline right before each run: its speed drifts.
         progress(&format!("bare SQLite insert + fsync per row, {secs:.0} s"));
         let d = dir.path().join(format!("bare-{clients}"));
         let bare = tokio::task::spawn_blocking(move || bare_sqlite(&d, dur))
@@ -853,25 +936,35 @@ async fn bench_transactions(secs: f64) {
         let commits = after["commits_total"].as_u64().unwrap_or(0)
             - before["commits_total"].as_u64().unwrap_or(0);
         let rate = ok as f64 / took.as_secs_f64();
-        let label = if clients == 1 {
-            "1_client"
+        // One client waits for a round trip and a commit, one after the
+        // other: its floor is the two times added. Many clients share
+        // commits: their floor is HTTP alone.
+        let (base_name, base) = if clients == 1 {
+            let both = 1.0 / (1.0 / http + 1.0 / bare);
+            ("http.floor.1_client + sqlite.insert_fsync_per_row", both)
         } else {
-            "32_clients"
+            ("http.floor.32_clients", http)
         };
         emit(
             &format!("transactions.{label}"),
             rate,
             "tx/s",
             Some(Base {
-                name: "sqlite.insert_fsync_per_row",
-                value: bare,
+                name: base_name,
+                value: base,
                 unit: "tx/s",
             }),
             &format!(
-                "202s (each on disk, WAL + synchronous=FULL) from {clients} concurrent HTTP client(s) over {:.1} s: {ok} stored in {commits} commits ({:.1} per commit){}; baseline (measured just before): one rusqlite INSERT + commit (fsync) per row, WAL + synchronous=FULL, same disk, {secs:.0} s",
+                "202s (each on disk, WAL + synchronous=FULL) from {clients} concurrent HTTP client(s) over {:.1} s: {ok} stored in {commits} commits ({:.1} per commit){}; baseline: {}; for comparison, one rusqlite INSERT + commit (fsync) per row, WAL + synchronous=FULL, same disk, measured just before: {bare:.0} tx/s ({:.2}x)",
                 took.as_secs_f64(),
                 ok as f64 / commits.max(1) as f64,
-                if bad > 0 { format!(", {bad} NOT 202") } else { String::new() }
+                if bad > 0 { format!(", {bad} NOT 202") } else { String::new() },
+                if clients == 1 {
+                    format!("one HTTP round trip to the bare floor ({:.3} ms) plus one bare insert + fsync ({:.3} ms), one after the other", 1000.0 / http, 1000.0 / bare)
+                } else {
+                    "the bare HTTP floor from the same 32 clients, nothing stored".to_owned()
+                },
+                rate / bare
             ),
         );
     }
@@ -1317,9 +1410,13 @@ async fn bench_popup(members: u64, calls: u64, floor_1: &[f64]) {
                     pct(floor_1, p),
                 )
             } else {
+                // An HQ lookup is both legs: the box to the page, and the
+                // question to HQ and back.
                 (
-                    format!("mqtt.request_response_round_trip.{stat}"),
-                    pct(&rtt, p),
+                    format!(
+                        "mqtt.request_response_round_trip.{stat} + floor.pty_to_tungstenite.1_client.{stat}"
+                    ),
+                    pct(&rtt, p) + pct(floor_1, p),
                 )
             };
             emit(
@@ -1341,13 +1438,14 @@ async fn bench_popup(members: u64, calls: u64, floor_1: &[f64]) {
                     if source == "cache" {
                         "the pty → tokio-tungstenite floor (1 client) measured above"
                     } else {
-                        "an MQTT request → HQ → response round trip through the same mosquitto (set_tcp_nodelay), same HQ responder, rumqttc client with TCP_NODELAY, no daemon"
+                        "an MQTT request → HQ → response round trip through the same mosquitto (set_tcp_nodelay), same HQ responder, rumqttc client with TCP_NODELAY, no daemon, plus the pty → tokio-tungstenite floor (1 client)"
                     },
                     if source == "cache" {
                         String::new()
                     } else {
                         format!(
-                            "; the same round trip from a client without TCP_NODELAY (rumqttc's default): {stat} {:.3} ms",
+                            "; the round trip alone {stat} {:.3} ms; from a client without TCP_NODELAY (rumqttc's default): {stat} {:.3} ms",
+                            pct(&rtt, p),
                             pct(&rtt_nagle, p)
                         )
                     }

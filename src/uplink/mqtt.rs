@@ -186,16 +186,22 @@ fn status_payload(state: &str, boot: &str) -> String {
 
 /// The `tx` payload. The body is stored as canonical JSON text and goes out
 /// as it is, without a parse and re-serialize.
-fn tx_payload(store: &str, p: &Pending) -> String {
-    let s = |v: &str| Value::from(v).to_string();
-    format!(
-        "{{\"id\":{},\"store\":{},\"seq\":{},\"queued_at\":{},\"body\":{}}}",
-        s(&p.id),
-        s(store),
-        p.seq,
-        s(&p.queued_at),
-        p.body
-    )
+/// Written straight into one buffer: one allocation per message.
+fn tx_payload(store: &str, p: &Pending) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + p.id.len() + store.len() + p.body.len());
+    let string = |out: &mut Vec<u8>, key: &[u8], v: &str| {
+        out.extend_from_slice(key);
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
+    };
+    string(&mut out, b"{\"id\":", &p.id);
+    string(&mut out, b",\"store\":", store);
+    let _ = std::io::Write::write_fmt(&mut out, format_args!(",\"seq\":{}", p.seq));
+    string(&mut out, b",\"queued_at\":", &p.queued_at);
+    out.extend_from_slice(b",\"body\":");
+    out.extend_from_slice(p.body.as_bytes());
+    out.push(b'}');
+    out
 }
 
 /// Exponential backoff with jitter: each wait is drawn from the upper half of
@@ -630,7 +636,7 @@ impl Relay {
         topic: &str,
         qos: QoS,
         retain: bool,
-        payload: String,
+        payload: impl Into<Vec<u8>>,
         tx: Option<i64>,
     ) -> Result<(), String> {
         match tokio::time::timeout(REQUEST_WAIT, s.client.publish(topic, qos, retain, payload)).await {
@@ -1075,7 +1081,7 @@ mod tests {
             body: r#"{"amount":100,"id":"t\"1"}"#.into(),
             queued_at: "2026-11-24T10:00:00.000Z".into(),
         };
-        let v: Value = serde_json::from_str(&tx_payload("s-1", &p)).unwrap();
+        let v: Value = serde_json::from_slice(&tx_payload("s-1", &p)).unwrap();
         assert_eq!(v["id"], "t\"1");
         assert_eq!(v["seq"], 7);
         assert_eq!(v["store"], "s-1");

@@ -358,8 +358,8 @@ impl Writer {
             if !inserts.is_empty() {
                 self.inserts(inserts);
             }
-            for op in others {
-                self.update(op);
+            if !others.is_empty() {
+                self.updates(others);
             }
             if self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 self.prune();
@@ -397,99 +397,60 @@ impl Writer {
         }
     }
 
-    fn update(&mut self, op: Op) {
+    /// Applies the relay's updates of one batch in one transaction (one
+    /// fsync for a window of PUBACKs, the attempts counted with them); each
+    /// caller hears only after the commit.
+    fn updates(&mut self, ops: Vec<Op>) {
         let mode = self.mode;
-        match op {
-            Op::Insert(_) => {}
-            Op::Sent(seqs, reply) => {
-                let r = self.transition(|t, now| {
-                    let mut done = 0;
-                    for seq in &seqs {
-                        let n = t.execute(
-                            "UPDATE tx SET state = 'sent', sent_at = ?2 WHERE seq = ?1 AND state = 'queued'",
-                            params![seq, now],
-                        )?;
+        let now = crate::clock::now_rfc3339();
+        let mut replies = Vec::with_capacity(ops.len());
+        let run = |conn: &mut Connection, replies: &mut Vec<Reply>| {
+            let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut done = 0;
+            for op in ops {
+                match op {
+                    Op::Insert(_) => {}
+                    Op::Sent(seqs, reply) => {
                         // Only broker mode counts the PUBACK as the end.
-                        if mode == AckMode::Broker {
-                            done += n as u64;
+                        let n = mark_sent(&t, &seqs, &now)?;
+                        let n = if mode == AckMode::Broker { n } else { 0 };
+                        done += n;
+                        replies.push(Reply::Sent(reply, n));
+                    }
+                    Op::Acked(ids, reply) => {
+                        let (acked, left) = mark_acked(&t, &ids, &now, mode)?;
+                        done += left;
+                        let ignored = ids.len() as u64 - acked;
+                        replies.push(Reply::Acked(reply, Acked { acked, ignored }));
+                    }
+                    Op::Attempted(seqs) => {
+                        let mut st = t
+                            .prepare_cached("UPDATE tx SET attempts = attempts + 1 WHERE seq = ?1")?;
+                        for seq in &seqs {
+                            st.execute([seq])?;
                         }
                     }
-                    Ok(done)
-                });
-                let _ = reply.send(r);
-            }
-            Op::Acked(ids, reply) => {
-                // Only what was published can be acked: an ack for an id
-                // never sent is a forgery (or a mistake) and must not stop
-                // that transaction's relay. Published means `sent` (the broker
-                // took it), or queued with an attempt: a PUBACK lost to a
-                // dropped connection must not make HQ's real ack, delivered
-                // from the session before the re-send, count for nothing.
-                let mut acked = 0;
-                let r = self.transition(|t, now| {
-                    let ack = |id: &String, from: &str| {
-                        t.execute(
-                            &format!(
-                                "UPDATE tx SET state = 'acked', sent_at = COALESCE(sent_at, ?2) \
-                                 WHERE id = ?1 AND {from}"
-                            ),
-                            params![id, now],
-                        )
-                        .map(|n| n as u64)
-                    };
-                    // What stops being pending, for the backlog count.
-                    let mut done = 0;
-                    for id in &ids {
-                        let queued = ack(id, "state = 'queued' AND attempts > 0")?;
-                        let sent = ack(id, "state = 'sent'")?;
-                        acked += queued + sent;
-                        done += queued + if mode.is_pending("sent") { sent } else { 0 };
-                    }
-                    Ok(done)
-                });
-                let _ = reply.send(r.map(|_| Acked {
-                    acked,
-                    ignored: ids.len() as u64 - acked,
-                }));
-            }
-            Op::Attempted(seqs) => {
-                let r = self.transition(|t, _| {
-                    for seq in &seqs {
-                        t.execute(
-                            "UPDATE tx SET attempts = attempts + 1 WHERE seq = ?1",
-                            [seq],
-                        )?;
-                    }
-                    Ok(0)
-                });
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "could not count publish attempts");
                 }
             }
-        }
-    }
-
-    /// Runs `f` in one transaction; the count it returns left the backlog.
-    fn transition(
-        &mut self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> rusqlite::Result<u64>,
-    ) -> Result<u64, String> {
-        let now = crate::clock::now_rfc3339();
-        let run = |conn: &mut Connection| {
-            let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = f(&t, &now)?;
             t.commit()?;
-            Ok::<_, rusqlite::Error>(n)
+            Ok::<_, rusqlite::Error>(done)
         };
-        let n = run(&mut self.conn).map_err(|e| format!("outbox update failed: {e}"))?;
-        self.stats.commits.fetch_add(1, Relaxed);
-        if n > 0 {
+        let result = run(&mut self.conn, &mut replies);
+        if let Ok(done) = result {
+            self.stats.commits.fetch_add(1, Relaxed);
             let _ = self
                 .stats
                 .backlog
-                .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(n)));
+                .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(done)));
         }
-        Ok(n)
+        let result = result.map(|_| ()).map_err(|e| {
+            // Nothing of the batch was recorded: the relay publishes it again.
+            tracing::warn!(error = %e, "outbox update failed");
+            format!("outbox update failed: {e}")
+        });
+        for r in replies {
+            r.send(result.clone());
+        }
     }
 
     /// Deletes finished transactions older than the retention, so the store
@@ -510,6 +471,67 @@ impl Writer {
     }
 }
 
+/// A reply the writer owes once the batch's commit is decided.
+enum Reply {
+    Sent(oneshot::Sender<Result<u64, String>>, u64),
+    Acked(oneshot::Sender<Result<Acked, String>>, Acked),
+}
+
+impl Reply {
+    fn send(self, committed: Result<(), String>) {
+        match self {
+            Reply::Sent(r, n) => {
+                let _ = r.send(committed.map(|()| n));
+            }
+            Reply::Acked(r, a) => {
+                let _ = r.send(committed.map(|()| a));
+            }
+        }
+    }
+}
+
+/// The broker has these: `queued` ones become `sent`; returns how many.
+fn mark_sent(t: &rusqlite::Transaction<'_>, seqs: &[i64], now: &str) -> rusqlite::Result<u64> {
+    let mut st = t.prepare_cached(
+        "UPDATE tx SET state = 'sent', sent_at = ?2 WHERE seq = ?1 AND state = 'queued'",
+    )?;
+    let mut n = 0;
+    for seq in seqs {
+        n += st.execute(params![seq, now])? as u64;
+    }
+    Ok(n)
+}
+
+/// HQ has these. Only what was published can be acked: an ack for an id
+/// never sent is a forgery (or a mistake) and must not stop that
+/// transaction's relay. Published means `sent` (the broker took it), or
+/// queued with an attempt: a PUBACK lost to a dropped connection must not
+/// make HQ's real ack, delivered from the session before the re-send, count
+/// for nothing. Returns (acked, how many left the backlog).
+fn mark_acked(
+    t: &rusqlite::Transaction<'_>,
+    ids: &[String],
+    now: &str,
+    mode: AckMode,
+) -> rusqlite::Result<(u64, u64)> {
+    let mut from_queued = t.prepare_cached(
+        "UPDATE tx SET state = 'acked', sent_at = COALESCE(sent_at, ?2) \
+         WHERE id = ?1 AND state = 'queued' AND attempts > 0",
+    )?;
+    let mut from_sent = t.prepare_cached(
+        "UPDATE tx SET state = 'acked', sent_at = COALESCE(sent_at, ?2) \
+         WHERE id = ?1 AND state = 'sent'",
+    )?;
+    let (mut acked, mut left) = (0, 0);
+    for id in ids {
+        let queued = from_queued.execute(params![id, now])? as u64;
+        let sent = from_sent.execute(params![id, now])? as u64;
+        acked += queued + sent;
+        left += queued + if mode.is_pending("sent") { sent } else { 0 };
+    }
+    Ok((acked, left))
+}
+
 fn commit_group(
     conn: &mut Connection,
     group: &[Insert],
@@ -520,7 +542,8 @@ fn commit_group(
     let mut out = Vec::with_capacity(group.len());
     for ins in group {
         let existing: Option<String> = t
-            .query_row("SELECT body FROM tx WHERE id = ?1", [&ins.id], |r| r.get(0))
+            .prepare_cached("SELECT body FROM tx WHERE id = ?1")?
+            .query_row([&ins.id], |r| r.get(0))
             .optional()?;
         let outcome = match existing {
             Some(body) if body == ins.body => match view(&t, &ins.id)? {
@@ -531,10 +554,8 @@ fn commit_group(
             None if pending >= max_backlog => Inserted::Full { backlog: pending },
             None => {
                 let queued_at = crate::clock::now_rfc3339();
-                t.execute(
-                    "INSERT INTO tx (id, body, queued_at) VALUES (?1, ?2, ?3)",
-                    params![ins.id, ins.body, queued_at],
-                )?;
+                t.prepare_cached("INSERT INTO tx (id, body, queued_at) VALUES (?1, ?2, ?3)")?
+                    .execute(params![ins.id, ins.body, queued_at])?;
                 pending += 1;
                 Inserted::Queued(TxView {
                     id: ins.id.clone(),
