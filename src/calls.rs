@@ -299,33 +299,60 @@ impl Calls {
             log.back().cloned()
         };
         save(self.disk.as_ref(), call);
-        let device = p.device.clone();
-        let (bus, uplink) = (bus.clone(), uplink.clone());
         let lookup_key = s("normalized").unwrap_or_else(|| number.clone());
-        let log = self.log.clone();
-        let disk = self.disk.clone();
+        let withheld = number == PRIVATE || number == UNAVAILABLE;
+        let popup = Popup {
+            call_id,
+            number,
+            device: p.device.clone(),
+            seen,
+            log: self.log.clone(),
+            disk: self.disk.clone(),
+        };
+        // A cache hit (or a withheld number) pops up from here, without a hop
+        // to another task; only asking HQ waits in a task of its own.
+        let cached = (!withheld).then(|| uplink.cached(&lookup_key)).flatten();
+        if withheld || cached.is_some() {
+            let source = if withheld { Source::None } else { Source::Cache };
+            popup.show(bus, cached, source);
+            return;
+        }
+        let (bus, uplink) = (bus.clone(), uplink.clone());
         tracker.spawn(async move {
-            let (member, source) = if number == PRIVATE || number == UNAVAILABLE {
-                (None, Source::None)
-            } else {
-                uplink.lookup(&lookup_key).await
-            };
-            let took_ms = seen.elapsed().as_millis() as u64;
-            let changed = update(&log, &call_id, |c| {
-                c.member.clone_from(&member);
-                c.source = Some(source);
-            });
-            save(disk.as_ref(), changed);
-            bus.publish(
-                device.as_deref(),
-                &Event::CallPopup {
-                    call_id,
-                    number,
-                    member,
-                    source: source.name().into(),
-                    took_ms,
-                },
-            );
+            let (member, source) = uplink.ask_hq(&lookup_key, true).await;
+            popup.show(&bus, member, source);
         });
+    }
+}
+
+/// A ringing call waiting for its member.
+struct Popup {
+    call_id: String,
+    number: String,
+    device: Option<Arc<str>>,
+    seen: std::time::Instant,
+    log: Log,
+    disk: Option<Disk>,
+}
+
+impl Popup {
+    /// Records what the lookup found and publishes `call.popup`.
+    fn show(self, bus: &Bus, member: Option<Value>, source: Source) {
+        let took_ms = self.seen.elapsed().as_millis() as u64;
+        let changed = update(&self.log, &self.call_id, |c| {
+            c.member.clone_from(&member);
+            c.source = Some(source);
+        });
+        save(self.disk.as_ref(), changed);
+        bus.publish(
+            self.device.as_deref(),
+            &Event::CallPopup {
+                call_id: self.call_id,
+                number: self.number,
+                member,
+                source: source.name().into(),
+                took_ms,
+            },
+        );
     }
 }

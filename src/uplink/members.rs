@@ -157,14 +157,16 @@ impl Members {
     /// updated one when a number is shared, e.g. a family line).
     pub fn by_phone(&self, phone: &str) -> Result<Option<Value>, String> {
         let c = self.lock();
+        // Prepared once per connection: a popup pays for the lookup, not the parse.
+        let mut st = c
+            .prepare_cached(
+                "SELECT m.json FROM member_phone p JOIN member m ON m.id = p.member_id
+                 WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1",
+            )
+            .map_err(|e| e.to_string())?;
         for key in phone_keys(phone) {
-            let json: Option<String> = c
-                .query_row(
-                    "SELECT m.json FROM member_phone p JOIN member m ON m.id = p.member_id
-                     WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1",
-                    [&key],
-                    |r| r.get(0),
-                )
+            let json: Option<String> = st
+                .query_row([&key], |r| r.get(0))
                 .optional()
                 .map_err(|e| e.to_string())?;
             if let Some(j) = json {

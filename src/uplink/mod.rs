@@ -107,15 +107,30 @@ impl Uplink {
 
     /// The cache, and HQ only when `may_ask_hq`.
     pub async fn lookup_from(&self, phone: &str, may_ask_hq: bool) -> (Option<Value>, Source) {
-        let members = self.members.clone();
-        let p = phone.to_owned();
-        match tokio::task::spawn_blocking(move || members.by_phone(&p)).await {
-            Ok(Ok(Some(m))) => return (Some(m), Source::Cache),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "member cache lookup failed; asking HQ"),
-            Err(e) => tracing::warn!(error = %e, "member cache lookup failed; asking HQ"),
+        if let Some(m) = self.cached(phone) {
+            return (Some(m), Source::Cache);
         }
-        if let Some(relay) = self.relay.as_ref().filter(|_| may_ask_hq) {
+        self.ask_hq(phone, may_ask_hq).await
+    }
+
+    /// The member cache alone: a few indexed page reads, run where it is
+    /// called (a multi-thread runtime moves its other work off this worker
+    /// meanwhile) instead of a hop to the blocking pool and back.
+    pub fn cached(&self, phone: &str) -> Option<Value> {
+        let query = || self.members.by_phone(phone);
+        let found = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(query),
+            _ => query(),
+        };
+        found.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "member cache lookup failed; asking HQ");
+            None
+        })
+    }
+
+    /// HQ, when connected and `may`, within `uplink.lookup_timeout_ms`.
+    pub async fn ask_hq(&self, phone: &str, may: bool) -> (Option<Value>, Source) {
+        if let Some(relay) = self.relay.as_ref().filter(|_| may) {
             if let Some(m) = relay.lookup(phone).await {
                 return (Some(m), Source::Hq);
             }
