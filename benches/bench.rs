@@ -854,7 +854,10 @@ impl HttpFloor {
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}/v1/transactions", listener.local_addr().expect("addr"));
+        let url = format!(
+            "http://{}/v1/transactions",
+            listener.local_addr().expect("addr")
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -889,7 +892,10 @@ impl Drop for HttpFloor {
 
 /// `http.floor.{label}`: the same clients against the bare HTTP floor.
 async fn http_floor(floor: &HttpFloor, clients: usize, label: &str, dur: Duration) -> f64 {
-    progress(&format!("HTTP floor, {clients} client(s), {:.0} s", dur.as_secs_f64()));
+    progress(&format!(
+        "HTTP floor, {clients} client(s), {:.0} s",
+        dur.as_secs_f64()
+    ));
     let (ok, bad, took) = post_for(floor.url.clone(), clients, dur).await;
     let rate = ok as f64 / took.as_secs_f64();
     emit(

@@ -313,7 +313,11 @@ impl Calls {
         // to another task; only asking HQ waits in a task of its own.
         let cached = (!withheld).then(|| uplink.cached(&lookup_key)).flatten();
         if withheld || cached.is_some() {
-            let source = if withheld { Source::None } else { Source::Cache };
+            let source = if withheld {
+                Source::None
+            } else {
+                Source::Cache
+            };
             popup.show(bus, cached, source);
             return;
         }

@@ -424,8 +424,9 @@ impl Writer {
                         replies.push(Reply::Acked(reply, Acked { acked, ignored }));
                     }
                     Op::Attempted(seqs) => {
-                        let mut st = t
-                            .prepare_cached("UPDATE tx SET attempts = attempts + 1 WHERE seq = ?1")?;
+                        let mut st = t.prepare_cached(
+                            "UPDATE tx SET attempts = attempts + 1 WHERE seq = ?1",
+                        )?;
                         for seq in &seqs {
                             st.execute([seq])?;
                         }
