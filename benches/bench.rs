@@ -1584,6 +1584,12 @@ async fn bench_footprint() {
 
 // ---------------------------------------------------------------- main
 
+/// Whether this part runs: `BENCH_ONLY=popup,relay` runs just those (for
+/// working on one figure; a published table runs them all).
+fn only(part: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |o| o.split(',').any(|p| p.trim() == part))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1597,8 +1603,12 @@ fn main() {
         scale()
     );
     rt.block_on(async {
-        bench_footprint().await;
-        bench_device_to_page(scaled(2000), scaled(500), scaled(40_000)).await;
+        if only("footprint") {
+            bench_footprint().await;
+        }
+        if only("device_to_page") {
+            bench_device_to_page(scaled(2000), scaled(500), scaled(40_000)).await;
+        }
         // The popup's cache-hit baseline: the floor at 1 client, measured again
         // here so both come from the same minute.
         let floor_1 = {
@@ -1613,9 +1623,15 @@ fn main() {
             };
             sorted(latency(&mut t, 1, scaled(500)).await)
         };
-        bench_popup(scaled(1_000_000), scaled(100), &floor_1).await;
-        bench_transactions(5.0 * scale().max(0.2)).await;
-        bench_relay(scaled(100_000)).await;
+        if only("popup") {
+            bench_popup(scaled(1_000_000), scaled(100), &floor_1).await;
+        }
+        if only("transactions") {
+            bench_transactions(5.0 * scale().max(0.2)).await;
+        }
+        if only("relay") {
+            bench_relay(scaled(100_000)).await;
+        }
     });
     eprintln!("bench: done in {:.0} s", t0.elapsed().as_secs_f64());
 }

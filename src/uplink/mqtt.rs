@@ -18,6 +18,7 @@ use super::RelayStatus;
 use crate::config::{BrokerAddr, UplinkConfig};
 use crate::event::{Bus, Filter, Resume};
 use posbridge_drivers::Event;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rumqttc::{
     AsyncClient, ConnectionError, Event as MqEvent, LastWill, MqttOptions, Outgoing, Packet,
     Publish, QoS, SubscribeFilter, TlsConfiguration, Transport,
@@ -277,6 +278,8 @@ struct Session {
     client: AsyncClient,
     /// Which publish is which transaction, and what awaits a PUBACK.
     window: Window,
+    /// PUBACKed batches queued to the outbox writer, until their commit.
+    recording: FuturesUnordered<oneshot::Receiver<Result<u64, String>>>,
 }
 
 impl Relay {
@@ -421,6 +424,7 @@ impl Relay {
         let mut s = Session {
             client,
             window: Window::new(WINDOW),
+            recording: FuturesUnordered::new(),
         };
         self.go_online(&mut s, session_present, cmd_rx).await?;
         let t = &self.topics;
@@ -448,6 +452,10 @@ impl Relay {
                     self.on_events(&mut s, batch).await?;
                 }
                 _ = self.outbox.stored.notified(), if s.window.drained() => s.window.wake(),
+                Some(done) = s.recording.next(), if !s.recording.is_empty() => {
+                    let n = done.map_err(|_| "the outbox writer stopped".to_owned())??;
+                    self.status.broker_acked.fetch_add(n, Relaxed);
+                }
                 _ = sleep_until(resend.as_ref().map(|r| r.due)), if resend.is_some() => {
                     if let Some(r) = resend.as_mut() {
                         self.resend_stuck(&mut s, r).await?;
@@ -743,14 +751,18 @@ impl Relay {
         }
     }
 
-    /// Records the transactions the broker acknowledged as `sent`.
+    /// Queues the transactions the broker acknowledged to be recorded
+    /// `sent`. The relay goes on publishing meanwhile (the window counts
+    /// what the broker has not acknowledged, not what the disk has not
+    /// recorded); whatever the downlink does next reaches the same writer
+    /// after this, so HQ's ack finds them `sent`. A failed commit ends the
+    /// session (see `session`), and the reconnect publishes them again.
     async fn record_sent(&self, s: &mut Session, acked: &mut Vec<i64>) -> Result<(), String> {
         if acked.is_empty() {
             return Ok(());
         }
-        let n = acked.len() as u64;
-        self.outbox.mark_sent(std::mem::take(acked)).await?;
-        self.status.broker_acked.fetch_add(n, Relaxed);
+        let done = self.outbox.queue_sent(std::mem::take(acked)).await?;
+        s.recording.push(done);
         s.window.wake();
         Ok(())
     }

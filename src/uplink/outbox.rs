@@ -216,7 +216,24 @@ impl Outbox {
 
     /// The broker has these; returns how many changed state.
     pub async fn mark_sent(&self, seqs: Vec<i64>) -> Result<u64, String> {
-        self.ask(|r| Op::Sent(seqs, r)).await
+        self.queue_sent(seqs)
+            .await?
+            .await
+            .map_err(|_| "the outbox writer stopped".to_owned())?
+    }
+
+    /// Queues `mark_sent` behind everything sent to the writer before it;
+    /// the receiver tells how many changed state once it is committed.
+    pub async fn queue_sent(
+        &self,
+        seqs: Vec<i64>,
+    ) -> Result<oneshot::Receiver<Result<u64, String>>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Op::Sent(seqs, reply))
+            .await
+            .map_err(|_| "the outbox writer stopped".to_owned())?;
+        Ok(rx)
     }
 
     /// HQ has these. Only `sent` ones change.
