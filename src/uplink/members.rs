@@ -118,17 +118,19 @@ impl Members {
                 .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
                 .unwrap_or_default();
             let stored = (|| {
-                t.execute(
+                // Prepared once per connection: HQ pushes members in bulk.
+                t.prepare_cached(
                     "INSERT INTO member (id, json, updated_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT(id) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at",
-                    params![id, m.to_string(), now],
+                )?
+                .execute(params![id, m.to_string(), now])?;
+                t.prepare_cached("DELETE FROM member_phone WHERE member_id = ?1")?
+                    .execute([id])?;
+                let mut phone = t.prepare_cached(
+                    "INSERT OR IGNORE INTO member_phone (key, member_id) VALUES (?1, ?2)",
                 )?;
-                t.execute("DELETE FROM member_phone WHERE member_id = ?1", [id])?;
                 for key in phones.iter().flat_map(|p| phone_keys(p)) {
-                    t.execute(
-                        "INSERT OR IGNORE INTO member_phone (key, member_id) VALUES (?1, ?2)",
-                        params![key, id],
-                    )?;
+                    phone.execute(params![key, id])?;
                 }
                 Ok::<_, rusqlite::Error>(())
             })();

@@ -94,6 +94,17 @@ pub struct Uplink {
     pub relay: Option<Arc<mqtt::Relay>>,
 }
 
+/// Runs a short blocking call (a member cache query or write: a few
+/// indexed pages, no fsync) where it is called: a multi-thread runtime moves
+/// its other work off this worker meanwhile, and there is no hop to the
+/// blocking pool and back.
+pub(crate) fn in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 impl Uplink {
     pub fn connected(&self) -> bool {
         self.status.connected.load(Relaxed)
@@ -117,12 +128,7 @@ impl Uplink {
     /// called (a multi-thread runtime moves its other work off this worker
     /// meanwhile) instead of a hop to the blocking pool and back.
     pub fn cached(&self, phone: &str) -> Option<Value> {
-        let query = || self.members.by_phone(phone);
-        let found = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(query),
-            _ => query(),
-        };
-        found.unwrap_or_else(|e| {
+        in_place(|| self.members.by_phone(phone)).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "member cache lookup failed; asking HQ");
             None
         })

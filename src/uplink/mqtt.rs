@@ -17,8 +17,8 @@ use super::window::Window;
 use super::RelayStatus;
 use crate::config::{BrokerAddr, UplinkConfig};
 use crate::event::{Bus, Filter, Resume};
-use posbridge_drivers::Event;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use posbridge_drivers::Event;
 use rumqttc::{
     AsyncClient, ConnectionError, Event as MqEvent, LastWill, MqttOptions, Outgoing, Packet,
     Publish, QoS, SubscribeFilter, TlsConfiguration, Transport,
@@ -866,10 +866,13 @@ impl Relay {
                     );
                 };
                 if let Some(m) = &member {
-                    // Cached, so the next call from this number pops at once.
-                    let members = self.members.clone();
-                    let m = m.clone();
-                    let _ = tokio::task::spawn_blocking(move || members.upsert(&[m])).await;
+                    // Cached, so the next call from this number pops at once;
+                    // in place, before the answer, so a lookup after the popup
+                    // finds it.
+                    let cached = super::in_place(|| self.members.upsert(std::slice::from_ref(m)));
+                    if let Err(e) = cached {
+                        tracing::warn!(error = %e, "could not cache HQ's lookup answer");
+                    }
                 }
                 let _ = waiter.send(member);
                 Ok(())
