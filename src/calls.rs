@@ -146,16 +146,14 @@ fn write_loop(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<ToDi
             let t = conn.transaction()?;
             for c in &batch {
                 let json = serde_json::to_string(c).unwrap_or_default();
-                t.execute(
+                t.prepare_cached(
                     "INSERT INTO call (call_id, json) VALUES (?1, ?2)
                      ON CONFLICT (call_id) DO UPDATE SET json = excluded.json",
-                    rusqlite::params![c.call_id, json],
-                )?;
+                )?
+                .execute(rusqlite::params![c.call_id, json])?;
             }
-            t.execute(
-                "DELETE FROM call WHERE seq <= (SELECT MAX(seq) FROM call) - ?1",
-                [KEEP as i64],
-            )?;
+            t.prepare_cached("DELETE FROM call WHERE seq <= (SELECT MAX(seq) FROM call) - ?1")?
+                .execute([KEEP as i64])?;
             t.commit()
         })();
         if let Err(e) = r {
@@ -298,7 +296,6 @@ impl Calls {
             });
             log.back().cloned()
         };
-        save(self.disk.as_ref(), call);
         let lookup_key = s("normalized").unwrap_or_else(|| number.clone());
         let withheld = number == PRIVATE || number == UNAVAILABLE;
         let popup = Popup {
@@ -321,6 +318,8 @@ impl Calls {
             popup.show(bus, cached, source);
             return;
         }
+        // Logged now: HQ may take a while to answer.
+        save(self.disk.as_ref(), call);
         let (bus, uplink) = (bus.clone(), uplink.clone());
         tracker.spawn(async move {
             let (member, source) = uplink.ask_hq(&lookup_key, true).await;
@@ -340,14 +339,15 @@ struct Popup {
 }
 
 impl Popup {
-    /// Records what the lookup found and publishes `call.popup`.
+    /// Records what the lookup found and publishes `call.popup`; the call
+    /// log's disk write is queued after it, so its thread wakes when the
+    /// popup is already on its way.
     fn show(self, bus: &Bus, member: Option<Value>, source: Source) {
         let took_ms = self.seen.elapsed().as_millis() as u64;
         let changed = update(&self.log, &self.call_id, |c| {
             c.member.clone_from(&member);
             c.source = Some(source);
         });
-        save(self.disk.as_ref(), changed);
         bus.publish(
             self.device.as_deref(),
             &Event::CallPopup {
@@ -358,5 +358,6 @@ impl Popup {
                 took_ms,
             },
         );
+        save(self.disk.as_ref(), changed);
     }
 }

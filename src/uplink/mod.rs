@@ -95,14 +95,11 @@ pub struct Uplink {
 }
 
 /// Runs a short blocking call (a member cache query or write: a few
-/// indexed pages, no fsync) where it is called: a multi-thread runtime moves
-/// its other work off this worker meanwhile, and there is no hop to the
-/// blocking pool and back.
+/// indexed pages, no fsync) where it is called. Handing it to the blocking
+/// pool, or the worker's core to another thread (`block_in_place`), costs
+/// more than the call: each is a thread wake-up.
 pub(crate) fn in_place<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
+    f()
 }
 
 impl Uplink {
