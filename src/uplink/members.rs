@@ -99,9 +99,23 @@ impl Members {
     /// Stores or replaces members (HQ's objects as they are; `id` and `phones`
     /// are what the cache indexes).
     pub fn upsert(&self, members: &[Value]) -> Result<Upserted, String> {
+        self.writing().upsert(members)
+    }
+
+    /// The cache, held for a write: lookups wait until it is done.
+    pub fn writing(&self) -> Writing<'_> {
+        Writing(self.lock())
+    }
+}
+
+/// The member cache held by one writer (`Members::writing`).
+pub struct Writing<'a>(std::sync::MutexGuard<'a, Connection>);
+
+impl Writing<'_> {
+    /// Stores or replaces members by `id`, filed under every phone key.
+    pub fn upsert(mut self, members: &[Value]) -> Result<Upserted, String> {
         let now = crate::clock::now_rfc3339();
-        let mut c = self.lock();
-        let t = c.transaction().map_err(|e| e.to_string())?;
+        let t = self.0.transaction().map_err(|e| e.to_string())?;
         let mut r = Upserted::default();
         for m in members {
             let Some(id) = m
@@ -140,7 +154,9 @@ impl Members {
         t.commit().map_err(|e| e.to_string())?;
         Ok(r)
     }
+}
 
+impl Members {
     /// Removes members by id; returns how many were there.
     pub fn delete(&self, ids: &[String]) -> Result<usize, String> {
         let mut c = self.lock();

@@ -865,16 +865,17 @@ impl Relay {
                         "a lookup answer for no lookup in flight (late, or not ours)".into(),
                     );
                 };
-                if let Some(m) = &member {
-                    // Cached, so the next call from this number pops at once;
-                    // in place, before the answer, so a lookup after the popup
-                    // finds it.
-                    let cached = super::in_place(|| self.members.upsert(std::slice::from_ref(m)));
-                    if let Err(e) = cached {
+                // Cached, so the next call from this number pops at once.
+                // The cache is held before the answer goes out and written
+                // after it: the popup does not wait for the write (~1 ms of
+                // WAL pages), and a lookup made after the popup waits for it.
+                let writing = member.as_ref().map(|m| (self.members.writing(), m.clone()));
+                let _ = waiter.send(member);
+                if let Some((w, m)) = writing {
+                    if let Err(e) = super::in_place(|| w.upsert(std::slice::from_ref(&m))) {
                         tracing::warn!(error = %e, "could not cache HQ's lookup answer");
                     }
                 }
-                let _ = waiter.send(member);
                 Ok(())
             }
         }
