@@ -25,6 +25,9 @@ const MAX_ID: usize = 128;
 
 pub struct Members {
     conn: Mutex<Connection>,
+    /// HQ's lookup answers handed to a popup and not written yet, by phone
+    /// key (see `remember`).
+    fresh: Mutex<std::collections::HashMap<String, Value>>,
 }
 
 /// What one upsert message came to.
@@ -56,6 +59,17 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 
 /// The keys a phone number is filed and looked up under, so `138 1234 5678`,
 /// `+86 13812345678` and `008613812345678` find the same member.
+/// Every key a member is filed under (its phones', in every style).
+fn member_keys(m: &Value) -> Vec<String> {
+    m.get("phones")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .flat_map(phone_keys)
+        .collect()
+}
+
 pub fn phone_keys(phone: &str) -> Vec<String> {
     posbridge_drivers::callerid::number::lookup_keys(phone, "86")
 }
@@ -89,6 +103,7 @@ impl Members {
         };
         Ok(Members {
             conn: Mutex::new(conn),
+            fresh: Mutex::default(),
         })
     }
 
@@ -99,23 +114,37 @@ impl Members {
     /// Stores or replaces members (HQ's objects as they are; `id` and `phones`
     /// are what the cache indexes).
     pub fn upsert(&self, members: &[Value]) -> Result<Upserted, String> {
-        self.writing().upsert(members)
+        let stored = self.write(members);
+        let mut fresh = self.fresh();
+        if !fresh.is_empty() {
+            for key in members.iter().flat_map(member_keys) {
+                fresh.remove(&key);
+            }
+        }
+        stored
     }
 
-    /// The cache, held for a write: lookups wait until it is done.
-    pub fn writing(&self) -> Writing<'_> {
-        Writing(self.lock())
+    /// Keeps an HQ answer in memory until `upsert` has written it: the
+    /// popup goes out before the write (~1 ms of WAL pages), and a lookup
+    /// made after the popup still finds the member.
+    pub fn remember(&self, member: &Value) {
+        let mut fresh = self.fresh();
+        // At most a burst of answers wait here; never more than this.
+        if fresh.len() < 1024 {
+            for key in member_keys(member) {
+                fresh.insert(key, member.clone());
+            }
+        }
     }
-}
 
-/// The member cache held by one writer (`Members::writing`).
-pub struct Writing<'a>(std::sync::MutexGuard<'a, Connection>);
+    fn fresh(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Value>> {
+        self.fresh.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
-impl Writing<'_> {
-    /// Stores or replaces members by `id`, filed under every phone key.
-    pub fn upsert(mut self, members: &[Value]) -> Result<Upserted, String> {
+    fn write(&self, members: &[Value]) -> Result<Upserted, String> {
         let now = crate::clock::now_rfc3339();
-        let t = self.0.transaction().map_err(|e| e.to_string())?;
+        let mut c = self.lock();
+        let t = c.transaction().map_err(|e| e.to_string())?;
         let mut r = Upserted::default();
         for m in members {
             let Some(id) = m
@@ -154,9 +183,7 @@ impl Writing<'_> {
         t.commit().map_err(|e| e.to_string())?;
         Ok(r)
     }
-}
 
-impl Members {
     /// Removes members by id; returns how many were there.
     pub fn delete(&self, ids: &[String]) -> Result<usize, String> {
         let mut c = self.lock();
@@ -174,6 +201,13 @@ impl Members {
     /// The member filed under this phone number, if any (the most recently
     /// updated one when a number is shared, e.g. a family line).
     pub fn by_phone(&self, phone: &str) -> Result<Option<Value>, String> {
+        let keys = phone_keys(phone);
+        {
+            let fresh = self.fresh();
+            if let Some(m) = keys.iter().find_map(|k| fresh.get(k)) {
+                return Ok(Some(m.clone()));
+            }
+        }
         let c = self.lock();
         // Prepared once per connection: a popup pays for the lookup, not the parse.
         let mut st = c
@@ -182,7 +216,7 @@ impl Members {
                  WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1",
             )
             .map_err(|e| e.to_string())?;
-        for key in phone_keys(phone) {
+        for key in keys {
             let json: Option<String> = st
                 .query_row([&key], |r| r.get(0))
                 .optional()
@@ -208,6 +242,23 @@ impl Members {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_remembered_answer_is_found_until_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Members::open(dir.path()).unwrap();
+        let member = json!({"id": "m9", "name": "李雷", "phones": ["13900001234"]});
+        m.remember(&member);
+        // Found in any style before the write, and not stored yet.
+        assert_eq!(
+            m.by_phone("+86 139 0000 1234").unwrap(),
+            Some(member.clone())
+        );
+        assert_eq!(m.count(), 0);
+        m.upsert(std::slice::from_ref(&member)).unwrap();
+        assert!(m.fresh().is_empty(), "the write forgets it");
+        assert_eq!(m.by_phone("13900001234").unwrap(), Some(member));
+    }
 
     #[test]
     fn upsert_lookup_delete_by_any_phone_style() {

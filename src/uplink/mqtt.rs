@@ -99,6 +99,8 @@ pub struct Relay {
     cmds: mpsc::Sender<Cmd>,
     cmd_rx: Mutex<Option<mpsc::Receiver<Cmd>>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Option<Value>>>>,
+    /// HQ's lookup answers to write into the cache once their popups are out.
+    to_cache: Mutex<Vec<Value>>,
     /// HQ sent a message too large to take; the broker would redeliver it on
     /// every reconnect, so the next connection starts a clean session.
     drop_session: std::sync::atomic::AtomicBool,
@@ -108,6 +110,10 @@ pub struct Relay {
 }
 
 /// Sleeps until `at`, or for ever when there is no deadline.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -313,6 +319,7 @@ impl Relay {
             cmds,
             cmd_rx: Mutex::new(Some(cmd_rx)),
             waiting: Mutex::new(HashMap::new()),
+            to_cache: Mutex::default(),
             drop_session: std::sync::atomic::AtomicBool::new(false),
             last_oversize: Mutex::new(None),
         }))
@@ -432,6 +439,7 @@ impl Relay {
         let mut resend = (self.outbox.mode() == AckMode::Hq)
             .then(|| Resend::new(Duration::from_millis(self.cfg.resend_after_ms)));
         loop {
+            self.cache_answers().await;
             if s.window.wants_more() {
                 self.fill(&mut s).await?;
             }
@@ -479,6 +487,21 @@ impl Relay {
                     }
                 },
             }
+        }
+    }
+
+    /// Writes HQ's lookup answers into the member cache, after yielding once
+    /// so the popups they answer (woken on this worker) go out first: the
+    /// write is ~1 ms of WAL pages, and `Members::remember` answers lookups
+    /// meanwhile.
+    async fn cache_answers(&self) {
+        if lock(&self.to_cache).is_empty() {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let answers = std::mem::take(&mut *lock(&self.to_cache));
+        if let Err(e) = super::in_place(|| self.members.upsert(&answers)) {
+            tracing::warn!(error = %e, "could not cache HQ's lookup answers");
         }
     }
 
@@ -865,17 +888,14 @@ impl Relay {
                         "a lookup answer for no lookup in flight (late, or not ours)".into(),
                     );
                 };
-                // Cached, so the next call from this number pops at once.
-                // The cache is held before the answer goes out and written
-                // after it: the popup does not wait for the write (~1 ms of
-                // WAL pages), and a lookup made after the popup waits for it.
-                let writing = member.as_ref().map(|m| (self.members.writing(), m.clone()));
-                let _ = waiter.send(member);
-                if let Some((w, m)) = writing {
-                    if let Err(e) = super::in_place(|| w.upsert(std::slice::from_ref(&m))) {
-                        tracing::warn!(error = %e, "could not cache HQ's lookup answer");
-                    }
+                // Cached, so the next call from this number pops at once:
+                // remembered now, written once the popup is on its way
+                // (`cache_answers`).
+                if let Some(m) = &member {
+                    self.members.remember(m);
+                    lock(&self.to_cache).push(m.clone());
                 }
+                let _ = waiter.send(member);
                 Ok(())
             }
         }
