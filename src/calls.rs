@@ -246,9 +246,10 @@ impl Calls {
                         p = sub.rx.recv() => match p {
                             Some(p) => {
                                 // Every event already waiting is taken first,
-                                // and the call log's writer is woken after
-                                // them: woken earlier, its thread takes the
-                                // CPU from the popup on a small box (measured:
+                                // and the call log's writes for them (a cache
+                                // hit's popup included) handed over after:
+                                // woken earlier, its thread takes the CPU
+                                // from the popup on a small box (measured:
                                 // ~0.5 ms of a 2-vCPU machine's popup).
                                 let mut later = Vec::new();
                                 c.on_event(&p, &bus, &uplink, &t, &mut later);
@@ -324,27 +325,34 @@ impl Calls {
             device: p.device.clone(),
             seen,
             log: self.log.clone(),
-            disk: self.disk.clone(),
         };
         // A cache hit (or a withheld number) pops up from here, without a hop
-        // to another task; only asking HQ waits in a task of its own.
-        let cached = (!withheld).then(|| uplink.cached(&lookup_key)).flatten();
-        if withheld || cached.is_some() {
-            let source = if withheld {
-                Source::None
-            } else {
-                Source::Cache
-            };
-            popup.show(bus, cached, source);
-            return;
+        // to another task; asking HQ, or a cache busy with a write, waits in
+        // a task of its own.
+        let cached = if withheld {
+            Some(None)
+        } else {
+            uplink.cached_now(&lookup_key)
+        };
+        match cached {
+            Some(Some(m)) => later.extend(popup.show(bus, Some(m), Source::Cache)),
+            Some(None) if withheld => later.extend(popup.show(bus, None, Source::None)),
+            cached => {
+                // Logged before the task's own write, which comes later.
+                save(self.disk.as_ref(), call);
+                let (bus, uplink, disk) = (bus.clone(), uplink.clone(), self.disk.clone());
+                let cache_missed = cached.is_some();
+                tracker.spawn(async move {
+                    let (member, source) = if cache_missed {
+                        uplink.ask_hq(&lookup_key, true).await
+                    } else {
+                        uplink.lookup(&lookup_key).await
+                    };
+                    let changed = popup.show(&bus, member, source);
+                    save(disk.as_ref(), changed);
+                });
+            }
         }
-        // Logged before HQ answers, which may take a while.
-        later.extend(call);
-        let (bus, uplink) = (bus.clone(), uplink.clone());
-        tracker.spawn(async move {
-            let (member, source) = uplink.ask_hq(&lookup_key, true).await;
-            popup.show(&bus, member, source);
-        });
     }
 }
 
@@ -355,14 +363,13 @@ struct Popup {
     device: Option<Arc<str>>,
     seen: std::time::Instant,
     log: Log,
-    disk: Option<Disk>,
 }
 
 impl Popup {
-    /// Records what the lookup found and publishes `call.popup`; the call
-    /// log's disk write is queued after it, so its thread wakes when the
-    /// popup is already on its way.
-    fn show(self, bus: &Bus, member: Option<Value>, source: Source) {
+    /// Records what the lookup found and publishes `call.popup`; returns
+    /// the call as changed, for the call log's disk (written after, so its
+    /// thread wakes when the popup is already on its way).
+    fn show(self, bus: &Bus, member: Option<Value>, source: Source) -> Option<Call> {
         let took_ms = self.seen.elapsed().as_millis() as u64;
         let changed = update(&self.log, &self.call_id, |c| {
             c.member.clone_from(&member);
@@ -378,6 +385,6 @@ impl Popup {
                 took_ms,
             },
         );
-        save(self.disk.as_ref(), changed);
+        changed
     }
 }

@@ -539,6 +539,9 @@ pub struct Draft {
     pub device_index: Vec<usize>,
     pub problems: Vec<Problem>,
     pub source: String,
+    /// Keys step one found wrong and left out of their device: checks after
+    /// it would only say they are missing.
+    left_out: HashSet<String>,
 }
 
 impl Draft {
@@ -565,11 +568,21 @@ impl Draft {
             return Ok(self.config);
         }
         self.problems.sort_by_key(|p| problem_order(&p.key));
-        // A key's first problem is its cause: a wrong value left out by
-        // step one is not also "required" in step two.
+        // A wrong value step one left out is not also "required" in step
+        // two: for those keys the first problem (step one's) is the only one.
+        let left_out = &self.left_out;
+        let under = |k: &str| {
+            left_out
+                .iter()
+                .find(|r| {
+                    k.strip_prefix(r.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+                })
+                .cloned()
+        };
         let mut seen = HashSet::new();
         self.problems
-            .retain(|p| p.key.is_empty() || seen.insert(p.key.clone()));
+            .retain(|p| under(&p.key).is_none_or(|r| seen.insert(r)));
         Err(ConfigError {
             source: self.source,
             problems: self.problems,
@@ -601,13 +614,15 @@ impl Config {
             toml::Value::Table(t) => t,
             _ => toml::Table::new(),
         };
-        let (config, device_index) = deserialize_all(table, &mut problems);
+        let mut left_out = HashSet::new();
+        let (config, device_index) = deserialize_all(table, &mut problems, &mut left_out);
         config.validate(&device_index, &mut problems);
         Ok(Draft {
             config,
             device_index,
             problems,
             source: source.to_owned(),
+            left_out,
         })
     }
 
@@ -878,7 +893,11 @@ fn check_origin(o: &str) -> Result<(), String> {
 /// default (and a failed device left out) so the remaining checks still run;
 /// the recorded problems make the load fail either way.
 // Over 80 lines: section by section so every problem is collected with its key in one pass.
-fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, Vec<usize>) {
+fn deserialize_all(
+    table: toml::Table,
+    problems: &mut Vec<Problem>,
+    left_out: &mut HashSet<String>,
+) -> (Config, Vec<usize>) {
     fn part<T: serde::de::DeserializeOwned>(
         prefix: &str,
         value: toml::Value,
@@ -928,7 +947,7 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
                     for (i, item) in items.into_iter().enumerate() {
                         let at = format!("device[{i}]");
                         let d = match item {
-                            toml::Value::Table(t) => device(&at, t, problems),
+                            toml::Value::Table(t) => device(&at, t, problems, left_out),
                             other => part(&at, other, problems),
                         };
                         if let Some(d) = d {
@@ -959,7 +978,12 @@ fn deserialize_all(table: toml::Table, problems: &mut Vec<Problem>) -> (Config, 
 
 /// Step one of a `[[device]]` table: its common keys, each wrong one
 /// reported; the rest kept for its family (`DeviceConfig::options`).
-fn device(at: &str, mut table: toml::Table, problems: &mut Vec<Problem>) -> Option<DeviceConfig> {
+fn device(
+    at: &str,
+    mut table: toml::Table,
+    problems: &mut Vec<Problem>,
+    left_out: &mut HashSet<String>,
+) -> Option<DeviceConfig> {
     let common = keys_of::<DeviceConfig>();
     let options: toml::Table = table
         .iter()
@@ -970,6 +994,8 @@ fn device(at: &str, mut table: toml::Table, problems: &mut Vec<Problem>) -> Opti
     // Without its id, driver or transport nothing else about a device can be checked.
     let (device, wrong) = read_each::<DeviceConfig>(table, &["id", "driver", "transport"]);
     for (key, message) in wrong {
+        let top = key.split(['.', '[']).next().unwrap_or_default();
+        left_out.insert(join_key(at, top));
         problems.push(Problem {
             key: join_key(at, &key),
             message,

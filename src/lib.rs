@@ -75,6 +75,7 @@ pub async fn run_reloadable(
     // First: a certificate problem stops the start before any device is opened.
     let tls = start_tls(&config, &tracker, &cancel)?;
     let uplink = start_uplink(&config, &bus, &tracker, &cancel)?;
+    let outbox = uplink.outbox.clone();
     // Before the devices, so the first call is already watched.
     let calls = calls::Calls::start(&config.storage.dir, &bus, &uplink, &tracker, &cancel);
     let devices = device::Devices::start(&config.devices, &bus, &metrics, &tracker, &cancel)?;
@@ -148,6 +149,10 @@ pub async fn run_reloadable(
         );
     }
     call_log.flush().await;
+    // PUBACKs the relay queued before it stopped are on disk before exit.
+    if let Err(e) = outbox.flush().await {
+        tracing::warn!(error = %e, "could not record the last PUBACKs; those transactions go again");
+    }
     served?;
     tracing::info!("posbridge stopped");
     Ok(())

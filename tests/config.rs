@@ -239,3 +239,16 @@ fn keys_of_another_transport_name_the_ones_they_apply_to() {
         assert!(p.iter().any(|x| x == want), "missing {want:?} in {p:?}");
     }
 }
+
+#[test]
+fn two_problems_of_one_key_are_both_reported() {
+    // Only a value step one left out loses its follow-on problems.
+    let p =
+        problems("[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\nbaud = 10\n");
+    for want in [
+        "device[0].baud: 10 is not a serial speed",
+        "device[0].baud: only applies to transport \"serial\", not \"sim\"",
+    ] {
+        assert!(p.iter().any(|x| x == want), "missing {want:?} in {p:?}");
+    }
+}

@@ -372,7 +372,14 @@ fn transport_only_keys(spec: &DriverSpec, d: &DeviceConfig) -> Vec<KeyError> {
     ];
     for (k, present, wants) in only {
         if present && !wants.contains(&transport) {
-            let wants: Vec<String> = wants.iter().map(|t| format!("{:?}", t.name())).collect();
+            // Only the transports this family takes (a printer has no udp),
+            // unless it takes none of them.
+            let ours = wants.iter().any(|t| spec.transports.contains(t));
+            let wants: Vec<String> = wants
+                .iter()
+                .filter(|t| !ours || spec.transports.contains(t))
+                .map(|t| format!("{:?}", t.name()))
+                .collect();
             out.push(bad(
                 k,
                 format!(

@@ -57,8 +57,6 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
-/// The keys a phone number is filed and looked up under, so `138 1234 5678`,
-/// `+86 13812345678` and `008613812345678` find the same member.
 /// Every key a member is filed under (its phones', in every style).
 fn member_keys(m: &Value) -> Vec<String> {
     m.get("phones")
@@ -70,6 +68,8 @@ fn member_keys(m: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The keys a phone number is filed and looked up under, so `138 1234 5678`,
+/// `+86 13812345678` and `008613812345678` find the same member.
 pub fn phone_keys(phone: &str) -> Vec<String> {
     posbridge_drivers::callerid::number::lookup_keys(phone, "86")
 }
@@ -129,11 +129,12 @@ impl Members {
     /// made after the popup still finds the member.
     pub fn remember(&self, member: &Value) {
         let mut fresh = self.fresh();
-        // At most a burst of answers wait here; never more than this.
-        if fresh.len() < 1024 {
-            for key in member_keys(member) {
-                fresh.insert(key, member.clone());
+        for key in member_keys(member) {
+            // At most a burst of answers wait here; never more than this.
+            if fresh.len() >= 1024 {
+                break;
             }
+            fresh.insert(key, member.clone());
         }
     }
 
@@ -186,6 +187,11 @@ impl Members {
 
     /// Removes members by id; returns how many were there.
     pub fn delete(&self, ids: &[String]) -> Result<usize, String> {
+        // HQ's word on a member it erased is final, in memory too.
+        self.fresh().retain(|_, m| {
+            let id = m.get("id").and_then(Value::as_str);
+            !id.is_some_and(|id| ids.iter().any(|d| d == id))
+        });
         let mut c = self.lock();
         let t = c.transaction().map_err(|e| e.to_string())?;
         let mut n = 0;
@@ -202,32 +208,31 @@ impl Members {
     /// updated one when a number is shared, e.g. a family line).
     pub fn by_phone(&self, phone: &str) -> Result<Option<Value>, String> {
         let keys = phone_keys(phone);
-        {
-            let fresh = self.fresh();
-            if let Some(m) = keys.iter().find_map(|k| fresh.get(k)) {
-                return Ok(Some(m.clone()));
-            }
+        match self.remembered(&keys) {
+            Some(m) => Ok(Some(m)),
+            None => query(&self.lock(), keys),
         }
-        let c = self.lock();
-        // Prepared once per connection: a popup pays for the lookup, not the parse.
-        let mut st = c
-            .prepare_cached(
-                "SELECT m.json FROM member_phone p JOIN member m ON m.id = p.member_id
-                 WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1",
-            )
-            .map_err(|e| e.to_string())?;
-        for key in keys {
-            let json: Option<String> = st
-                .query_row([&key], |r| r.get(0))
-                .optional()
-                .map_err(|e| e.to_string())?;
-            if let Some(j) = json {
-                return serde_json::from_str(&j)
-                    .map(Some)
-                    .map_err(|e| format!("member cache holds bad JSON: {e}"));
-            }
+    }
+
+    /// `by_phone` without waiting: `None` while a write holds the cache
+    /// (HQ's bulk pushes can hold it for seconds), so a caller on an async
+    /// worker can go the slow way instead of stalling it.
+    pub fn by_phone_now(&self, phone: &str) -> Option<Result<Option<Value>, String>> {
+        let keys = phone_keys(phone);
+        if let Some(m) = self.remembered(&keys) {
+            return Some(Ok(Some(m)));
         }
-        Ok(None)
+        let c = match self.conn.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(query(&c, keys))
+    }
+
+    fn remembered(&self, keys: &[String]) -> Option<Value> {
+        let fresh = self.fresh();
+        keys.iter().find_map(|k| fresh.get(k)).cloned()
     }
 
     pub fn count(&self) -> u64 {
@@ -236,6 +241,29 @@ impl Members {
             .map(|n| n.max(0) as u64)
             .unwrap_or(0)
     }
+}
+
+/// The member filed under the first of `keys` that has one.
+fn query(c: &Connection, keys: Vec<String>) -> Result<Option<Value>, String> {
+    // Prepared once per connection: a popup pays for the lookup, not the parse.
+    let mut st = c
+        .prepare_cached(
+            "SELECT m.json FROM member_phone p JOIN member m ON m.id = p.member_id
+                 WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1",
+        )
+        .map_err(|e| e.to_string())?;
+    for key in keys {
+        let json: Option<String> = st
+            .query_row([&key], |r| r.get(0))
+            .optional()
+            .map_err(|e| e.to_string())?;
+        if let Some(j) = json {
+            return serde_json::from_str(&j)
+                .map(Some)
+                .map_err(|e| format!("member cache holds bad JSON: {e}"));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -257,7 +285,12 @@ mod tests {
         assert_eq!(m.count(), 0);
         m.upsert(std::slice::from_ref(&member)).unwrap();
         assert!(m.fresh().is_empty(), "the write forgets it");
-        assert_eq!(m.by_phone("13900001234").unwrap(), Some(member));
+        assert_eq!(m.by_phone("13900001234").unwrap(), Some(member.clone()));
+        // HQ's delete is final, for a member still only remembered too.
+        m.remember(&member);
+        m.delete(&["m9".to_owned()]).unwrap();
+        assert_eq!(m.by_phone("13900001234").unwrap(), None);
+        assert_eq!(m.by_phone_now("13900001234"), Some(Ok(None)));
     }
 
     #[test]

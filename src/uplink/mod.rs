@@ -94,14 +94,6 @@ pub struct Uplink {
     pub relay: Option<Arc<mqtt::Relay>>,
 }
 
-/// Runs a short blocking call (a member cache query or write: a few
-/// indexed pages, no fsync) where it is called. Handing it to the blocking
-/// pool, or the worker's core to another thread (`block_in_place`), costs
-/// more than the call: each is a thread wake-up.
-pub(crate) fn in_place<T>(f: impl FnOnce() -> T) -> T {
-    f()
-}
-
 impl Uplink {
     pub fn connected(&self) -> bool {
         self.status.connected.load(Relaxed)
@@ -115,20 +107,26 @@ impl Uplink {
 
     /// The cache, and HQ only when `may_ask_hq`.
     pub async fn lookup_from(&self, phone: &str, may_ask_hq: bool) -> (Option<Value>, Source) {
-        if let Some(m) = self.cached(phone) {
-            return (Some(m), Source::Cache);
+        let members = self.members.clone();
+        let p = phone.to_owned();
+        match tokio::task::spawn_blocking(move || members.by_phone(&p)).await {
+            Ok(Ok(Some(m))) => return (Some(m), Source::Cache),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "member cache lookup failed; asking HQ"),
+            Err(e) => tracing::warn!(error = %e, "member cache lookup failed; asking HQ"),
         }
         self.ask_hq(phone, may_ask_hq).await
     }
 
-    /// The member cache alone: a few indexed page reads, run where it is
-    /// called (a multi-thread runtime moves its other work off this worker
-    /// meanwhile) instead of a hop to the blocking pool and back.
-    pub fn cached(&self, phone: &str) -> Option<Value> {
-        in_place(|| self.members.by_phone(phone)).unwrap_or_else(|e| {
+    /// The member cache alone, answered where it is called (a few indexed
+    /// page reads: cheaper than a hop to the blocking pool and back), or
+    /// `None` while a write holds the cache: then `lookup` is the way.
+    pub fn cached_now(&self, phone: &str) -> Option<Option<Value>> {
+        let found = self.members.by_phone_now(phone)?;
+        Some(found.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "member cache lookup failed; asking HQ");
             None
-        })
+        }))
     }
 
     /// HQ, when connected and `may`, within `uplink.lookup_timeout_ms`.

@@ -109,11 +109,12 @@ pub struct Relay {
     last_oversize: Mutex<Option<std::time::Instant>>,
 }
 
-/// Sleeps until `at`, or for ever when there is no deadline.
+/// A mutex whose holder panicked still guards plain data.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Sleeps until `at`, or for ever when there is no deadline.
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -427,6 +428,9 @@ impl Relay {
         else {
             return Ok(());
         };
+        // The last session's PUBACKs are recorded before this one reads the
+        // backlog, so none of them is published again.
+        self.outbox.flush().await?;
         let mut members_resume = self.subscribe(&client).await?;
         let mut s = Session {
             client,
@@ -461,8 +465,7 @@ impl Relay {
                 }
                 _ = self.outbox.stored.notified(), if s.window.drained() => s.window.wake(),
                 Some(done) = s.recording.next(), if !s.recording.is_empty() => {
-                    let n = done.map_err(|_| "the outbox writer stopped".to_owned())??;
-                    self.status.broker_acked.fetch_add(n, Relaxed);
+                    done.map_err(|_| "the outbox writer stopped".to_owned())??;
                 }
                 _ = sleep_until(resend.as_ref().map(|r| r.due)), if resend.is_some() => {
                     if let Some(r) = resend.as_mut() {
@@ -499,8 +502,16 @@ impl Relay {
             return;
         }
         tokio::task::yield_now().await;
+        self.write_answers();
+    }
+
+    fn write_answers(&self) {
         let answers = std::mem::take(&mut *lock(&self.to_cache));
-        if let Err(e) = super::in_place(|| self.members.upsert(&answers)) {
+        if answers.is_empty() {
+            return;
+        }
+        // A few rows written where the session runs: the popups are out.
+        if let Err(e) = self.members.upsert(&answers) {
             tracing::warn!(error = %e, "could not cache HQ's lookup answers");
         }
     }
@@ -784,7 +795,9 @@ impl Relay {
         if acked.is_empty() {
             return Ok(());
         }
+        let n = acked.len() as u64;
         let done = self.outbox.queue_sent(std::mem::take(acked)).await?;
+        self.status.broker_acked.fetch_add(n, Relaxed);
         s.recording.push(done);
         s.window.wake();
         Ok(())
@@ -907,6 +920,9 @@ impl Relay {
         change: Result<Vec<Value>, Vec<String>>,
         bad: impl Fn(String) -> Result<(), String>,
     ) -> Result<(), String> {
+        // Lookup answers still waiting are written first: a push that
+        // follows them (a delete above all) must have the last word.
+        self.write_answers();
         let members = self.members.clone();
         let op = if change.is_ok() { "upsert" } else { "delete" };
         let result = match change {

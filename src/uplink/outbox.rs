@@ -70,6 +70,8 @@ enum Op {
     Acked(Vec<String>, oneshot::Sender<Result<Acked, String>>),
     /// These were published once more.
     Attempted(Vec<i64>),
+    /// Answer once everything sent before is committed.
+    Flush(oneshot::Sender<Result<(), String>>),
 }
 
 /// When a transaction stops counting as backlog.
@@ -98,7 +100,7 @@ impl AckMode {
 }
 
 /// What one `tx/ack` came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Acked {
     /// `sent` transactions now `acked`.
     pub acked: u64,
@@ -220,6 +222,13 @@ impl Outbox {
             .await?
             .await
             .map_err(|_| "the outbox writer stopped".to_owned())?
+    }
+
+    /// Returns once everything sent to the writer before is committed (a
+    /// new relay session reads the backlog after its predecessor's PUBACKs
+    /// are recorded; shutdown leaves none unrecorded).
+    pub async fn flush(&self) -> Result<(), String> {
+        self.ask(Op::Flush).await
     }
 
     /// Queues `mark_sent` behind everything sent to the writer before it;
@@ -416,38 +425,57 @@ impl Writer {
 
     /// Applies the relay's updates of one batch in one transaction (one
     /// fsync for a window of PUBACKs, the attempts counted with them); each
-    /// caller hears only after the commit.
+    /// caller hears only after the commit, and every one of them hears of a
+    /// failure.
     fn updates(&mut self, ops: Vec<Op>) {
         let mode = self.mode;
         let now = crate::clock::now_rfc3339();
+        // The replies are taken out first, so a statement failing halfway
+        // still answers every caller with the real error.
+        let mut work = Vec::with_capacity(ops.len());
         let mut replies = Vec::with_capacity(ops.len());
-        let run = |conn: &mut Connection, replies: &mut Vec<Reply>| {
+        for op in ops {
+            let (w, r) = match op {
+                Op::Insert(_) => continue,
+                Op::Sent(seqs, reply) => (Work::Sent(seqs), Some(Reply::Sent(reply, 0))),
+                Op::Acked(ids, reply) => (
+                    Work::Acked(ids),
+                    Some(Reply::Acked(reply, Acked::default())),
+                ),
+                Op::Attempted(seqs) => (Work::Attempted(seqs), None),
+                Op::Flush(reply) => (Work::Nothing, Some(Reply::Flush(reply))),
+            };
+            work.push(w);
+            replies.push(r);
+        }
+        let run = |conn: &mut Connection, replies: &mut [Option<Reply>]| {
             let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut done = 0;
-            for op in ops {
-                match op {
-                    Op::Insert(_) => {}
-                    Op::Sent(seqs, reply) => {
+            for (w, reply) in work.iter().zip(replies.iter_mut()) {
+                match (w, reply) {
+                    (Work::Sent(seqs), Some(Reply::Sent(_, n))) => {
                         // Only broker mode counts the PUBACK as the end.
-                        let n = mark_sent(&t, &seqs, &now)?;
-                        let n = if mode == AckMode::Broker { n } else { 0 };
-                        done += n;
-                        replies.push(Reply::Sent(reply, n));
+                        let changed = mark_sent(&t, seqs, &now)?;
+                        *n = if mode == AckMode::Broker { changed } else { 0 };
+                        done += *n;
                     }
-                    Op::Acked(ids, reply) => {
-                        let (acked, left) = mark_acked(&t, &ids, &now, mode)?;
+                    (Work::Acked(ids), Some(Reply::Acked(_, a))) => {
+                        let (acked, left) = mark_acked(&t, ids, &now, mode)?;
                         done += left;
-                        let ignored = ids.len() as u64 - acked;
-                        replies.push(Reply::Acked(reply, Acked { acked, ignored }));
+                        *a = Acked {
+                            acked,
+                            ignored: ids.len() as u64 - acked,
+                        };
                     }
-                    Op::Attempted(seqs) => {
+                    (Work::Attempted(seqs), _) => {
                         let mut st = t.prepare_cached(
                             "UPDATE tx SET attempts = attempts + 1 WHERE seq = ?1",
                         )?;
-                        for seq in &seqs {
+                        for seq in seqs {
                             st.execute([seq])?;
                         }
                     }
+                    _ => {}
                 }
             }
             t.commit()?;
@@ -466,7 +494,7 @@ impl Writer {
             tracing::warn!(error = %e, "outbox update failed");
             format!("outbox update failed: {e}")
         });
-        for r in replies {
+        for r in replies.into_iter().flatten() {
             r.send(result.clone());
         }
     }
@@ -489,10 +517,20 @@ impl Writer {
     }
 }
 
-/// A reply the writer owes once the batch's commit is decided.
+/// One update of a batch, its reply taken out (`Writer::updates`).
+enum Work {
+    Sent(Vec<i64>),
+    Acked(Vec<String>),
+    Attempted(Vec<i64>),
+    Nothing,
+}
+
+/// A reply the writer owes once the batch's commit is decided, with what
+/// it will say if the commit succeeds.
 enum Reply {
     Sent(oneshot::Sender<Result<u64, String>>, u64),
     Acked(oneshot::Sender<Result<Acked, String>>, Acked),
+    Flush(oneshot::Sender<Result<(), String>>),
 }
 
 impl Reply {
@@ -503,6 +541,9 @@ impl Reply {
             }
             Reply::Acked(r, a) => {
                 let _ = r.send(committed.map(|()| a));
+            }
+            Reply::Flush(r) => {
+                let _ = r.send(committed);
             }
         }
     }
