@@ -448,6 +448,13 @@ impl Writer {
             work.push(w);
             replies.push(r);
         }
+        if work.iter().all(|w| matches!(w, Work::Nothing)) {
+            // Only flushes: everything before them is committed already.
+            for r in replies.into_iter().flatten() {
+                r.send(Ok(()));
+            }
+            return;
+        }
         let run = |conn: &mut Connection, replies: &mut [Option<Reply>]| {
             let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut done = 0;
