@@ -1,7 +1,6 @@
 //! The `barcode` family: scanners (serial, keyboard wedge, HID-POS).
 
-use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
-use super::{SimKind, UsbNode};
+use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType};
 use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::Protocol;
 use posbridge_drivers::{barcode, hid};
@@ -9,16 +8,12 @@ use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
-    name: "barcode",
-    transports: super::READER_TRANSPORTS,
-    options: OptionsType::of::<Options>(),
-    default_baud: 9600,
-    runs: Runs::Supervisor,
-    sim: SimKind::Stream,
     hid: HidReading::Whole,
-    usb: UsbNode::None,
-    requests: &[],
-    named_by_match: false,
+    ..DriverSpec::new(
+        "barcode",
+        super::READER_TRANSPORTS,
+        OptionsType::of::<Options>(),
+    )
 };
 
 /// A scanner's own keys.

@@ -1,7 +1,6 @@
 //! The `callerid` family: caller-ID boxes, NCID servers and Whozz Calling units.
 
-use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
-use super::{SimKind, UsbNode};
+use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType};
 use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::callerid::{self, hid::HidReportLayout, Format};
 use posbridge_drivers::Protocol;
@@ -9,22 +8,18 @@ use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
-    name: "callerid",
-    transports: &[
-        Transport::Serial,
-        Transport::Tcp,
-        Transport::Udp,
-        Transport::Hid,
-        Transport::Sim,
-    ],
-    options: OptionsType::of::<Options>(),
-    default_baud: 9600,
-    runs: Runs::Supervisor,
-    sim: SimKind::Stream,
     hid: HidReading::Whole,
-    usb: UsbNode::None,
-    requests: &[],
-    named_by_match: false,
+    ..DriverSpec::new(
+        "callerid",
+        &[
+            Transport::Serial,
+            Transport::Tcp,
+            Transport::Udp,
+            Transport::Hid,
+            Transport::Sim,
+        ],
+        OptionsType::of::<Options>(),
+    )
 };
 
 /// A caller-ID box's own keys.

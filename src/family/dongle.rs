@@ -1,26 +1,24 @@
 //! The `dongle` family: license dongles, present or answering a challenge.
 
-use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
-use super::{SimKind, UsbNode};
+use super::UsbNode;
+use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType};
 use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::dongle;
 use posbridge_drivers::Protocol;
 use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
+// hid: presence plus the optional feature-report check; usb: presence
+// only (vendor-class dongles such as Sentinel HASP); sim: replay.
 pub static SPEC: DriverSpec = DriverSpec {
-    name: "dongle",
-    // hid: presence plus the optional feature-report check; usb: presence
-    // only (vendor-class dongles such as Sentinel HASP); sim: replay.
-    transports: &[Transport::Hid, Transport::Usb, Transport::Sim],
-    options: OptionsType::of::<Options>(),
-    default_baud: 9600,
-    runs: Runs::Supervisor,
-    sim: SimKind::Stream,
     hid: HidReading::Feature,
     usb: UsbNode::Presence,
-    requests: &[],
     named_by_match: true,
+    ..DriverSpec::new(
+        "dongle",
+        &[Transport::Hid, Transport::Usb, Transport::Sim],
+        OptionsType::of::<Options>(),
+    )
 };
 
 /// A dongle's own keys (`match`, a common key, names it).

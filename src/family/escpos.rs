@@ -1,8 +1,8 @@
 //! The `escpos` family: receipt printers. Run by the print worker
 //! (src/print), not the supervisor; here is what its config asks for.
 
-use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
-use super::{SimKind, UsbNode};
+use super::UsbNode;
+use super::{bad, DriverSpec, FamilyOptions, KeyError, Make, OptionsType, Runs};
 use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::escpos::{CutMode, DrawerPin, Encoding, Profile};
 use posbridge_drivers::Protocol;
@@ -11,21 +11,18 @@ use std::time::Duration;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
-    name: "escpos",
-    transports: &[
-        Transport::Tcp,
-        Transport::Serial,
-        Transport::Usb,
-        Transport::File,
-    ],
-    options: OptionsType::of::<Options>(),
-    default_baud: 9600,
     runs: Runs::PrintWorker,
-    sim: SimKind::Stream,
-    hid: HidReading::Keyboard,
     usb: UsbNode::Printer,
-    requests: &[],
-    named_by_match: false,
+    ..DriverSpec::new(
+        "escpos",
+        &[
+            Transport::Tcp,
+            Transport::Serial,
+            Transport::Usb,
+            Transport::File,
+        ],
+        OptionsType::of::<Options>(),
+    )
 };
 
 /// A receipt printer's own keys.

@@ -1,7 +1,7 @@
 //! The `idcard-sam` family: second-generation ID-card readers.
 
-use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
-use super::{Request, SimKind, UsbNode};
+use super::{bad, DriverSpec, FamilyOptions, KeyError, Make, OptionsType};
+use super::{Request, SimKind};
 use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::idcard;
 use posbridge_drivers::Protocol;
@@ -9,16 +9,14 @@ use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
-    name: "idcard-sam",
-    transports: &[Transport::Serial, Transport::Sim],
-    options: OptionsType::of::<Options>(),
     default_baud: 115_200,
-    runs: Runs::Supervisor,
     sim: SimKind::IdCardReader,
-    hid: HidReading::Keyboard,
-    usb: UsbNode::None,
     requests: &[Request::Read],
-    named_by_match: false,
+    ..DriverSpec::new(
+        "idcard-sam",
+        &[Transport::Serial, Transport::Sim],
+        OptionsType::of::<Options>(),
+    )
 };
 
 /// An ID-card reader's own keys.

@@ -1,7 +1,6 @@
 //! The `magstripe` family: card swipes; bank cards never leave its driver.
 
-use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
-use super::{SimKind, UsbNode};
+use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType};
 use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::magstripe;
 use posbridge_drivers::Protocol;
@@ -9,16 +8,12 @@ use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
-    name: "magstripe",
-    transports: super::READER_TRANSPORTS,
-    options: OptionsType::of::<Options>(),
-    default_baud: 9600,
-    runs: Runs::Supervisor,
-    sim: SimKind::Stream,
     hid: HidReading::Magtek,
-    usb: UsbNode::None,
-    requests: &[],
-    named_by_match: false,
+    ..DriverSpec::new(
+        "magstripe",
+        super::READER_TRANSPORTS,
+        OptionsType::of::<Options>(),
+    )
 };
 
 /// A magstripe reader's own keys.

@@ -157,6 +157,28 @@ pub enum UsbNode {
 }
 
 impl DriverSpec {
+    /// A family run by the supervisor that reads HID reports as keystrokes,
+    /// takes no `usb` transport, no requests and 9600 baud: what a family
+    /// does not say otherwise.
+    pub const fn new(
+        name: &'static str,
+        transports: &'static [Transport],
+        options: OptionsType,
+    ) -> DriverSpec {
+        DriverSpec {
+            name,
+            transports,
+            options,
+            default_baud: 9600,
+            runs: Runs::Supervisor,
+            sim: SimKind::Stream,
+            hid: HidReading::Keyboard,
+            usb: UsbNode::None,
+            requests: &[],
+            named_by_match: false,
+        }
+    }
+
     /// The node a device of this family on `transport` is opened at: a USB
     /// receipt printer is its usblp node, not the whole USB device (which
     /// dongles are watched as).

@@ -1,8 +1,8 @@
 //! The `pcsc` family: contactless cards through pcscd. Its link does the
 //! card work (src/transport/pcsc.rs); here is what its config asks for.
 
-use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
-use super::{Request, SimKind, UsbNode};
+use super::Request;
+use super::{bad, DriverSpec, FamilyOptions, KeyError, Make, OptionsType};
 use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::pcsc::{self as apdu, KeyType, ReadPlan};
 use posbridge_drivers::Protocol;
@@ -10,16 +10,8 @@ use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
-    name: "pcsc",
-    transports: &[Transport::Pcsc],
-    options: OptionsType::of::<Options>(),
-    default_baud: 9600,
-    runs: Runs::Supervisor,
-    sim: SimKind::Stream,
-    hid: HidReading::Keyboard,
-    usb: UsbNode::None,
     requests: &[Request::Read],
-    named_by_match: false,
+    ..DriverSpec::new("pcsc", &[Transport::Pcsc], OptionsType::of::<Options>())
 };
 
 /// A PC/SC reader's own keys.

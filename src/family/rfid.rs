@@ -1,7 +1,6 @@
 //! The `rfid-wedge` family: 125 kHz readers that type the card number.
 
-use super::{DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType, Runs};
-use super::{SimKind, UsbNode};
+use super::{DriverSpec, FamilyOptions, KeyError, Make, OptionsType};
 use crate::config::DeviceConfig;
 use posbridge_drivers::rfid;
 use posbridge_drivers::Protocol;
@@ -9,16 +8,11 @@ use serde::Deserialize;
 
 /// What the rest of the daemon needs to know about this family.
 pub static SPEC: DriverSpec = DriverSpec {
-    name: "rfid-wedge",
-    transports: super::READER_TRANSPORTS,
-    options: OptionsType::of::<Options>(),
-    default_baud: 9600,
-    runs: Runs::Supervisor,
-    sim: SimKind::Stream,
-    hid: HidReading::Keyboard,
-    usb: UsbNode::None,
-    requests: &[],
-    named_by_match: false,
+    ..DriverSpec::new(
+        "rfid-wedge",
+        super::READER_TRANSPORTS,
+        OptionsType::of::<Options>(),
+    )
 };
 
 /// An RFID wedge reader's own keys.
