@@ -149,9 +149,10 @@ pub async fn run_reloadable(
         );
     }
     call_log.flush().await;
-    // PUBACKs the relay queued before it stopped are on disk before exit.
-    if let Err(e) = outbox.flush().await {
-        tracing::warn!(error = %e, "could not record the last PUBACKs; those transactions go again");
+    // PUBACKs the relay queued before it stopped are on disk before exit,
+    // and the WAL is folded in before the process is gone.
+    if let Err(e) = outbox.close().await {
+        tracing::warn!(error = %e, "could not close the outbox cleanly; unrecorded PUBACKs send those transactions again");
     }
     served?;
     tracing::info!("posbridge stopped");

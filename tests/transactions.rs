@@ -180,6 +180,37 @@ async fn a_full_backlog_refuses_new_transactions_with_507_and_drops_nothing() {
 }
 
 #[tokio::test]
+async fn a_clean_stop_leaves_every_transaction_in_outbox_db_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let p = Binary::start(&state, "", &[]).await;
+    let http = reqwest::Client::new();
+    for i in 0..40 {
+        let r = http
+            .post(format!("{}/v1/transactions", p.url))
+            .json(&tx(&format!("c-{i:02}")))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 202);
+    }
+    let log = p.stop_and_log();
+    let wal = std::fs::metadata(state.join("outbox.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL is folded in at a clean stop\n{log}");
+    assert!(!log.contains("could not close the outbox"), "{log}");
+    // The one file alone, as a backup would copy it, holds all of them.
+    let copy = dir.path().join("backup.db");
+    std::fs::copy(state.join("outbox.db"), &copy).expect("copy");
+    let c = rusqlite::Connection::open(&copy).expect("open copy");
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM tx WHERE id LIKE 'c-%'", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(n, 40);
+}
+
+#[tokio::test]
 async fn a_damaged_store_is_set_aside_reported_and_the_daemon_still_starts() {
     let dir = tempfile::tempdir().expect("tmp");
     let state = dir.path().join("state");

@@ -703,7 +703,9 @@ async fn a_store_damaged_mid_file_is_salvaged_and_what_is_intact_still_reaches_h
             .expect("post");
         assert_eq!(r.status().as_u16(), 202);
     }
-    p.stop_and_log();
+    let log = p.stop_and_log();
+    let wal = std::fs::metadata(state.join("outbox.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "a clean stop folds the WAL in\n{log}");
     // Garbage over one page near the end: a torn write or a bad sector.
     let db = state.join("outbox.db");
     let mut bytes = std::fs::read(&db).expect("read store");

@@ -72,6 +72,8 @@ enum Op {
     Attempted(Vec<i64>),
     /// Answer once everything sent before is committed.
     Flush(oneshot::Sender<Result<(), String>>),
+    /// Commit everything sent before, fold the WAL into the main file, stop.
+    Close(oneshot::Sender<Result<(), String>>),
 }
 
 /// When a transaction stops counting as backlog.
@@ -231,6 +233,13 @@ impl Outbox {
         self.ask(Op::Flush).await
     }
 
+    /// At shutdown: commits what was sent to the writer before, folds the
+    /// WAL into `outbox.db` (after a clean stop that one file holds every
+    /// transaction, for a copy or a backup) and stops the writer.
+    pub async fn close(&self) -> Result<(), String> {
+        self.ask(Op::Close).await
+    }
+
     /// Queues `mark_sent` behind everything sent to the writer before it;
     /// the receiver tells how many changed state once it is committed.
     pub async fn queue_sent(
@@ -374,10 +383,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (mut inserts, mut others) = (Vec::new(), Vec::new());
+            let (mut inserts, mut others, mut closing) = (Vec::new(), Vec::new(), None);
             for op in ops {
                 match op {
                     Op::Insert(i) => inserts.push(i),
+                    Op::Close(reply) => closing = Some(reply),
                     other => others.push(other),
                 }
             }
@@ -387,11 +397,27 @@ impl Writer {
             if !others.is_empty() {
                 self.updates(others);
             }
+            if let Some(reply) = closing {
+                let _ = reply.send(self.checkpoint());
+                break;
+            }
             if self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 self.prune();
             }
         }
         self.stats.writer_stopped.store(true, Relaxed);
+    }
+
+    fn checkpoint(&self) -> Result<(), String> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| format!("outbox checkpoint failed: {e}"))
+            .and_then(|busy| match busy {
+                0 => Ok(()),
+                _ => Err("outbox checkpoint incomplete: a reader was busy".to_owned()),
+            })
     }
 
     fn inserts(&mut self, group: Vec<Insert>) {
@@ -444,6 +470,7 @@ impl Writer {
                 ),
                 Op::Attempted(seqs) => (Work::Attempted(seqs), None),
                 Op::Flush(reply) => (Work::Nothing, Some(Reply::Flush(reply))),
+                Op::Close(_) => continue,
             };
             work.push(w);
             replies.push(r);
