@@ -698,6 +698,7 @@ async fn bench_device_to_page(lat_samples: u64, lat100_samples: u64, fan_events:
         next_k: 1,
     };
 
+    let mut alone = Vec::new();
     for (n, samples) in [(1usize, lat_samples), (100, lat100_samples)] {
         progress(&format!(
             "device→page latency, {n} client(s), {samples} events"
@@ -705,6 +706,9 @@ async fn bench_device_to_page(lat_samples: u64, lat100_samples: u64, fan_events:
         let base = sorted(latency(&mut fl, n, samples).await);
         let ours = sorted(latency(&mut pt, n, samples).await);
         let label = if n == 1 { "1_client" } else { "100_clients" };
+        if n == 1 {
+            alone.clone_from(&ours);
+        }
         for (stat, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
             emit(
                 &format!("device_to_page.{label}.{stat}"),
@@ -722,6 +726,8 @@ async fn bench_device_to_page(lat_samples: u64, lat100_samples: u64, fan_events:
             );
         }
     }
+
+    under_ingest(&pb, &mut pt, lat_samples, &alone).await;
 
     progress(&format!("fan-out, 100 clients, {fan_events} events"));
     let base = fanout(&mut fl, 100, fan_events).await;
@@ -756,6 +762,61 @@ async fn bench_device_to_page(lat_samples: u64, lat100_samples: u64, fan_events:
     );
     pb.stop();
     drop(floor);
+}
+
+/// Scans while pages post transactions as fast as they can: what durable
+/// ingest (its commits, its fsyncs) costs the events beside it.
+async fn under_ingest(pb: &Pb, pt: &mut PtyTarget, samples: u64, alone: &[f64]) {
+    const POSTERS: usize = 4;
+    progress(&format!(
+        "device→page latency, 1 client, {samples} events, {POSTERS} clients posting transactions"
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = post_load(format!("{}/v1/transactions", pb.url), POSTERS, stop.clone());
+    let ours = sorted(latency(pt, 1, samples).await);
+    stop.store(true, Relaxed);
+    let posted = load.await.expect("posters");
+    for (stat, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+        emit(
+            &format!("device_to_page.1_client_under_ingest.{stat}"),
+            pct(&ours, p),
+            "ms",
+            Some(Base {
+                name: &format!("device_to_page.1_client.{stat}"),
+                value: pct(alone, p),
+                unit: "ms",
+            }),
+            &format!(
+                "as device_to_page.1_client while {POSTERS} HTTP clients post transactions back to back ({posted} stored, each its own durable commit or a share of one); baseline: the daemon's own figure without them, from this run"
+            ),
+        );
+    }
+}
+
+/// `clients` posting transactions back to back until `stop`; how many were stored.
+fn post_load(url: String, clients: usize, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let posters = (0..clients).map(|c| {
+            let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut ok = 0u64;
+                while !stop.load(Relaxed) {
+                    let id = format!("load{c}-{}", ulid::Ulid::new());
+                    match http.post(&url).json(&tx_body(&id)).send().await {
+                        Ok(r) if r.status() == 202 => ok += 1,
+                        _ => {}
+                    }
+                }
+                ok
+            })
+        });
+        let mut ok = 0;
+        for p in posters.collect::<Vec<_>>() {
+            ok += p.await.unwrap_or(0);
+        }
+        ok
+    })
 }
 
 // ---------------------------------------------------------------- 2. transactions

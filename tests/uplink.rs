@@ -684,6 +684,61 @@ async fn chosen_event_types_are_forwarded_to_hq() {
     );
 }
 
+/// A clean stop records every PUBACK it has received before it exits, so
+/// the next start sends nothing HQ's broker already has.
+#[tokio::test]
+async fn a_clean_stop_right_after_the_pubacks_sends_nothing_twice() {
+    let broker = Broker::start();
+    let mut hq = Hq::connect(broker.port, "hq-clean-stop", &["posbridge/s/tx"]).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let cfg = format!(
+        "[uplink]\nurl = \"{}\"\nclient_id = \"store-s-stop\"\n",
+        broker.url()
+    );
+    let p = Binary::start(&state, &cfg, &[]).await;
+    let http = reqwest::Client::new();
+    let n = 200;
+    let posts = (0..n).map(|i| {
+        let (http, base) = (http.clone(), p.url.clone());
+        tokio::spawn(async move { post(&http, &base, &format!("s-{i:03}")).await })
+    });
+    for code in futures_util::future::join_all(posts).await {
+        assert_eq!(code.expect("join"), 202);
+    }
+    // Stop the moment the broker has acknowledged them all: some of those
+    // PUBACKs may not be committed yet, and shutdown must commit them.
+    until("every PUBACK received", WAIT, || async {
+        p.get_json("/v1/uplink").await["broker_acked_total"] == n
+    })
+    .await;
+    let log = p.stop_and_log();
+    let mut first = BTreeSet::new();
+    while let Some(m) = hq.next(Duration::from_millis(300)).await {
+        first.insert(tx_of(&m).0);
+    }
+    assert_eq!(
+        first.len(),
+        n as usize,
+        "HQ had every one before the restart"
+    );
+
+    let p = Binary::start(&state, &cfg, &[]).await;
+    until("connected again", WAIT, || async {
+        p.get_json("/v1/uplink").await["connected"] == true
+    })
+    .await;
+    let again = hq.next(Duration::from_millis(1500)).await;
+    assert!(
+        again.is_none(),
+        "sent again after a clean stop: {:?}\n{log}",
+        again.map(|m| tx_of(&m).0)
+    );
+    let up = p.get_json("/v1/uplink").await;
+    assert_eq!(up["backlog"], 0, "{up}");
+    assert_eq!(up["published_total"], 0, "{up}");
+}
+
 #[tokio::test]
 async fn a_store_damaged_mid_file_is_salvaged_and_what_is_intact_still_reaches_hq() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -5,6 +5,12 @@
 //! that moment and commits them in one transaction — one fsync for the whole
 //! group — so concurrent posts do not each pay for a sync (group commit).
 //! Reads use their own connection, which WAL lets run beside the writer.
+//!
+//! Commits stay off the runtime's threads on purpose. Committing on the
+//! request's own worker (or in `block_in_place`) saves a lone page two
+//! thread hand-offs, but a scan arriving during the fsync then waited for
+//! it: `device_to_page.1_client_under_ingest` p99 went from ~0.75 ms to
+//! 1–12 ms (BENCHMARKS.md, issue 18).
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -398,6 +404,7 @@ impl Writer {
                 self.updates(others);
             }
             if let Some(reply) = closing {
+                self.stats.writer_stopped.store(true, Relaxed);
                 let _ = reply.send(self.checkpoint());
                 break;
             }
@@ -677,6 +684,85 @@ mod tests {
             .flatten()
             .map(|v| v.state)
             .unwrap_or_default()
+    }
+
+    fn open(dir: &Path) -> Arc<Outbox> {
+        Outbox::open(
+            dir,
+            10_000,
+            AckMode::Broker,
+            std::time::Duration::from_secs(60),
+        )
+        .expect("open")
+    }
+
+    /// A lone request commits on its own thread, one commit each; requests
+    /// arriving together share commits, every one answered and stored once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lone_inserts_commit_alone_and_concurrent_ones_share_commits() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let o = open(dir.path());
+        for i in 0..5 {
+            let r = o.insert(format!("a-{i}"), "{}".into()).await;
+            assert!(matches!(r, Ok(Inserted::Queued(_))), "{r:?}");
+        }
+        assert_eq!(o.stats.commits.load(Relaxed), 5);
+        let posts = (0..400).map(|i| {
+            let o = o.clone();
+            tokio::spawn(async move { o.insert(format!("b-{i:03}"), "{}".into()).await })
+        });
+        for r in futures_util::future::join_all(posts).await {
+            assert!(matches!(r, Ok(Ok(Inserted::Queued(_)))), "{r:?}");
+        }
+        let commits = o.stats.commits.load(Relaxed) - 5;
+        assert!(
+            commits < 400,
+            "{commits} commits for 400 concurrent inserts"
+        );
+        assert_eq!(o.backlog_len(), 405);
+        let all = o.pending_after(0, 1000).await.expect("pending");
+        assert_eq!(all.len(), 405, "each stored once");
+    }
+
+    /// Changes keep their order across batches and drivers: a PUBACK queued
+    /// right behind an insert finds it, an ack right behind the PUBACK too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_apply_in_the_order_they_were_queued() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let o = open(dir.path());
+        for round in 0..50 {
+            let id = format!("o-{round}");
+            assert!(matches!(
+                o.insert(id.clone(), "{}".into()).await,
+                Ok(Inserted::Queued(_))
+            ));
+            let seq = o.pending_after(0, 1).await.expect("pending")[0].seq;
+            let sent = o.queue_sent(vec![seq]).await.expect("queue");
+            let acked = o.mark_acked(vec![id.clone()]).await.expect("ack");
+            assert_eq!(sent.await.expect("answer"), Ok(1), "round {round}");
+            assert_eq!(acked.acked, 1, "round {round}: the ack found it sent");
+        }
+        assert_eq!(o.backlog_len(), 0);
+    }
+
+    /// After close nothing more is taken, and health learns the writer stopped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_outbox_refuses_changes_with_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let o = open(dir.path());
+        assert!(matches!(
+            o.insert("c-1".into(), "{}".into()).await,
+            Ok(Inserted::Queued(_))
+        ));
+        o.close().await.expect("close");
+        assert!(o.stats.writer_stopped.load(Relaxed));
+        let err = o
+            .insert("c-2".into(), "{}".into())
+            .await
+            .expect_err("closed");
+        assert!(err.contains("stopped"), "{err}");
+        assert!(o.mark_sent(vec![1]).await.is_err());
+        assert_eq!(state(&o, "c-1").await, "queued", "what was stored stays");
     }
 
     /// Issue 16: a forged `tx/ack` for ids never sent marked them acked, so
