@@ -590,6 +590,28 @@ impl Draft {
     }
 }
 
+/// The levels `log.level` takes, alone or as `target=level`.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `log.level` is a level, or a filter whose every part ends in one. A bare
+/// word that is not a level (`"warning"`) would parse as a target name and
+/// silence every log line, so it is refused.
+fn check_log_level(level: &str) -> Result<(), String> {
+    let names = LOG_LEVELS.join(", ");
+    let parts: Vec<&str> = level.split(',').map(str::trim).collect();
+    for part in &parts {
+        let lvl = part.rsplit_once('=').map_or(*part, |(_, l)| l);
+        if !LOG_LEVELS.iter().any(|n| n.eq_ignore_ascii_case(lvl)) {
+            return Err(format!(
+                "{part:?} is not a level: use one of {names}, or target=level pairs (\"info,posbridge::uplink=debug\")"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| format!("{level:?} is not a log filter: {e}"))
+}
+
 impl Config {
     /// Step one: parses TOML text, applies `POSBRIDGE__…` overrides from
     /// `env` and checks what the text alone can tell. `Err` only for text
@@ -647,14 +669,8 @@ impl Config {
             }
         }
         self.validate_api(&mut err);
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            err(
-                "log.level".into(),
-                format!(
-                    "{:?} is not a level or filter (try \"info\" or \"debug\")",
-                    self.log.level
-                ),
-            );
+        if let Err(why) = check_log_level(&self.log.level) {
+            err("log.level".into(), why);
         }
         self.validate_devices(device_index, &mut err);
         if let Some(u) = &self.uplink {

@@ -252,3 +252,26 @@ fn two_problems_of_one_key_are_both_reported() {
         assert!(p.iter().any(|x| x == want), "missing {want:?} in {p:?}");
     }
 }
+
+/// Issue 19: `"warning"` parsed as a target name and silenced every line.
+#[test]
+fn log_level_takes_levels_and_target_filters_only() {
+    for good in [
+        "info",
+        "WARN",
+        "debug",
+        "off",
+        "info,posbridge::uplink=debug",
+    ] {
+        let p = problems(&format!("[log]\nlevel = \"{good}\"\n"));
+        assert!(p.is_empty(), "{good}: {p:?}");
+    }
+    for bad in ["warning", "verbose", "info,posbridge", "posbridge=loud"] {
+        let p = problems(&format!("[log]\nlevel = \"{bad}\"\n"));
+        assert!(
+            p.iter().any(|x| x.starts_with("log.level: ")
+                && x.contains("is not a level: use one of off, error, warn, info, debug, trace")),
+            "{bad}: {p:?}"
+        );
+    }
+}
