@@ -63,6 +63,9 @@ enum Cmd {
         /// /dev root (for tests and chroots).
         #[arg(long, default_value = "/dev", hide = true)]
         dev: PathBuf,
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Check permissions, udev rules, pcscd, the broker and the config; say how to fix each problem.
     Doctor {
@@ -105,7 +108,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::TrustCert(args) => cli::trust_cert::command(args),
-        Cmd::Devices { sysfs, dev } => cli::devices::command(&sysfs, &dev),
+        Cmd::Devices { sysfs, dev, json } => cli::devices::command(&sysfs, &dev, json),
         Cmd::Doctor {
             config,
             sysfs,
@@ -158,6 +161,14 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     init_tracing(&config.log.level);
+    // First, so a log read from its top says what runs, from where, and where to reach it.
+    let scheme = if config.api.tls { "https" } else { "http" };
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        config = %path.display(),
+        api = %format!("{scheme}://{}/", config.api.listen),
+        "posbridge starting"
+    );
     for w in warnings {
         tracing::warn!("{w}");
     }

@@ -206,6 +206,16 @@ fn sigterm_stops_the_daemon_cleanly_and_quickly_and_simulate_feeds_it() {
         .read_to_string(&mut out)
         .expect("read");
     log.push_str(&out);
+    // Issue 19: the first line says what runs, from which file, where to reach it.
+    let first = log.lines().next().unwrap_or_default();
+    for fact in [
+        "posbridge starting",
+        &format!("version={}", env!("CARGO_PKG_VERSION")),
+        &format!("config={}", path.display()),
+        &format!("api=http://127.0.0.1:{port}/"),
+    ] {
+        assert!(first.contains(fact), "first line lacks {fact:?}: {first}");
+    }
     for fact in [
         "posbridge started",
         "device attached",

@@ -319,6 +319,35 @@ fn devices_names_catalog_entries_and_permission_denied() {
         text.contains("pcsc"),
         "PC/SC readers are always reported on: {text}"
     );
+    // Issue 19: a header names the columns; --json gives the same rows.
+    let header = text.lines().next().unwrap_or_default();
+    for col in ["KIND", "PATH", "USB ID", "ACCESS", "CLAIMED BY"] {
+        assert!(header.contains(col), "header lacks {col}: {header}");
+    }
+    let out = run_as_nobody(&["devices", "--json", "--sysfs", &s, "--dev", &d]).expect("run");
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON array");
+    let row = |name: &str| {
+        rows.as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["path"].as_str().is_some_and(|p| p.ends_with(name)))
+            .unwrap_or_else(|| panic!("no row for {name}: {rows:#}"))
+            .clone()
+    };
+    let r = row("ttyUSB0");
+    assert_eq!(r["kind"], "serial");
+    assert_eq!(r["usb"]["vid"], "0403");
+    assert_eq!(r["usb"]["serial"], "A10K3ZX1");
+    assert_eq!(r["access"], "permission denied");
+    assert_eq!(r["catalog"]["id"], "ftdi-ft232r");
+    assert_eq!(r["driver"], serde_json::Value::Null, "a bridge: {r}");
+    let r = row("hidraw0");
+    assert_eq!(
+        (r["driver"].as_str(), r["transport"].as_str()),
+        (Some("magstripe"), Some("hid"))
+    );
+    assert_eq!(row("hidraw1")["product"], "Mystery Gadget");
 }
 
 #[test]

@@ -94,59 +94,6 @@ pub fn catalog_entry<'c>(catalog: &'c Catalog, node: &Node) -> Option<&'c Entry>
     catalog.lookup(id.vid, id.pid)
 }
 
-/// The lines `posbridge devices` prints.
-pub fn describe(nodes: &[Node], catalog: &Catalog) -> Vec<String> {
-    let mut lines = Vec::new();
-    for n in nodes {
-        let kind = match n.kind {
-            NodeKind::Tty => "serial",
-            NodeKind::Hidraw => "hidraw",
-            NodeKind::Input => "input",
-            NodeKind::Usblp => "printer",
-            NodeKind::UsbDevice => "usb",
-        };
-        let ids = match &n.usb {
-            Some(id) => format!(
-                "{:04x}:{:04x}{}",
-                id.vid,
-                id.pid,
-                id.serial
-                    .as_deref()
-                    .map(|s| format!(" serial {s}"))
-                    .unwrap_or_default()
-            ),
-            None => "not USB".into(),
-        };
-        let what = match catalog_entry(catalog, n) {
-            Some(e) => {
-                let claim = match (&e.driver, &e.transport) {
-                    (Some(d), Some(t)) => format!("driver {d} (transport {t})"),
-                    (Some(d), None) => format!("driver {d}"),
-                    (None, _) => "a bridge: set the driver for what is behind it".into(),
-                };
-                format!(
-                    "{} {} [catalog {}{}] → {claim}",
-                    e.vendor,
-                    e.model,
-                    e.id,
-                    if e.verified { "" } else { ", unverified" }
-                )
-            }
-            None => n
-                .product
-                .clone()
-                .map(|p| format!("{p} (not in the catalog)"))
-                .unwrap_or_else(|| "not in the catalog".into()),
-        };
-        lines.push(format!(
-            "{kind:<7} {:<22} {ids:<28} {:<17} {what}",
-            n.dev_path.display(),
-            n.access.label()
-        ));
-    }
-    lines
-}
-
 /// One `doctor` finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
