@@ -124,6 +124,7 @@ fn check_added_ids(draft: &mut Draft, first: usize) {
 
 /// Step two for files the config names: they must be there.
 fn check_files(draft: &mut Draft) {
+    check_printer_dirs(draft);
     let Some(u) = &draft.config.uplink else {
         return;
     };
@@ -137,6 +138,30 @@ fn check_files(draft: &mut Draft) {
     }
     for (k, why) in missing {
         draft.problem(k, why);
+    }
+}
+
+/// A `file` printer writes into a directory that must exist (the daemon
+/// creates only `storage.dir`); without this it passed check-config and
+/// failed at the first receipt.
+fn check_printer_dirs(draft: &mut Draft) {
+    let storage = draft.config.storage.dir.clone();
+    let mut missing = Vec::new();
+    for (n, d) in draft.config.devices.iter().enumerate() {
+        if d.transport() != crate::config::Transport::File {
+            continue;
+        }
+        let Some(dir) = d.path.as_deref().and_then(|p| Path::new(p).parent()) else {
+            continue;
+        };
+        if dir.as_os_str().is_empty() || dir == storage || dir.is_dir() {
+            continue;
+        }
+        missing.push((n, format!("the directory {} does not exist", dir.display())));
+    }
+    for (n, why) in missing {
+        let key = draft.device_key(n, "path");
+        draft.problem(key, why);
     }
 }
 

@@ -275,3 +275,23 @@ fn log_level_takes_levels_and_target_filters_only() {
         );
     }
 }
+
+/// Issue 19: a file printer in a missing directory passed check-config.
+#[test]
+fn a_file_printer_needs_its_directory() {
+    let printer = |path: &str| {
+        problems(&format!(
+            "[storage]\ndir = \"/nonexistent-state\"\n[[device]]\nid = \"p\"\ndriver = \"escpos\"\ntransport = \"file\"\npath = \"{path}\"\n"
+        ))
+    };
+    let p = printer("/nonexistent-dir/receipts.bin");
+    assert!(
+        p.contains(&"device[0].path: the directory /nonexistent-dir does not exist".to_owned()),
+        "{p:?}"
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ok = tmp.path().join("receipts.bin");
+    assert!(printer(&ok.display().to_string()).is_empty());
+    // storage.dir is created by the daemon itself.
+    assert!(printer("/nonexistent-state/receipts.bin").is_empty());
+}
