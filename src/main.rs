@@ -82,6 +82,9 @@ enum Cmd {
         /// groups [default: posbridge when run as root, else yourself]
         #[arg(long)]
         user: Option<String>,
+        /// One JSON object ({user, problems, findings: [{level, what, fix}]}) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print udev rules generated from the device catalog (udev/70-posbridge.rules).
     UdevRules,
@@ -115,7 +118,8 @@ fn main() -> ExitCode {
             dev,
             rules_dirs,
             user,
-        } => cli::doctor::command(&config, &sysfs, &dev, rules_dirs, user),
+            json,
+        } => cli::doctor::command(&config, &sysfs, &dev, rules_dirs, user, json),
         Cmd::UdevRules => cli::udev_rules(),
     }
 }

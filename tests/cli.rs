@@ -263,3 +263,88 @@ fn a_config_others_can_write_is_warned_about() {
         "{err}"
     );
 }
+
+/// Issue 19: `doctor --json` says whether the daemon answers on its API and
+/// whether `storage.dir` is writable, as one JSON object.
+#[tokio::test]
+async fn doctor_json_says_whether_the_daemon_answers_and_storage_is_writable() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let p = crate::common::Binary::start(&state, "", &[]).await;
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let doctor = || {
+        let out = Command::new(BIN)
+            .args(["doctor", "--json", "--config"])
+            .arg(state.with_extension("toml"))
+            .arg("--sysfs")
+            .arg(&empty)
+            .arg("--dev")
+            .arg(&empty)
+            .arg("--rules-dir")
+            .arg(&empty)
+            .args(["--user", &whoami()])
+            .output()
+            .expect("doctor");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), v)
+    };
+    let finding = |v: &serde_json::Value, starts: &str| {
+        v["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .find(|f| f["what"].as_str().is_some_and(|w| w.starts_with(starts)))
+            .unwrap_or_else(|| panic!("no finding {starts:?} in {v:#}"))
+            .clone()
+    };
+    let (_, v) = doctor();
+    let port = p.url.rsplit(':').next().unwrap_or_default().to_owned();
+    let api = finding(&v, "the daemon answers");
+    assert_eq!(api["level"], "ok", "{api}");
+    assert!(
+        api["what"]
+            .as_str()
+            .is_some_and(|w| w.contains(&format!("127.0.0.1:{port}/ (HTTP 200)"))),
+        "{api}"
+    );
+    let shown = state.display();
+    let storage = finding(
+        &v,
+        &format!("storage.dir {shown} is writable for user {}", whoami()),
+    );
+    assert_eq!(storage["level"], "ok", "{storage}");
+    // Outside StateDirectory the unit's ProtectSystem=strict forbids writes.
+    let outside = finding(
+        &v,
+        &format!("storage.dir {shown} is outside /var/lib/posbridge"),
+    );
+    assert_eq!(outside["level"], "problem", "{outside}");
+    assert!(
+        outside["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains(&format!("ReadWritePaths={shown}"))),
+        "{outside}"
+    );
+    assert!(v["problems"].as_u64().is_some(), "{v}");
+    p.stop_and_log();
+    let (code, v) = doctor();
+    assert_eq!(code, Some(1));
+    let api = finding(&v, "no daemon answers");
+    assert_eq!(api["level"], "problem");
+    assert!(
+        api["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("systemctl start posbridge")),
+        "{api}"
+    );
+}
+
+fn whoami() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "root".into())
+}

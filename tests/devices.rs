@@ -4,7 +4,7 @@
 //! claims it, `permission denied` where access fails, and serial ports found
 //! by USB id and serial number.
 
-use posbridge::cli::doctor::{self, Who};
+use posbridge::cli::doctor::{self, Level, Who};
 use posbridge::sysfs::{self, Access};
 use posbridge_drivers::hotplug::NodeKind;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -383,7 +383,11 @@ path = "/nonexistent/ttyUSB9"
         .map(|f| {
             format!(
                 "{} {} | {}",
-                if f.ok { "ok" } else { "FAIL" },
+                match f.level {
+                    Level::Ok => "ok",
+                    Level::Info => "info",
+                    Level::Problem => "FAIL",
+                },
                 f.what,
                 f.fix
             )
@@ -397,7 +401,7 @@ path = "/nonexistent/ttyUSB9"
     has("ttyUSB1");
     has("FAIL device idcard-1 (idcard-sam over serial): /nonexistent/ttyUSB9 does not exist | plug it in, or correct device[1].path");
     has("FAIL MQTT broker 127.0.0.1:1 cannot be reached");
-    for f in findings.iter().filter(|f| !f.ok) {
+    for f in findings.iter().filter(|f| f.is_problem()) {
         assert!(
             !f.fix.is_empty() && !f.fix.contains('\n'),
             "one-line fix: {f:?}"
@@ -407,17 +411,18 @@ path = "/nonexistent/ttyUSB9"
     // Installed rules that match this build: no complaint; stale ones: reinstall.
     let catalog = posbridge_drivers::catalog::Catalog::builtin().expect("catalog");
     std::fs::write(rules.join("70-posbridge.rules"), catalog.udev_rules()).expect("w");
-    let f = doctor::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me);
+    let used = doctor::Used::default();
+    let f = doctor::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me, &used);
     assert!(
         f.iter()
-            .any(|f| f.ok && f.what.starts_with("udev rules installed")),
+            .any(|f| f.level == Level::Ok && f.what.starts_with("udev rules installed")),
         "{f:?}"
     );
     std::fs::write(rules.join("70-posbridge.rules"), "# old\n").expect("w");
-    let f = doctor::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me);
+    let f = doctor::check_files(&sys, &dev, &[rules.as_path()], catalog, &Who::Me, &used);
     assert!(
         f.iter()
-            .any(|f| !f.ok && f.what.contains("differs from this build's catalog")),
+            .any(|f| f.is_problem() && f.what.contains("differs from this build's catalog")),
         "{f:?}"
     );
 
@@ -508,23 +513,29 @@ fn doctor_as_root_judges_the_service_user_not_root() {
         &format!("ok    {d}/ttyUSB1: readable and writable for user nobody"),
     );
     assert!(!text.contains("ttyUSB1: permission denied"), "{text}");
+    // Issue 19: a node nothing uses and the catalog does not know is information.
+    has(&text, &format!("info  {d}/hidraw1: permission denied for user nobody; no device in the config uses it and the catalog does not know it"));
+    assert!(!text.contains("FAIL  {d}/hidraw1"), "{text}");
 
     // No --user as root: the service user, or, before it exists, a problem
     // saying so and the check made with the unit's groups.
     let text = doctor(None);
-    has(&text, "judged for user posbridge");
-    has(
-        &text,
-        &format!("{d}/ttyUSB0: permission denied for user posbridge"),
-    );
     if nix::unistd::User::from_name("posbridge")
         .ok()
         .flatten()
         .is_none()
     {
+        // Issue 19: said once, not as a verdict on every node.
         has(
             &text,
-            "FAIL  the service user: user posbridge does not exist",
+            "FAIL  the service user: user posbridge does not exist; device and storage access are not judged until it exists",
+        );
+        assert!(!text.contains("permission denied"), "{text}");
+    } else {
+        has(&text, "judged for user posbridge");
+        has(
+            &text,
+            &format!("{d}/ttyUSB0: permission denied for user posbridge"),
         );
     }
     let bad = Command::new(BIN)

@@ -29,6 +29,9 @@ pub enum Who {
         uid: u32,
         gids: Vec<u32>,
     },
+    /// The service user does not exist (yet): access is not judged, only
+    /// whether nodes are there.
+    Missing { name: String },
 }
 
 impl Who {
@@ -36,6 +39,36 @@ impl Who {
         match self {
             Who::Me => access(path),
             Who::User { uid, gids, .. } => access_as(path, *uid, gids),
+            Who::Missing { .. } if path.exists() => Access::Ok,
+            Who::Missing { .. } => Access::NoNode,
+        }
+    }
+
+    /// Whether `dir` lets this user create files in it: `None` when that
+    /// cannot be judged (no such user).
+    pub fn may_write_dir(&self, dir: &Path) -> Option<bool> {
+        use std::os::unix::fs::MetadataExt;
+        match self {
+            Who::Missing { .. } => None,
+            Who::Me => {
+                use std::os::unix::ffi::OsStrExt;
+                let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+                // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+                Some(unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0)
+            }
+            Who::User { uid, gids, .. } => {
+                let m = std::fs::metadata(dir).ok()?;
+                let bits = if *uid == 0 {
+                    0o7
+                } else if m.uid() == *uid {
+                    m.mode() >> 6
+                } else if gids.contains(&m.gid()) {
+                    m.mode() >> 3
+                } else {
+                    m.mode()
+                };
+                Some(bits & 0o3 == 0o3)
+            }
         }
     }
 
@@ -75,7 +108,7 @@ impl Who {
     fn label(&self) -> String {
         match self {
             Who::Me => String::new(),
-            Who::User { name, .. } => format!(" for user {name}"),
+            Who::User { name, .. } | Who::Missing { name } => format!(" for user {name}"),
         }
     }
 }
@@ -94,29 +127,86 @@ pub fn catalog_entry<'c>(catalog: &'c Catalog, node: &Node) -> Option<&'c Entry>
     catalog.lookup(id.vid, id.pid)
 }
 
+/// How much a finding matters: only problems make `doctor` exit 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    /// Worth knowing, nothing to fix (a port nothing uses).
+    Info,
+    Problem,
+}
+
 /// One `doctor` finding.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
-    pub ok: bool,
+    pub level: Level,
     pub what: String,
-    /// One line saying how to fix it (empty when ok).
+    /// One line saying how to fix it (empty unless a problem).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub fix: String,
 }
 
 impl Finding {
     pub fn ok(what: impl Into<String>) -> Finding {
         Finding {
-            ok: true,
+            level: Level::Ok,
+            what: what.into(),
+            fix: String::new(),
+        }
+    }
+    pub fn info(what: impl Into<String>) -> Finding {
+        Finding {
+            level: Level::Info,
             what: what.into(),
             fix: String::new(),
         }
     }
     pub fn problem(what: impl Into<String>, fix: impl Into<String>) -> Finding {
         Finding {
-            ok: false,
+            level: Level::Problem,
             what: what.into(),
             fix: fix.into(),
         }
+    }
+    pub fn is_problem(&self) -> bool {
+        self.level == Level::Problem
+    }
+}
+
+/// What the config uses, so a node nothing uses and the catalog does not
+/// know is reported as information, not as a problem.
+#[derive(Default)]
+pub struct Used {
+    paths: Vec<PathBuf>,
+    usb: Vec<(u16, u16)>,
+}
+
+impl Used {
+    pub fn by(config: &crate::Config) -> Used {
+        let hex = posbridge_drivers::catalog::parse_hex16;
+        Used {
+            paths: config
+                .devices
+                .iter()
+                .filter_map(|d| d.path.as_deref())
+                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p)))
+                .collect(),
+            usb: config
+                .devices
+                .iter()
+                .filter_map(|d| d.usb_match.as_ref())
+                .filter_map(|m| Some((hex(&m.vid)?, hex(&m.pid)?)))
+                .collect(),
+        }
+    }
+
+    fn uses(&self, n: &Node) -> bool {
+        let real = std::fs::canonicalize(&n.dev_path).unwrap_or_else(|_| n.dev_path.clone());
+        self.paths.contains(&real)
+            || n.usb
+                .as_ref()
+                .is_some_and(|id| self.usb.contains(&(id.vid, id.pid)))
     }
 }
 
@@ -129,6 +219,7 @@ pub fn check_files(
     rules_dirs: &[&Path],
     catalog: &Catalog,
     who: &Who,
+    used: &Used,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let expected = catalog.udev_rules();
@@ -158,9 +249,17 @@ pub fn check_files(
             )),
         },
     }
+    if matches!(who, Who::Missing { .. }) {
+        return out;
+    }
     for n in scan(sys, dev) {
         let known = catalog_entry(catalog, &n).is_some();
         match who.access(&n.dev_path) {
+            Access::PermissionDenied if !known && !used.uses(&n) => out.push(Finding::info(format!(
+                "{}: permission denied{}; no device in the config uses it and the catalog does not know it",
+                n.dev_path.display(),
+                who.label()
+            ))),
             Access::PermissionDenied => {
                 let fix = permission_fix(&n.dev_path, Some(n.kind), known, who);
                 out.push(Finding::problem(
@@ -190,7 +289,7 @@ const NARROW_GROUPS: &[&str] = &["dialout", "plugdev", "lp", "uucp", "scanner"];
 pub fn permission_fix(path: &Path, kind: Option<NodeKind>, known: bool, who: &Who) -> String {
     use std::os::unix::fs::MetadataExt;
     let user = match who {
-        Who::User { name, .. } => name.as_str(),
+        Who::User { name, .. } | Who::Missing { name } => name.as_str(),
         Who::Me => SERVICE_USER,
     };
     let ours = if kind == Some(NodeKind::Tty) {
@@ -258,10 +357,13 @@ pub fn doctor(
     for w in crate::load::file_warnings(config_path) {
         out.push(Finding::problem(w.problem, w.fix));
     }
-    out.extend(check_files(sys, dev, rules_dirs, catalog, who));
+    let used = config.as_ref().map(Used::by).unwrap_or_default();
+    out.extend(check_files(sys, dev, rules_dirs, catalog, who, &used));
     let Some(config) = config else {
         return out;
     };
+    out.push(api_finding(&config.api));
+    out.extend(storage_finding(&config.storage.dir, who));
     for (i, d) in config.devices.iter().enumerate() {
         let label = format!("device {} ({} over {})", d.id, d.driver, d.transport_name());
         match device_present(i, d, sys, dev, catalog, who) {
@@ -373,6 +475,81 @@ fn device_present(
     })
 }
 
+/// Whether a daemon answers on `api.listen` (any HTTP answer counts).
+fn api_finding(api: &crate::config::ApiConfig) -> Finding {
+    let url = format!("http://{}/v1/health", api.listen);
+    let down = |why: String| {
+        Finding::problem(
+            format!("no daemon answers on {}: {why}", api.listen),
+            "sudo systemctl start posbridge (journalctl -u posbridge -b says why it stopped)",
+        )
+    };
+    if api.tls {
+        // This build's client speaks no TLS: the port answering is the check.
+        return match std::net::TcpStream::connect_timeout(&api.listen, API_WAIT) {
+            Ok(_) => Finding::ok(format!("a daemon listens on {} (TLS)", api.listen)),
+            Err(e) => down(e.to_string()),
+        };
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(API_WAIT))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    match agent.get(&url).call() {
+        Ok(r) => Finding::ok(format!(
+            "the daemon answers on http://{}/ (HTTP {})",
+            api.listen,
+            r.status().as_u16()
+        )),
+        Err(e) => down(e.to_string()),
+    }
+}
+
+const API_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where systemd's `StateDirectory=` puts the state (and makes it the
+/// service user's, at each start).
+const STATE_DIRECTORY: &str = "/var/lib/posbridge";
+
+/// Whether the service can keep its stores in `storage.dir`.
+fn storage_finding(dir: &Path, who: &Who) -> Vec<Finding> {
+    let shown = dir.display();
+    let state = Path::new(STATE_DIRECTORY);
+    let mut out = Vec::new();
+    let judging_service = !matches!(who, Who::Me);
+    if judging_service && dir != state {
+        out.push(Finding::problem(
+            format!("storage.dir {shown} is outside {STATE_DIRECTORY}, the only place the unit (ProtectSystem=strict) lets the service write"),
+            format!("sudo systemctl edit posbridge, and add under [Service]: ReadWritePaths={shown}"),
+        ));
+    }
+    if !dir.exists() {
+        out.push(if dir == state {
+            Finding::ok(format!(
+                "storage.dir {shown} is created by systemd when the service starts"
+            ))
+        } else {
+            Finding::problem(
+                format!("storage.dir {shown} does not exist"),
+                format!("sudo install -d -m 0700 -o {SERVICE_USER} -g {SERVICE_USER} {shown}"),
+            )
+        });
+        return out;
+    }
+    out.push(match who.may_write_dir(dir) {
+        Some(true) => Finding::ok(format!("storage.dir {shown} is writable{}", who.label())),
+        Some(false) => Finding::problem(
+            format!("storage.dir {shown} is not writable{}", who.label()),
+            format!("sudo chown -R {SERVICE_USER}: {shown} && sudo chmod 0700 {shown}"),
+        ),
+        None => Finding::info(format!(
+            "storage.dir {shown}: not judged without the service user"
+        )),
+    });
+    out
+}
+
 fn pcscd_finding() -> Finding {
     match pcsc_readers() {
         Ok(r) => Finding::ok(format!("pcscd is running ({} reader(s))", r.len())),
@@ -415,39 +592,24 @@ fn broker_reachable(target: &str) -> Result<(), String> {
     Err(last)
 }
 
-/// `posbridge doctor`: prints each finding and its fix; exit 1 on any problem.
+/// `posbridge doctor`: prints each finding and its fix (or, with `json`,
+/// one JSON object); exit 1 on any problem, 2 on a bad `--user`.
 pub fn command(
-    config: &std::path::Path,
-    sysfs: &std::path::Path,
-    dev: &std::path::Path,
+    config: &Path,
+    sysfs: &Path,
+    dev: &Path,
     rules_dirs: Vec<PathBuf>,
     user: Option<String>,
+    json: bool,
 ) -> ExitCode {
-    // Root passes every access check; what matters is the service's user.
-    let mut first = Vec::new();
-    let who = match user {
-        Some(u) => match Who::service(&u) {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("posbridge doctor: --user: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None if nix::unistd::geteuid().is_root() => match Who::service(SERVICE_USER) {
-            Ok(w) => w,
-            Err(e) => {
-                first.push(Finding::problem(
-                    format!("the service user: {e}"),
-                    "install the posbridge package, or: sudo systemd-sysusers systemd/posbridge.sysusers",
-                ));
-                Who::service_to_be(SERVICE_USER)
-            }
-        },
-        None => Who::Me,
+    let mut findings = Vec::new();
+    let who = match whose_access(user, &mut findings) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("posbridge doctor: --user: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if let Who::User { name, .. } = &who {
-        println!("(device access is judged for user {name} with the service's groups)");
-    }
     let dirs: Vec<PathBuf> = if rules_dirs.is_empty() {
         [
             "/etc/udev/rules.d",
@@ -460,28 +622,71 @@ pub fn command(
     } else {
         rules_dirs
     };
-    let dirs: Vec<&std::path::Path> = dirs.iter().map(PathBuf::as_path).collect();
-    first.extend(doctor(config, sysfs, dev, &dirs, &who));
-    let findings = first;
-    let mut problems = 0;
-    for f in &findings {
-        if f.ok {
-            println!("ok    {}", f.what);
-        } else {
-            problems += 1;
-            println!("FAIL  {}\n      fix: {}", f.what, f.fix);
-        }
+    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    findings.extend(doctor(config, sysfs, dev, &dirs, &who));
+    let problems = findings.iter().filter(|f| f.is_problem()).count();
+    if json {
+        print_json(&who, &findings, problems);
+    } else {
+        print_text(&who, &findings, problems);
     }
     if problems == 0 {
-        println!("no problems found");
         ExitCode::SUCCESS
     } else {
-        println!(
-            "{problems} problem{} found",
-            if problems == 1 { "" } else { "s" }
-        );
         ExitCode::FAILURE
     }
+}
+
+/// Root passes every access check; what matters is the service's user. A
+/// missing service user is one finding, not a verdict on every node.
+fn whose_access(user: Option<String>, findings: &mut Vec<Finding>) -> Result<Who, String> {
+    match user {
+        Some(u) => Who::service(&u),
+        None if nix::unistd::geteuid().is_root() => Ok(match Who::service(SERVICE_USER) {
+            Ok(w) => w,
+            Err(e) => {
+                findings.push(Finding::problem(
+                    format!("the service user: {e}; device and storage access are not judged until it exists"),
+                    "install the posbridge package, or: sudo systemd-sysusers systemd/posbridge.sysusers",
+                ));
+                Who::Missing {
+                    name: SERVICE_USER.to_owned(),
+                }
+            }
+        }),
+        None => Ok(Who::Me),
+    }
+}
+
+fn print_text(who: &Who, findings: &[Finding], problems: usize) {
+    if let Who::User { name, .. } = who {
+        println!("(device access is judged for user {name} with the service's groups)");
+    }
+    for f in findings {
+        match f.level {
+            Level::Ok => println!("ok    {}", f.what),
+            Level::Info => println!("info  {}", f.what),
+            Level::Problem => println!("FAIL  {}\n      fix: {}", f.what, f.fix),
+        }
+    }
+    match problems {
+        0 => println!("no problems found"),
+        1 => println!("1 problem found"),
+        n => println!("{n} problems found"),
+    }
+}
+
+fn print_json(who: &Who, findings: &[Finding], problems: usize) {
+    let user = match who {
+        Who::Me => None,
+        Who::User { name, .. } | Who::Missing { name } => Some(name.as_str()),
+    };
+    let out = serde_json::json!({
+        "user": user,
+        "problems": problems,
+        "findings": findings,
+    });
+    println!("{out:#}");
 }
 
 #[cfg(test)]
