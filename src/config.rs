@@ -542,6 +542,9 @@ pub struct Draft {
     /// Keys step one found wrong and left out of their device: checks after
     /// it would only say they are missing.
     left_out: HashSet<String>,
+    /// Keys set by `POSBRIDGE__…` variables, and the variable: a problem
+    /// there is blamed on the variable, not the file.
+    from_env: Vec<(String, String)>,
 }
 
 impl Draft {
@@ -583,6 +586,16 @@ impl Draft {
         let mut seen = HashSet::new();
         self.problems
             .retain(|p| under(&p.key).is_none_or(|r| seen.insert(r)));
+        for p in &mut self.problems {
+            let var = self.from_env.iter().find(|(k, _)| {
+                p.key
+                    .strip_prefix(k.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            });
+            if let Some((_, var)) = var {
+                p.key = format!("{} (from {var})", p.key);
+            }
+        }
         Err(ConfigError {
             source: self.source,
             problems: self.problems,
@@ -630,7 +643,7 @@ impl Config {
         })?;
         let mut problems = Vec::new();
         let mut root = toml::Value::Table(table);
-        apply_env(&mut root, env, &mut problems);
+        let from_env = apply_env(&mut root, env, &mut problems);
         // set_path only inserts below the root, so it is still a table.
         let table = match root {
             toml::Value::Table(t) => t,
@@ -645,6 +658,7 @@ impl Config {
             problems,
             source: source.to_owned(),
             left_out,
+            from_env,
         })
     }
 
@@ -931,6 +945,31 @@ fn deserialize_all(
         }
     }
 
+    // Each section key by key: one wrong value does not hide the next, nor
+    // the checks of the values that were right (a bad token scope once hid
+    // a 0.0.0.0 listen address).
+    fn each<T: serde::de::DeserializeOwned>(
+        name: &str,
+        value: toml::Value,
+        vital: &[&str],
+        problems: &mut Vec<Problem>,
+        left_out: &mut HashSet<String>,
+    ) -> Option<T> {
+        let toml::Value::Table(table) = value else {
+            return part(name, value, problems);
+        };
+        let (read, wrong) = read_each::<T>(table, vital);
+        for (key, message) in wrong {
+            let top = key.split(['.', '[']).next().unwrap_or_default();
+            left_out.insert(join_key(name, top));
+            problems.push(Problem {
+                key: join_key(name, &key),
+                message,
+            });
+        }
+        read
+    }
+
     let mut config = Config {
         // Stands in only while other sections are checked; a missing store is reported.
         store: StoreConfig { id: "unset".into() },
@@ -948,16 +987,22 @@ fn deserialize_all(
         match k.as_str() {
             "store" => {
                 have_store = true;
-                if let Some(x) = part("store", v, problems) {
+                if let Some(x) = each("store", v, &["id"], problems, left_out) {
                     config.store = x;
                 }
             }
-            "api" => config.api = part("api", v, problems).unwrap_or_default(),
-            "storage" => config.storage = part("storage", v, problems).unwrap_or_default(),
-            "events" => config.events = part("events", v, problems).unwrap_or_default(),
-            "log" => config.log = part("log", v, problems).unwrap_or_default(),
-            "uplink" => config.uplink = part("uplink", v, problems),
-            "devices" => config.plug = part("devices", v, problems).unwrap_or_default(),
+            "api" => config.api = each("api", v, &[], problems, left_out).unwrap_or_default(),
+            "storage" => {
+                config.storage = each("storage", v, &[], problems, left_out).unwrap_or_default()
+            }
+            "events" => {
+                config.events = each("events", v, &[], problems, left_out).unwrap_or_default()
+            }
+            "log" => config.log = each("log", v, &[], problems, left_out).unwrap_or_default(),
+            "uplink" => config.uplink = each("uplink", v, &["url"], problems, left_out),
+            "devices" => {
+                config.plug = each("devices", v, &[], problems, left_out).unwrap_or_default()
+            }
             "device" => match v {
                 toml::Value::Array(items) => {
                     for (i, item) in items.into_iter().enumerate() {
@@ -1076,11 +1121,13 @@ fn clean_serde_message(m: &str) -> String {
 /// Applies `POSBRIDGE__A__B=value` as `a.b = value`. A numeric segment indexes
 /// an array (`POSBRIDGE__DEVICE__0__BAUD`). The value is read as a TOML value
 /// (`9600`, `true`, `["a","b"]`) unless the key already holds a string.
+/// Returns each key set, as problems name it (`device[0].baud`), with its variable.
 fn apply_env(
     root: &mut toml::Value,
     env: impl IntoIterator<Item = (String, String)>,
     problems: &mut Vec<Problem>,
-) {
+) -> Vec<(String, String)> {
+    let mut set = Vec::new();
     let mut vars: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
@@ -1098,13 +1145,31 @@ fn apply_env(
             });
             continue;
         }
-        if let Err(message) = set_path(root, &segments, &raw) {
-            problems.push(Problem {
+        match set_path(root, &segments, &raw) {
+            Ok(()) => set.push((problem_key(&segments), name)),
+            Err(message) => problems.push(Problem {
                 key: format!("{} (from {name})", segments.join(".")),
                 message,
-            });
+            }),
         }
     }
+    set
+}
+
+/// `["device", "0", "baud"]` as problems name it: `device[0].baud`.
+fn problem_key(segments: &[String]) -> String {
+    let mut key = String::new();
+    for s in segments {
+        if s.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{s}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(s);
+        }
+    }
+    key
 }
 
 fn set_path(root: &mut toml::Value, segs: &[String], raw: &str) -> Result<(), String> {

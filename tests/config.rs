@@ -295,3 +295,69 @@ fn a_file_printer_needs_its_directory() {
     // storage.dir is created by the daemon itself.
     assert!(printer("/nonexistent-state/receipts.bin").is_empty());
 }
+
+/// Issue 19: one pass finds every problem: a wrong token scope no longer
+/// hides a 0.0.0.0 listen address, nor a type error a duplicate id, and a
+/// value from the environment is blamed on its variable.
+#[test]
+fn check_config_reports_every_problem_in_one_pass_and_blames_variables() {
+    let text = r#"
+[store]
+id = "s"
+[api]
+listen = "0.0.0.0:8731"
+bogus = 1
+[[api.tokens]]
+name = "t"
+token = "0123456789abcdef0123456789abcdef"
+scopes = ["events", "bogus"]
+[events]
+buffer = "lots"
+[[device]]
+id = "a"
+driver = "barcode"
+transport = "sim"
+[[device]]
+id = "a"
+driver = "barcode"
+transport = "sim"
+baud = "fast"
+"#;
+    let env = [
+        ("POSBRIDGE__STORE__ID", "bad id!"),
+        ("POSBRIDGE__API__MAX_STREAMS", "many"),
+        ("POSBRIDGE__DEVICE__0__ID", "b"),
+        ("POSBRIDGE__LOG__LEVEL", "warning"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let got: Vec<String> = match Config::parse(text, env, "t") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    };
+    for want in [
+        "store.id (from POSBRIDGE__STORE__ID): must be 1-64 characters",
+        "api.max_streams (from POSBRIDGE__API__MAX_STREAMS): invalid type: string \"many\"",
+        "api.bogus: unknown field `bogus`",
+        "api.tokens[0].scopes[1]: unknown variant `bogus`",
+        "api.listen: 0.0.0.0:8731 is not a loopback address",
+        "events.buffer: invalid type: string \"lots\"",
+        "log.level (from POSBRIDGE__LOG__LEVEL): \"warning\" is not a level",
+        "device[1].baud: invalid type: string \"fast\"",
+    ] {
+        assert!(
+            got.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {got:#?}"
+        );
+    }
+    // The environment renamed device 0, so the duplicate is gone; without it:
+    let got: Vec<String> = match Config::parse(text, std::iter::empty(), "t") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    };
+    assert!(
+        got.iter()
+            .any(|p| p == "device[1].id: duplicate device id \"a\""),
+        "{got:#?}"
+    );
+    assert!(!got.iter().any(|p| p.contains("(from ")), "{got:#?}");
+}
