@@ -12,7 +12,7 @@ pub const DEFAULT_PATH: &str = "/etc/posbridge/posbridge.toml";
 pub const ENV_PREFIX: &str = "POSBRIDGE__";
 
 /// The whole config, after validation.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub store: StoreConfig,
@@ -34,7 +34,7 @@ pub struct Config {
 }
 
 /// `[devices]`: how USB devices are found.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlugConfig {
     /// Claim every catalog device marked `auto` (ids `auto-<catalog id>`) that
@@ -42,13 +42,13 @@ pub struct PlugConfig {
     pub auto: bool,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub id: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
@@ -94,7 +94,7 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub name: String,
@@ -129,7 +129,7 @@ impl fmt::Debug for TokenConfig {
 }
 
 /// What a token lets its holder do.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Events,
@@ -162,7 +162,7 @@ impl Scope {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub dir: PathBuf,
@@ -183,7 +183,7 @@ impl Default for StorageConfig {
 }
 
 /// The event bus and stream tuning.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Events kept for resume (`since`) and long-poll.
@@ -207,7 +207,7 @@ impl Default for EventsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter (`info`, `posbridge=debug,warn`); `RUST_LOG` wins when set.
@@ -226,7 +226,7 @@ impl Default for LogConfig {
 /// shares (which device, which driver, how it is reached); the rest stay in
 /// `options` until loading reads them into the family's own options type
 /// (src/family), so a key no family takes is an error naming it.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub id: String,
@@ -354,7 +354,7 @@ pub fn keys_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     fields
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsbMatch {
     pub vid: String,
@@ -364,7 +364,7 @@ pub struct UsbMatch {
 
 /// HQ relay settings (contract §2). Parsed and validated now so configs written
 /// against the contract load; the relay itself lives in `uplink/`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkConfig {
     pub url: String,

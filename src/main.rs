@@ -29,6 +29,10 @@ enum Cmd {
     CheckConfig {
         #[arg(long, env = "POSBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
+        /// When valid, print the config in effect (file plus environment,
+        /// defaults filled in, secrets redacted).
+        #[arg(long)]
+        print: bool,
     },
     /// Feed bytes into a device whose transport is "sim", through the running daemon's API.
     Simulate {
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { config } => run(&config),
-        Cmd::CheckConfig { config } => cli::check_config(&config),
+        Cmd::CheckConfig { config, print } => cli::check_config(&config, print),
         Cmd::Simulate {
             device,
             payload,

@@ -348,3 +348,69 @@ fn whoami() -> String {
         .map(|u| u.name)
         .unwrap_or_else(|| "root".into())
 }
+
+/// Issue 19: `check-config --print` shows the config in effect: the file,
+/// the environment's overrides, every default, and no secret.
+#[test]
+fn check_config_print_shows_the_config_in_effect_without_secrets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        "[store]\nid = \"s\"\n[[api.tokens]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\nscopes = [\"events\"]\n[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\nsuffix = \"crlf\"\n[uplink]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n",
+    );
+    let print = |cfg: &Path| {
+        let out = Command::new(BIN)
+            .args(["check-config", "--print", "--config"])
+            .arg(cfg)
+            .env("POSBRIDGE__EVENTS__BUFFER", "2048")
+            .output()
+            .expect("check-config");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let text = print(&cfg);
+    let v: toml::Table = text.parse().expect("the print is TOML");
+    assert_eq!(
+        v["events"]["buffer"].as_integer(),
+        Some(2048),
+        "from the environment"
+    );
+    assert_eq!(
+        v["api"]["listen"].as_str(),
+        Some("127.0.0.1:8731"),
+        "a default"
+    );
+    assert_eq!(
+        v["storage"]["retain_days"].as_integer(),
+        Some(7),
+        "a default"
+    );
+    assert_eq!(
+        v["device"][0]["suffix"].as_str(),
+        Some("crlf"),
+        "a family key"
+    );
+    assert_eq!(v["uplink"]["topic_prefix"].as_str(), Some("posbridge"));
+    for secret in ["0123456789abcdef", "hunter2"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    assert_eq!(v["api"]["tokens"][0]["token"].as_str(), Some("(redacted)"));
+    assert_eq!(v["uplink"]["password"].as_str(), Some("(redacted)"));
+    // Without secrets, what it prints is itself a config that prints the same.
+    let plain = write(
+        dir.path(),
+        "plain.toml",
+        "[store]\nid = \"s\"\n[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\n",
+    );
+    let once = print(&plain);
+    let again = write(dir.path(), "again.toml", &once);
+    assert_eq!(
+        print(&again).lines().skip(1).collect::<Vec<_>>(),
+        once.lines().skip(1).collect::<Vec<_>>()
+    );
+}

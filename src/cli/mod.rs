@@ -10,11 +10,23 @@ pub mod trust_cert;
 use std::process::ExitCode;
 
 /// `posbridge check-config`: every problem with its key, or a one-line summary.
-pub fn check_config(path: &std::path::Path) -> ExitCode {
+pub fn check_config(path: &std::path::Path, print: bool) -> ExitCode {
     match crate::load::load(path) {
         Ok(crate::load::Loaded { config, warnings }) => {
             for w in warnings {
                 eprintln!("warning: {w}");
+            }
+            if print {
+                return match effective_toml(&config) {
+                    Ok(text) => {
+                        println!("# The config in effect: {} and POSBRIDGE__ variables, defaults filled in, secrets redacted.\n{text}", path.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("posbridge check-config: cannot print the config: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
             }
             println!(
                 "{}: ok (store {}, {} device{})",
@@ -42,6 +54,48 @@ pub fn udev_rules() -> ExitCode {
         Err(e) => {
             eprintln!("posbridge udev-rules: the built-in catalog is broken: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `check-config --print` shows in place of a secret.
+const REDACTED: &str = "(redacted)";
+
+/// The config in effect as TOML: the file plus `POSBRIDGE__` variables,
+/// defaults filled in, each device's family keys as written, secrets
+/// (token values, the broker password, a dongle's HMAC key) redacted.
+pub fn effective_toml(config: &crate::Config) -> Result<String, String> {
+    let mut v = toml::Value::try_from(config).map_err(|e| e.to_string())?;
+    if let Some(devices) = v.get_mut("device").and_then(toml::Value::as_array_mut) {
+        for (d, cfg) in devices.iter_mut().zip(&config.devices) {
+            if let Some(t) = d.as_table_mut() {
+                t.extend(cfg.options.clone());
+            }
+        }
+    }
+    redact(&mut v);
+    toml::to_string(&v).map_err(|e| e.to_string())
+}
+
+fn redact(v: &mut toml::Value) {
+    let hide = |x: Option<&mut toml::Value>| {
+        if let Some(x) = x {
+            *x = toml::Value::String(REDACTED.into());
+        }
+    };
+    if let Some(tokens) = v
+        .get_mut("api")
+        .and_then(|a| a.get_mut("tokens"))
+        .and_then(toml::Value::as_array_mut)
+    {
+        for t in tokens {
+            hide(t.get_mut("token"));
+        }
+    }
+    hide(v.get_mut("uplink").and_then(|u| u.get_mut("password")));
+    if let Some(devices) = v.get_mut("device").and_then(toml::Value::as_array_mut) {
+        for d in devices {
+            hide(d.get_mut("hmac_key"));
         }
     }
 }
