@@ -24,6 +24,7 @@ PACKAGES=(
   mosquitto-clients # mosquitto_sub/pub, for poking a broker by hand
   ca-certificates   # mqtts:// without uplink.ca trusts the system's CAs
   libnss3-tools     # tests/wss.rs: certutil, for posbridge trust-cert into a temp NSS db
+  groff-base        # tests/cli.rs: renders the generated manual pages
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

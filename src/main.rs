@@ -1,7 +1,7 @@
 //! The `posbridge` command line (contract §1).
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use posbridge::cli;
 use posbridge::config::{self, Config};
 use std::path::PathBuf;
@@ -11,7 +11,18 @@ use std::process::ExitCode;
 #[command(
     name = "posbridge",
     version,
-    about = "Store hardware gateway for web POS pages"
+    // `posbridge COMMAND --help` and the manual pages say the same.
+    disable_help_subcommand = true,
+    about = "Store hardware gateway for web POS pages",
+    long_about = "posbridge reads a store counter's devices (card readers, scanners, ID-card \
+readers, caller-ID boxes, dongles), serves their events to web POS pages on 127.0.0.1 over \
+WebSocket and HTTP, prints receipts, keeps the pages' transactions durably and relays them \
+to HQ over MQTT.",
+    after_long_help = "Files: /etc/posbridge/posbridge.toml (the config), /var/lib/posbridge \
+(the stores), /lib/udev/rules.d/70-posbridge.rules. Environment: POSBRIDGE_CONFIG names the \
+config file; POSBRIDGE__SECTION__KEY overrides one value; RUST_LOG overrides log.level. \
+Documentation: /usr/share/doc/posbridge (README for store IT, DEVELOPERS for POS developers, \
+CONTRACT)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -71,7 +82,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check permissions, udev rules, pcscd, the broker and the config; say how to fix each problem.
+    /// Check the config, permissions, udev rules, the running daemon, storage.dir, pcscd and the broker; say how to fix each problem.
     Doctor {
         #[arg(long, env = "POSBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
@@ -92,6 +103,10 @@ enum Cmd {
     },
     /// Print udev rules generated from the device catalog (udev/70-posbridge.rules).
     UdevRules,
+    /// Write the manual pages (man/) and shell completions (completions/)
+    /// into DIR, made from this command line's own definition.
+    #[command(hide = true)]
+    Generate { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -125,7 +140,51 @@ fn main() -> ExitCode {
             json,
         } => cli::doctor::command(&config, &sysfs, &dev, rules_dirs, user, json),
         Cmd::UdevRules => cli::udev_rules(),
+        Cmd::Generate { dir } => match generate(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("posbridge generate: {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// posbridge(8) and a page per command (posbridge-run(8), …), and the bash,
+/// zsh and fish completions; the package installs them.
+fn generate(dir: &std::path::Path) -> std::io::Result<()> {
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    let cmd = Cli::command();
+    let page = |cmd: clap::Command, name: &str| -> std::io::Result<()> {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .title(name.to_uppercase())
+            .section("8")
+            .manual("posbridge")
+            .source(format!("posbridge {}", env!("CARGO_PKG_VERSION")))
+            .render(&mut out)?;
+        std::fs::write(man.join(format!("{name}.8")), out)
+    };
+    page(cmd.clone(), "posbridge")?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("posbridge-{}", sub.get_name());
+        let bin = format!("posbridge {}", sub.get_name());
+        page(sub.clone().display_name(name.clone()).bin_name(bin), &name)?;
+    }
+    use clap_complete::Shell;
+    for (shell, file) in [
+        (Shell::Bash, "posbridge"),
+        (Shell::Zsh, "_posbridge"),
+        (Shell::Fish, "posbridge.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "posbridge", &mut out);
+        std::fs::write(completions.join(file), out)?;
+    }
+    Ok(())
 }
 
 fn init_tracing(level: &str) {

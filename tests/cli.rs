@@ -414,3 +414,94 @@ fn check_config_print_shows_the_config_in_effect_without_secrets() {
         once.lines().skip(1).collect::<Vec<_>>()
     );
 }
+
+/// Issue 19: the manual pages and completions come from the CLI's own
+/// definition: a page per command, completions bash can load.
+#[test]
+fn manual_pages_and_completions_are_generated_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new(BIN)
+        .arg("generate")
+        .arg(dir.path())
+        .output()
+        .expect("generate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let man = dir.path().join("man");
+    for cmd in [
+        "run",
+        "check-config",
+        "devices",
+        "doctor",
+        "simulate",
+        "trust-cert",
+        "udev-rules",
+    ] {
+        let page = man.join(format!("posbridge-{cmd}.8"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        assert!(text.contains(".TH POSBRIDGE-"), "{cmd}: {text}");
+    }
+    assert!(
+        !man.join("posbridge-generate.8").exists(),
+        "hidden commands have no page"
+    );
+    // man renders it, with the commands and the options of one.
+    let render = |page: &str| {
+        // As man would, as plain text (-cbou: no colour, bold or underline).
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-P-cbou", "-rLL=100n", "-ww"])
+            .arg(man.join(page))
+            .output()
+            .expect("groff");
+        assert!(
+            out.stderr.is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let main = render("posbridge.8");
+    for want in [
+        "posbridge-run(8)",
+        "posbridge-doctor(8)",
+        "/etc/posbridge/posbridge.toml",
+    ] {
+        assert!(main.contains(want), "{want}:\n{main}");
+    }
+    assert!(!main.contains("posbridge-help"), "{main}");
+    let doctor = render("posbridge-doctor.8");
+    assert!(
+        doctor.contains("--json") && doctor.contains("--user"),
+        "{doctor}"
+    );
+    // bash loads the completion and registers it for posbridge.
+    let bash = dir.path().join("completions/posbridge");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p posbridge",
+            bash.display()
+        ))
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["_posbridge", "posbridge.fish"] {
+        let text = std::fs::read_to_string(dir.path().join("completions").join(file)).expect(file);
+        assert!(
+            text.contains("check-config") && text.contains("doctor"),
+            "{file}"
+        );
+    }
+}
