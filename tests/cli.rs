@@ -125,7 +125,17 @@ fn environment_overrides_apply_and_are_checked() {
         .expect("run");
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("api.listn: unknown field"), "{err}");
+    // Both, each blamed on its variable (issue 19: the unknown key had hidden the address).
+    assert!(
+        err.contains("api.listn (from POSBRIDGE__API__LISTN): unknown field"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "api.listen (from POSBRIDGE__API__LISTEN): 0.0.0.0:9000 is not a loopback address"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
