@@ -268,6 +268,26 @@ impl Catalog {
     /// `TAG+="uaccess"` for the seated user, and ModemManager told to keep
     /// off every serial device listed (it probes ttys with AT commands, which
     /// confuses readers and steals caller-ID modems).
+    /// The USB modaliases the udev rules grant access to (`usb:v0403p6001d*`),
+    /// sorted: the package's AppStream metadata announces the hardware.
+    pub fn modaliases(&self) -> Vec<String> {
+        let mut m: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.interface != Interface::Pcsc)
+            .map(|e| {
+                format!(
+                    "usb:v{}p{}d*",
+                    e.vid.to_ascii_uppercase(),
+                    e.pid.to_ascii_uppercase()
+                )
+            })
+            .collect();
+        m.sort();
+        m.dedup();
+        m
+    }
+
     pub fn udev_rules(&self) -> String {
         let mut sorted: Vec<&Entry> = self.entries.iter().collect();
         sorted.sort_by_key(|e| e.ids());
@@ -291,8 +311,11 @@ impl Catalog {
             let _ = writeln!(s, "{guard}, GOTO=\"posbridge_{label}\"");
         }
         s.push_str("GOTO=\"posbridge_end\"\n");
-        for (iface, _, label, access) in &blocks {
+        for (iface, guard, label, access) in &blocks {
             let _ = writeln!(s, "\nLABEL=\"posbridge_{label}\"");
+            // Each rule names its subsystem too: vendor and product ids mean
+            // something only within one (and lintian checks rule by rule).
+            let subsystem = guard.split(", ").next().unwrap_or_default();
             // The usb_device node is the device itself: its own attributes, not a parent's.
             let attr = if *iface == Interface::Usb {
                 "ATTR"
@@ -303,7 +326,7 @@ impl Catalog {
                 let _ = writeln!(s, "# {} {} ({})", e.vendor, e.model, e.family);
                 let _ = writeln!(
                     s,
-                    "{attr}{{idVendor}}==\"{}\", {attr}{{idProduct}}==\"{}\", {access}, ENV{{POSBRIDGE_CATALOG}}=\"{}\"",
+                    "{subsystem}, {attr}{{idVendor}}==\"{}\", {attr}{{idProduct}}==\"{}\", {access}, ENV{{POSBRIDGE_CATALOG}}=\"{}\"",
                     e.vid, e.pid, e.id
                 );
             }
