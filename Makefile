@@ -66,10 +66,13 @@ bench:
 	mkdir -p $(TARGET_DIR)/bench
 	set -o pipefail; $(CARGO) bench --locked --bench bench | tee $(TARGET_DIR)/bench/results.jsonl
 
-## The Debian package (binary, unit, sysusers/tmpfiles, udev rules, /etc config as a conffile).
+## The Debian package, by debhelper (debian/): binary, unit, sysusers/tmpfiles, udev rules,
+## man pages, completions, /etc config as a conffile. Checked with lintian.
 deb:
+	bash scripts/install-test-deps.sh --package
 	$(CARGO) build --locked --release
 	bash packaging/build-deb.sh $(TARGET_DIR)/release/posbridge $(TARGET_DIR)/deb
+	lintian --fail-on error,warning $(TARGET_DIR)/deb/posbridge_*_$$(dpkg --print-architecture).deb
 
 clean:
 	$(CARGO) clean

@@ -1,48 +1,45 @@
 #!/usr/bin/env bash
-# Builds posbridge_<version>_<arch>.deb from a built binary, without a Debian
-# source tree: the package is small and its layout is this script.
+# Builds posbridge_<version>_<arch>.deb with debhelper (debian/) from a binary
+# cargo built before: stages the files the package takes into a temp source
+# tree, generates the manual pages and completions there, and runs
+# dpkg-buildpackage -b for the binary's architecture.
 #
-#   packaging/build-deb.sh BINARY OUTDIR [VERSION]
+#   packaging/build-deb.sh BINARY OUTDIR [VERSION] [ARCH]
 #
-# VERSION defaults to the workspace version in Cargo.toml.
+# VERSION defaults to debian/changelog's (which a test keeps equal to
+# Cargo.toml's); ARCH to the build machine's. For another ARCH, GENERATOR
+# names a binary this machine runs (the CLI is the same) to generate the pages.
+# POSBRIDGE_DEB_OPTIONS goes to dpkg-deb (the tests pass -Znone: faster).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN=${1:?usage: build-deb.sh BINARY OUTDIR [VERSION]}
-OUT=${2:?usage: build-deb.sh BINARY OUTDIR [VERSION]}
-VERSION=${3:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)}
-ARCH=$(dpkg --print-architecture)
+usage="usage: build-deb.sh BINARY OUTDIR [VERSION] [ARCH]"
+BIN=$(realpath "${1:?$usage}")
+OUT=${2:?$usage}
+VERSION=${3:-}
+ARCH=${4:-$(dpkg --print-architecture)}
+GENERATOR=${GENERATOR:-$BIN}
 
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
-P="$STAGE/pkg"
-install -d "$P/DEBIAN" "$P/usr/bin" "$P/lib/systemd/system" "$P/usr/lib/sysusers.d" \
-  "$P/usr/lib/tmpfiles.d" "$P/etc/posbridge" "$P/usr/share/doc/posbridge"
-install -m 0755 "$BIN" "$P/usr/bin/posbridge"
-install -m 0644 "$ROOT/systemd/posbridge.service" "$P/lib/systemd/system/posbridge.service"
-install -m 0644 "$ROOT/systemd/posbridge.sysusers" "$P/usr/lib/sysusers.d/posbridge.conf"
-install -m 0644 "$ROOT/systemd/posbridge.tmpfiles" "$P/usr/lib/tmpfiles.d/posbridge.conf"
-if [ -f "$ROOT/udev/70-posbridge.rules" ]; then
-  install -d "$P/lib/udev/rules.d"
-  install -m 0644 "$ROOT/udev/70-posbridge.rules" "$P/lib/udev/rules.d/70-posbridge.rules"
+SRC="$STAGE/posbridge"
+mkdir -p "$SRC/config" "$SRC/docs"
+cp -r "$ROOT/debian" "$ROOT/systemd" "$ROOT/udev" "$SRC/"
+cp "$ROOT/config/posbridge.toml" "$SRC/config/"
+cp "$ROOT"/{README,ARCHITECTURE,BENCHMARKS,SECURITY}.md "$SRC/"
+cp "$ROOT"/docs/{CONTRACT,DEVELOPERS}.md "$SRC/docs/"
+"$GENERATOR" generate "$SRC/generated"
+if [ -n "$VERSION" ]; then
+  sed -i "1s/([^)]*)/($VERSION)/" "$SRC/debian/changelog"
 fi
-# The config holds tokens and the broker password: readable by the service's group only.
-install -m 0640 "$ROOT/config/posbridge.toml" "$P/etc/posbridge/posbridge.toml"
-for doc in README.md ARCHITECTURE.md BENCHMARKS.md SECURITY.md docs/CONTRACT.md; do
-  if [ -f "$ROOT/$doc" ]; then
-    install -m 0644 "$ROOT/$doc" "$P/usr/share/doc/posbridge/$(basename "$doc")"
-  fi
-done
-install -m 0644 "$ROOT/packaging/debian/copyright" "$P/usr/share/doc/posbridge/copyright"
 
-sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" \
-  -e "s/@SIZE@/$(du -sk "$P" | cut -f1)/" "$ROOT/packaging/debian/control" >"$P/DEBIAN/control"
-install -m 0644 "$ROOT/packaging/debian/conffiles" "$P/DEBIAN/conffiles"
-for s in postinst prerm postrm; do
-  install -m 0755 "$ROOT/packaging/debian/$s" "$P/DEBIAN/$s"
-done
-
+# -d: the build dependencies are the project's (rustup's cargo built BINARY).
+(cd "$SRC" && POSBRIDGE_BINARY="$BIN" dpkg-buildpackage -b -us -uc -d \
+  --host-arch="$ARCH" >"$STAGE/build.log" 2>&1) || {
+  cat "$STAGE/build.log" >&2
+  exit 1
+}
 mkdir -p "$OUT"
-DEB="$OUT/posbridge_${VERSION}_${ARCH}.deb"
-# COMPRESSION=none keeps the tests fast (they package a debug binary).
-dpkg-deb --root-owner-group "-Z${COMPRESSION:-xz}" --build "$P" "$DEB" >/dev/null
-echo "$DEB"
+for deb in "$STAGE"/*.deb; do
+  cp "$deb" "$OUT/"
+  [[ "$deb" == *dbgsym* ]] || echo "$OUT/$(basename "$deb")"
+done

@@ -11,8 +11,15 @@ BUILD_PACKAGES=(
   pkg-config        # pcsc-sys finds libpcsclite through it
 )
 
+# Needed to build the Debian package (make deb; tests/deb.rs).
+PACKAGE_PACKAGES=(
+  debhelper         # debian/rules: dh and its helpers
+  lintian           # make deb and tests/deb.rs check the package with it
+)
+
 PACKAGES=(
   "${BUILD_PACKAGES[@]}"
+  "${PACKAGE_PACKAGES[@]}"
   pcscd             # tests/pcsc.rs: the real PC/SC daemon
   vsmartcard-vpcd   # tests/pcsc.rs: virtual reader; the test's cards connect to it
   chromium          # tests/browser: headless browser driven by playwright-core
@@ -39,11 +46,15 @@ fi
 
 # Packages with no "install ok installed" status, plus tools already on PATH
 # from elsewhere (a node from nodesource or nvm satisfies nodejs/npm).
-# --build: only what building needs (make run); no test tools, no npm.
+# --build: only what building needs (make run); --package: that and what
+# make deb needs; neither installs test tools or npm.
 BUILD_ONLY=0
 if [ "${1:-}" = "--build" ]; then
   BUILD_ONLY=1
   PACKAGES=("${BUILD_PACKAGES[@]}")
+elif [ "${1:-}" = "--package" ]; then
+  BUILD_ONLY=1
+  PACKAGES=("${BUILD_PACKAGES[@]}" "${PACKAGE_PACKAGES[@]}")
 fi
 
 missing=()

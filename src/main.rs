@@ -150,6 +150,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// AppStream metadata announcing the USB devices the udev rules open up
+/// (software centres and `appstreamcli what-provides modalias` read it).
+fn metainfo() -> String {
+    let provides: String = posbridge_drivers::catalog::Catalog::builtin()
+        .map(|c| c.modaliases())
+        .unwrap_or_default()
+        .iter()
+        .map(|m| format!("    <modalias>{m}</modalias>\n"))
+        .collect();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<component type="service">
+  <id>io.github.posbridge.posbridge</id>
+  <metadata_license>MIT</metadata_license>
+  <project_license>MIT OR Apache-2.0</project_license>
+  <name>posbridge</name>
+  <summary>Store hardware gateway for web POS pages</summary>
+  <description>
+    <p>Reads a store counter's card readers, scanners, ID-card readers, caller-ID boxes and dongles, and serves their events to web POS pages on 127.0.0.1.</p>
+  </description>
+  <url type="homepage">https://github.com/posbridge/posbridge</url>
+  <provides>
+{provides}  </provides>
+</component>
+"#
+    )
+}
+
 /// posbridge(8) and a page per command (posbridge-run(8), …), and the bash,
 /// zsh and fish completions; the package installs them.
 fn generate(dir: &std::path::Path) -> std::io::Result<()> {
@@ -174,6 +202,12 @@ fn generate(dir: &std::path::Path) -> std::io::Result<()> {
         let bin = format!("posbridge {}", sub.get_name());
         page(sub.clone().display_name(name.clone()).bin_name(bin), &name)?;
     }
+    let meta = dir.join("metainfo");
+    std::fs::create_dir_all(&meta)?;
+    std::fs::write(
+        meta.join("io.github.posbridge.posbridge.metainfo.xml"),
+        metainfo(),
+    )?;
     use clap_complete::Shell;
     for (shell, file) in [
         (Shell::Bash, "posbridge"),
