@@ -17,9 +17,20 @@ PACKAGE_PACKAGES=(
   lintian           # make deb and tests/deb.rs check the package with it
 )
 
+# Needed for arm64 (make deb ARCH=arm64, make test-arm64): Debian's cross
+# toolchain, the arm64 PC/SC library to link against (multiarch), and
+# qemu-user to run the result. The Rust target comes from rustup.
+ARM64_PACKAGES=(
+  gcc-aarch64-linux-gnu   # the linker and C compiler for ring and SQLite
+  libc6-dev-arm64-cross   # arm64 libc headers for them
+  libpcsclite-dev:arm64   # pcsc-sys links libpcsclite (pulls libc6:arm64 for qemu)
+  qemu-user               # qemu-aarch64 runs the arm64 binary in the test
+)
+
 PACKAGES=(
   "${BUILD_PACKAGES[@]}"
   "${PACKAGE_PACKAGES[@]}"
+  "${ARM64_PACKAGES[@]}"
   pcscd             # tests/pcsc.rs: the real PC/SC daemon
   vsmartcard-vpcd   # tests/pcsc.rs: virtual reader; the test's cards connect to it
   chromium          # tests/browser: headless browser driven by playwright-core
@@ -55,6 +66,20 @@ if [ "${1:-}" = "--build" ]; then
 elif [ "${1:-}" = "--package" ]; then
   BUILD_ONLY=1
   PACKAGES=("${BUILD_PACKAGES[@]}" "${PACKAGE_PACKAGES[@]}")
+elif [ "${1:-}" = "--arm64" ]; then
+  BUILD_ONLY=1
+  PACKAGES=("${BUILD_PACKAGES[@]}" "${PACKAGE_PACKAGES[@]}" "${ARM64_PACKAGES[@]}")
+fi
+
+# arm64 packages come through multiarch; the Rust target through rustup.
+for p in "${PACKAGES[@]}"; do
+  if [[ "$p" == *:arm64 ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    "${SUDO[@]}" dpkg --add-architecture arm64
+  fi
+done
+if [[ " ${PACKAGES[*]} " == *" qemu-user "* ]] \
+  && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+  rustup target add aarch64-unknown-linux-gnu
 fi
 
 missing=()
