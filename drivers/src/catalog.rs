@@ -451,13 +451,20 @@ verified = true
             .nth(1)
             .and_then(|t| t.split("GOTO=\"posbridge_end\"").next())
             .expect("tty block");
-        let rules: Vec<&str> = tty.lines().filter(|l| l.starts_with("ATTRS")).collect();
+        let rules: Vec<&str> = tty
+            .lines()
+            .filter(|l| l.contains("ATTRS{idVendor}"))
+            .collect();
         assert!(rules.len() >= 5);
         for l in &rules {
             assert!(
                 l.contains("GROUP=\"dialout\"") && l.contains("ID_MM_DEVICE_IGNORE"),
                 "{l}"
             );
+        }
+        // Every rule names its subsystem itself (lintian reads rule by rule).
+        for l in r.lines().filter(|l| l.contains("{idVendor}")) {
+            assert!(l.starts_with("SUBSYSTEM==\""), "{l}");
         }
         // Sorted within the block.
         let mut sorted = rules.clone();
