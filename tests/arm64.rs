@@ -90,19 +90,34 @@ async fn the_arm64_binary_runs_under_qemu() {
         .await
         .expect("simulate");
     assert_eq!(r.status().as_u16(), 202);
-    let polled: serde_json::Value = http
-        .get(format!("{base}/v1/events/poll?since=0&timeout_ms=5000"))
-        .send()
-        .await
-        .expect("poll")
-        .json()
-        .await
-        .expect("json");
-    let text = polled.to_string();
-    assert!(
-        text.contains("code.scanned") && text.contains("6901234567892"),
-        "{polled:#}"
-    );
+    // The poll answers with what it has (device.connected first): read on
+    // until the scan comes.
+    let (mut since, mut seen) = (0u64, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let scanned = loop {
+        assert!(Instant::now() < deadline, "no code.scanned in {seen:#?}");
+        let polled: serde_json::Value = http
+            .get(format!(
+                "{base}/v1/events/poll?since={since}&timeout_ms=2000"
+            ))
+            .send()
+            .await
+            .expect("poll")
+            .json()
+            .await
+            .expect("json");
+        let events = polled["events"].as_array().cloned().unwrap_or_default();
+        if let Some(e) = events.iter().find(|e| e["type"] == "code.scanned") {
+            break e.clone();
+        }
+        since = events
+            .iter()
+            .filter_map(|e| e["seq"].as_u64())
+            .max()
+            .unwrap_or(since);
+        seen.extend(events);
+    };
+    assert_eq!(scanned["data"]["text"], "6901234567892", "{scanned:#}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
