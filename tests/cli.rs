@@ -367,7 +367,7 @@ fn check_config_print_shows_the_config_in_effect_without_secrets() {
     let cfg = write(
         dir.path(),
         "c.toml",
-        "[store]\nid = \"s\"\n[[api.tokens]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\nscopes = [\"events\"]\n[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\nsuffix = \"crlf\"\n[uplink]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n",
+        "[store]\nid = \"s\"\n[[api.tokens]]\nname = \"t\"\ntoken = \"0123456789abcdef0123456789abcdef\"\nscopes = [\"events\"]\n[[device]]\nid = \"a\"\ndriver = \"barcode\"\ntransport = \"sim\"\nsuffix = \"crlf\"\n[[device]]\nid = \"key-1\"\ndriver = \"dongle\"\ntransport = \"sim\"\nmatch = { vid = \"0529\", pid = \"0001\" }\ncheck = { hmac_key = \"feedfacecafebeef\" }\n[[device]]\nid = \"key-2\"\ndriver = \"dongle\"\ntransport = \"sim\"\nmatch = { vid = \"0529\", pid = \"0002\" }\ncheck = { challenge = \"c0ffee11\", response = \"deadbea7\" }\n[uplink]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n",
     );
     let print = |cfg: &Path| {
         let out = Command::new(BIN)
@@ -406,7 +406,13 @@ fn check_config_print_shows_the_config_in_effect_without_secrets() {
         "a family key"
     );
     assert_eq!(v["uplink"]["topic_prefix"].as_str(), Some("posbridge"));
-    for secret in ["0123456789abcdef", "hunter2"] {
+    for secret in [
+        "0123456789abcdef",
+        "hunter2",
+        "feedfacecafebeef",
+        "c0ffee11",
+        "deadbea7",
+    ] {
         assert!(!text.contains(secret), "{text}");
     }
     assert_eq!(v["api"]["tokens"][0]["token"].as_str(), Some("(redacted)"));

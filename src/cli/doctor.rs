@@ -477,7 +477,15 @@ fn device_present(
 
 /// Whether a daemon answers on `api.listen` (any HTTP answer counts).
 fn api_finding(api: &crate::config::ApiConfig) -> Finding {
-    let url = format!("http://{}/v1/health", api.listen);
+    // A wildcard listen address answers on loopback too.
+    let mut at = api.listen;
+    if at.ip().is_unspecified() {
+        at.set_ip(match at {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{at}/v1/health");
     let down = |why: String| {
         Finding::problem(
             format!("no daemon answers on {}: {why}", api.listen),
@@ -486,7 +494,7 @@ fn api_finding(api: &crate::config::ApiConfig) -> Finding {
     };
     if api.tls {
         // This build's client speaks no TLS: the port answering is the check.
-        return match std::net::TcpStream::connect_timeout(&api.listen, API_WAIT) {
+        return match std::net::TcpStream::connect_timeout(&at, API_WAIT) {
             Ok(_) => Finding::ok(format!("a daemon listens on {} (TLS)", api.listen)),
             Err(e) => down(e.to_string()),
         };
@@ -494,6 +502,8 @@ fn api_finding(api: &crate::config::ApiConfig) -> Finding {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(API_WAIT))
         .http_status_as_error(false)
+        // The daemon is on this machine: never through http_proxy.
+        .proxy(None)
         .build()
         .into();
     match agent.get(&url).call() {
@@ -518,7 +528,7 @@ fn storage_finding(dir: &Path, who: &Who) -> Vec<Finding> {
     let state = Path::new(STATE_DIRECTORY);
     let mut out = Vec::new();
     let judging_service = !matches!(who, Who::Me);
-    if judging_service && dir != state {
+    if judging_service && !dir.starts_with(state) {
         out.push(Finding::problem(
             format!("storage.dir {shown} is outside {STATE_DIRECTORY}, the only place the unit (ProtectSystem=strict) lets the service write"),
             format!("sudo systemctl edit posbridge, and add under [Service]: ReadWritePaths={shown}"),

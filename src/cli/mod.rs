@@ -63,7 +63,8 @@ const REDACTED: &str = "(redacted)";
 
 /// The config in effect as TOML: the file plus `POSBRIDGE__` variables,
 /// defaults filled in, each device's family keys as written, secrets
-/// (token values, the broker password, a dongle's HMAC key) redacted.
+/// (token values, the broker password, a dongle's key, challenge and
+/// answer) redacted.
 pub fn effective_toml(config: &crate::Config) -> Result<String, String> {
     let mut v = toml::Value::try_from(config).map_err(|e| e.to_string())?;
     if let Some(devices) = v.get_mut("device").and_then(toml::Value::as_array_mut) {
@@ -77,12 +78,32 @@ pub fn effective_toml(config: &crate::Config) -> Result<String, String> {
     toml::to_string(&v).map_err(|e| e.to_string())
 }
 
+/// Keys whose values are secrets wherever they sit in a device table: a
+/// dongle's recorded challenge and answer are as good as its HMAC key.
+const DEVICE_SECRETS: &[&str] = &["hmac_key", "challenge", "response", "token", "password"];
+
 fn redact(v: &mut toml::Value) {
-    let hide = |x: Option<&mut toml::Value>| {
+    fn hide(x: Option<&mut toml::Value>) {
         if let Some(x) = x {
             *x = toml::Value::String(REDACTED.into());
         }
-    };
+    }
+    /// Every key in `names`, at any depth.
+    fn hide_all(v: &mut toml::Value, names: &[&str]) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, x) in t.iter_mut() {
+                    if names.contains(&k.as_str()) {
+                        *x = toml::Value::String(REDACTED.into());
+                    } else {
+                        hide_all(x, names);
+                    }
+                }
+            }
+            toml::Value::Array(a) => a.iter_mut().for_each(|x| hide_all(x, names)),
+            _ => {}
+        }
+    }
     if let Some(tokens) = v
         .get_mut("api")
         .and_then(|a| a.get_mut("tokens"))
@@ -93,9 +114,7 @@ fn redact(v: &mut toml::Value) {
         }
     }
     hide(v.get_mut("uplink").and_then(|u| u.get_mut("password")));
-    if let Some(devices) = v.get_mut("device").and_then(toml::Value::as_array_mut) {
-        for d in devices {
-            hide(d.get_mut("hmac_key"));
-        }
+    if let Some(devices) = v.get_mut("device") {
+        hide_all(devices, DEVICE_SECRETS);
     }
 }
