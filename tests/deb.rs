@@ -179,8 +179,18 @@ fn the_package_installs_the_service_and_an_upgrade_keeps_config_and_outbox() {
     )
     .expect("outbox");
 
+    // IT disabled the unit, on a box whose package predates debhelper (no
+    // deb-systemd-helper state): the upgrade must not enable it again.
+    let wants = root.join("etc/systemd/system/multi-user.target.wants/posbridge.service");
+    std::fs::remove_file(&wants).expect("disable");
+    std::fs::remove_dir_all(root.join("var/lib/systemd/deb-systemd-helper-enabled"))
+        .expect("forget the helper's state");
     let newer = build(dir.path(), "0.1.1");
     run(dpkg(&root).arg("-i").arg(&newer));
+    assert!(
+        wants.symlink_metadata().is_err(),
+        "the upgrade enabled a unit IT had disabled"
+    );
     let status = run(dpkg(&root).args(["-s", "posbridge"]));
     assert!(status.contains("Version: 0.1.1"), "{status}");
     assert!(
