@@ -586,12 +586,16 @@ impl Draft {
         let mut seen = HashSet::new();
         self.problems
             .retain(|p| under(&p.key).is_none_or(|r| seen.insert(r)));
+        let under = |key: &str, top: &str| {
+            key.strip_prefix(top)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        };
         for p in &mut self.problems {
-            let var = self.from_env.iter().find(|(k, _)| {
-                p.key
-                    .strip_prefix(k.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-            });
+            // The variable set this key, or a key inside it (one that made the table).
+            let var = self
+                .from_env
+                .iter()
+                .find(|(k, _)| under(&p.key, k) || under(k, &p.key));
             if let Some((_, var)) = var {
                 p.key = format!("{} (from {var})", p.key);
             }
@@ -602,6 +606,13 @@ impl Draft {
         })
     }
 }
+
+/// Checks across keys, as (the key reported on, a key the check reads).
+const CROSS_KEY_CHECKS: &[(&str, &str)] = &[
+    ("api.listen", "api.allow_remote"),
+    ("api.allowed_hosts", "api.allow_remote"),
+    ("uplink.password", "uplink.username"),
+];
 
 /// The levels `log.level` takes, alone or as `target=level`.
 const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -651,7 +662,18 @@ impl Config {
         };
         let mut left_out = HashSet::new();
         let (config, device_index) = deserialize_all(table, &mut problems, &mut left_out);
+        let before = problems.len();
         config.validate(&device_index, &mut problems);
+        // A check across keys that read a key step one left out would judge
+        // its default, and only mislead.
+        let mut i = 0;
+        problems.retain(|p| {
+            i += 1;
+            i <= before
+                || !CROSS_KEY_CHECKS
+                    .iter()
+                    .any(|(on, reads)| p.key == *on && left_out.contains(*reads))
+        });
         Ok(Draft {
             config,
             device_index,
@@ -1081,7 +1103,16 @@ pub fn read_each<T: serde::de::DeserializeOwned>(
             Ok(v) => return (Some(v), wrong),
             Err(e) => {
                 let path = e.path().to_string();
-                let top = path.split(['.', '[']).next().unwrap_or_default().to_owned();
+                // The key the path starts with; a quoted key may hold dots ("a.b").
+                let top = table
+                    .keys()
+                    .filter(|k| {
+                        path.strip_prefix(k.as_str())
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+                    })
+                    .max_by_key(|k| k.len())
+                    .cloned()
+                    .unwrap_or_default();
                 wrong.push((path, clean_serde_message(&e.into_inner().to_string())));
                 if vital.contains(&top.as_str()) || table.remove(&top).is_none() {
                     return (None, wrong);

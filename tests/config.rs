@@ -361,3 +361,55 @@ baud = "fast"
     );
     assert!(!got.iter().any(|p| p.contains("(from ")), "{got:#?}");
 }
+
+/// Review of issue 19's one pass: a key dropped for its own type error does
+/// not make checks across keys misjudge its default; a variable that made a
+/// table is blamed; a quoted dotted key does not hide its section.
+#[test]
+fn dropped_keys_mislead_no_other_check_and_variables_that_made_tables_are_blamed() {
+    let text = "[store]\nid = \"s\"\n[api]\nlisten = \"0.0.0.0:8731\"\nallow_remote = \"yes\"\n[uplink]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = 5\npassword = \"p\"\n";
+    let got: Vec<String> = match Config::parse(text, std::iter::empty(), "t") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    };
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("api.allow_remote: invalid type")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("uplink.username: invalid type")),
+        "{got:#?}"
+    );
+    assert!(!got.iter().any(|p| p.starts_with("api.listen")), "{got:#?}");
+    assert!(
+        !got.iter().any(|p| p.starts_with("uplink.password")),
+        "{got:#?}"
+    );
+
+    let env = [(
+        "POSBRIDGE__API__TOKENS__0__TOKEN".to_owned(),
+        "x".to_owned(),
+    )];
+    let got: Vec<String> = match Config::parse("[store]\nid = \"s\"\n", env, "t") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    };
+    assert!(
+        got.iter()
+            .all(|p| p.contains("(from POSBRIDGE__API__TOKENS__0__TOKEN)")),
+        "{got:#?}"
+    );
+
+    let text = "[store]\nid = \"s\"\n[api]\n\"a.b\" = 1\nlisten = \"0.0.0.0:8731\"\n";
+    let got: Vec<String> = match Config::parse(text, std::iter::empty(), "t") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    };
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("api.listen: 0.0.0.0:8731 is not a loopback")),
+        "{got:#?}"
+    );
+}
