@@ -70,7 +70,11 @@ bench:
 ## The Debian package, by debhelper (debian/): binary, unit, sysusers/tmpfiles, udev rules,
 ## man pages, completions, /etc config as a conffile. Checked with lintian.
 ## ARCH=arm64 cross-builds it (Debian's cross gcc, rustup's aarch64 target; installed here).
-ARCH ?= $(shell dpkg --print-architecture)
+# Debian's name for it, from the command line; an ARCH in the environment
+# (often uname's x86_64) is not one.
+ifneq ($(origin ARCH),command line)
+ARCH := $(shell dpkg --print-architecture)
+endif
 ifeq ($(ARCH),arm64)
 DEB_BIN := $(TARGET_DIR)/aarch64-unknown-linux-gnu/release/posbridge
 DEB_DEPS := --arm64
@@ -93,7 +97,7 @@ ARM64_BIN := $(TARGET_DIR)/aarch64-unknown-linux-gnu/debug/posbridge
 test-arm64:
 	bash scripts/install-test-deps.sh --arm64
 	CARGO_PROFILE_DEV_DEBUG=0 $(CARGO) build --locked --bin posbridge --target aarch64-unknown-linux-gnu
-	POSBRIDGE_ARM64_BIN=$(ARM64_BIN) $(CARGO) test --locked --test arm64
+	POSBRIDGE_ARM64_BIN=$(ARM64_BIN) $(CARGO) test --locked --test arm64 -- --test-threads=1
 	$(if $(CI),rm -rf $(TARGET_DIR)/aarch64-unknown-linux-gnu)
 
 clean:

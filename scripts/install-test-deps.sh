@@ -74,6 +74,10 @@ fi
 # arm64 packages come through multiarch; the Rust target through rustup.
 for p in "${PACKAGES[@]}"; do
   if [[ "$p" == *:arm64 ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    if [ "$(id -u)" -ne 0 ] && [ "${#SUDO[@]}" -eq 0 ]; then
+      echo "install-test-deps: need root or sudo to add the arm64 architecture (dpkg --add-architecture arm64)" >&2
+      exit 1
+    fi
     "${SUDO[@]}" dpkg --add-architecture arm64
   fi
 done

@@ -171,6 +171,7 @@ fn metainfo() -> String {
     <p>Reads a store counter's card readers, scanners, ID-card readers, caller-ID boxes and dongles, and serves their events to web POS pages on 127.0.0.1.</p>
   </description>
   <url type="homepage">https://github.com/posbridge/posbridge</url>
+  <launchable type="service">posbridge.service</launchable>
   <provides>
 {provides}  </provides>
 </component>

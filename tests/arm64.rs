@@ -69,13 +69,15 @@ async fn the_arm64_binary_runs_under_qemu() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (store arm64, 1 device)"));
 
-    let mut daemon = qemu(&bin)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
+    let mut daemon = Killed(
+        qemu(&bin)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the arm64 daemon did not listen");
@@ -119,12 +121,29 @@ async fn the_arm64_binary_runs_under_qemu() {
     };
     assert_eq!(scanned["data"]["text"], "6901234567892", "{scanned:#}");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("SIGTERM");
-    let status = daemon.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(status.success(), "exit {status}");
+}
+
+/// The daemon under qemu, killed if the test fails before it stops it.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `make deb ARCH=arm64`'s second half, on the test's binary: the package

@@ -515,7 +515,7 @@ fn doctor_as_root_judges_the_service_user_not_root() {
     assert!(!text.contains("ttyUSB1: permission denied"), "{text}");
     // Issue 19: a node nothing uses and the catalog does not know is information.
     has(&text, &format!("info  {d}/hidraw1: permission denied for user nobody; no device in the config uses it and the catalog does not know it"));
-    assert!(!text.contains("FAIL  {d}/hidraw1"), "{text}");
+    assert!(!text.contains(&format!("FAIL  {d}/hidraw1")), "{text}");
 
     // No --user as root: the service user, or, before it exists, a problem
     // saying so and the check made with the unit's groups.
