@@ -662,18 +662,15 @@ impl Config {
         };
         let mut left_out = HashSet::new();
         let (config, device_index) = deserialize_all(table, &mut problems, &mut left_out);
-        let before = problems.len();
-        config.validate(&device_index, &mut problems);
+        let mut checked = Vec::new();
+        config.validate(&device_index, &mut checked);
         // A check across keys that read a key step one left out would judge
         // its default, and only mislead.
-        let mut i = 0;
-        problems.retain(|p| {
-            i += 1;
-            i <= before
-                || !CROSS_KEY_CHECKS
-                    .iter()
-                    .any(|(on, reads)| p.key == *on && left_out.contains(*reads))
-        });
+        problems.extend(checked.into_iter().filter(|p| {
+            !CROSS_KEY_CHECKS
+                .iter()
+                .any(|(on, reads)| p.key == *on && left_out.contains(*reads))
+        }));
         Ok(Draft {
             config,
             device_index,

@@ -10,6 +10,14 @@ fn problems(devices: &str) -> Vec<String> {
     }
 }
 
+/// Every problem of a whole config text read with `env`; it must have some.
+fn refused(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    match Config::parse(text, env, "t") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
 #[test]
 fn serial_framing_is_checked_per_key() {
     let dev = "[[device]]\nid = \"a\"\ndriver = \"barcode\"\npath = \"/dev/ttyS0\"\n";
@@ -330,10 +338,7 @@ baud = "fast"
         ("POSBRIDGE__LOG__LEVEL", "warning"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
-    let got: Vec<String> = match Config::parse(text, env, "t") {
-        Ok(_) => panic!("accepted"),
-        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
-    };
+    let got = refused(text, env);
     for want in [
         "store.id (from POSBRIDGE__STORE__ID): must be 1-64 characters",
         "api.max_streams (from POSBRIDGE__API__MAX_STREAMS): invalid type: string \"many\"",
@@ -350,10 +355,7 @@ baud = "fast"
         );
     }
     // The environment renamed device 0, so the duplicate is gone; without it:
-    let got: Vec<String> = match Config::parse(text, std::iter::empty(), "t") {
-        Ok(_) => panic!("accepted"),
-        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
-    };
+    let got = refused(text, std::iter::empty());
     assert!(
         got.iter()
             .any(|p| p == "device[1].id: duplicate device id \"a\""),
@@ -368,10 +370,7 @@ baud = "fast"
 #[test]
 fn dropped_keys_mislead_no_other_check_and_variables_that_made_tables_are_blamed() {
     let text = "[store]\nid = \"s\"\n[api]\nlisten = \"0.0.0.0:8731\"\nallow_remote = \"yes\"\n[uplink]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = 5\npassword = \"p\"\n";
-    let got: Vec<String> = match Config::parse(text, std::iter::empty(), "t") {
-        Ok(_) => panic!("accepted"),
-        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
-    };
+    let got = refused(text, std::iter::empty());
     assert!(
         got.iter()
             .any(|p| p.starts_with("api.allow_remote: invalid type")),
@@ -392,10 +391,7 @@ fn dropped_keys_mislead_no_other_check_and_variables_that_made_tables_are_blamed
         "POSBRIDGE__API__TOKENS__0__TOKEN".to_owned(),
         "x".to_owned(),
     )];
-    let got: Vec<String> = match Config::parse("[store]\nid = \"s\"\n", env, "t") {
-        Ok(_) => panic!("accepted"),
-        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
-    };
+    let got = refused("[store]\nid = \"s\"\n", env);
     assert!(
         got.iter()
             .all(|p| p.contains("(from POSBRIDGE__API__TOKENS__0__TOKEN)")),
@@ -403,10 +399,7 @@ fn dropped_keys_mislead_no_other_check_and_variables_that_made_tables_are_blamed
     );
 
     let text = "[store]\nid = \"s\"\n[api]\n\"a.b\" = 1\nlisten = \"0.0.0.0:8731\"\n";
-    let got: Vec<String> = match Config::parse(text, std::iter::empty(), "t") {
-        Ok(_) => panic!("accepted"),
-        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
-    };
+    let got = refused(text, std::iter::empty());
     assert!(
         got.iter()
             .any(|p| p.starts_with("api.listen: 0.0.0.0:8731 is not a loopback")),
