@@ -45,10 +45,12 @@ lint:
 unit:
 	$(CARGO) test --workspace --locked
 
-## A real Chromium against the real daemon: allowed vs foreign origins, the status page.
+## A real Chromium against the real daemon: allowed vs foreign origins, the status page;
+## then QZ Tray pages with the real qz-tray.js (2.2.6 and 2.3.0) printing through posbridge.
 test-browser:
 	$(CARGO) build --locked
 	POSBRIDGE_BIN=$(BIN) node tests/browser/run.mjs
+	POSBRIDGE_BIN=$(BIN) node tests/browser/qz.mjs
 
 ## Each fuzz target for a short run over its corpus of real frames (CI); `make fuzz` runs longer.
 fuzz-smoke:

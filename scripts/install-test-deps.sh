@@ -112,8 +112,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${SUDO[@]}" apt-get clean
 fi
 
-# Node packages for the browser test (playwright-core only; it never downloads
-# a browser of its own: the test drives /usr/bin/chromium).
+# Node packages for the browser tests: playwright-core (it never downloads a
+# browser of its own: the tests drive /usr/bin/chromium) and qz-tray, the real
+# qz-tray.js QZ Tray pages load (2.3.0, and 2.2.6 as qz-tray-2.2).
 BROWSER_DIR="$ROOT/tests/browser"
 if [ "$BUILD_ONLY" -eq 0 ] && [ -f "$BROWSER_DIR/package.json" ]; then
   node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"

@@ -31,6 +31,43 @@ pub struct Config {
     /// `[devices]`: plug and play (the catalog and USB hotplug).
     #[serde(default, rename = "devices")]
     pub plug: PlugConfig,
+    /// `[qz]`: answer pages written for QZ Tray's qz-tray.js.
+    #[serde(default)]
+    pub qz: QzConfig,
+}
+
+/// `[qz]`: a second loopback listener speaking QZ Tray's page protocol, so
+/// pages written for qz-tray.js print through posbridge's printers.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QzConfig {
+    pub enabled: bool,
+    /// `ws://` here (qz-tray.js tries 8182 first on http pages).
+    pub listen: SocketAddr,
+    /// `wss://` here too when `api.tls` is on (8181 is tried first on https pages).
+    pub secure_listen: SocketAddr,
+    /// With API tokens configured, these origins (each also in
+    /// `api.allowed_origins`) get the `print` scope on the QZ listener: a QZ
+    /// page has no token to send.
+    pub allowed_origins: Vec<String>,
+    /// What `printers.getDefault` answers: a printer's id or `qz_name`.
+    pub default_printer: Option<String>,
+    /// The site's QZ certificate (PEM file). When set, every call qz-tray.js
+    /// signs must carry a valid signature by it.
+    pub certificate: Option<PathBuf>,
+}
+
+impl Default for QzConfig {
+    fn default() -> Self {
+        QzConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8182)),
+            secure_listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
+            allowed_origins: Vec::new(),
+            default_printer: None,
+            certificate: None,
+        }
+    }
 }
 
 /// `[devices]`: how USB devices are found.
@@ -612,7 +649,16 @@ const CROSS_KEY_CHECKS: &[(&str, &str)] = &[
     ("api.listen", "api.allow_remote"),
     ("api.allowed_hosts", "api.allow_remote"),
     ("uplink.password", "uplink.username"),
+    ("qz.allowed_origins", "api.allowed_origins"),
+    ("qz.listen", "api.listen"),
+    ("qz.secure_listen", "api.listen"),
 ];
+
+/// Whether a problem's key is `on` or one of its items (`on[2]`).
+fn on_key(key: &str, on: &str) -> bool {
+    key.strip_prefix(on)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('['))
+}
 
 /// The levels `log.level` takes, alone or as `target=level`.
 const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -669,7 +715,7 @@ impl Config {
         problems.extend(checked.into_iter().filter(|p| {
             !CROSS_KEY_CHECKS
                 .iter()
-                .any(|(on, reads)| p.key == *on && left_out.contains(*reads))
+                .any(|(on, reads)| on_key(&p.key, on) && left_out.contains(*reads))
         }));
         Ok(Draft {
             config,
@@ -702,6 +748,7 @@ impl Config {
             }
         }
         self.validate_api(&mut err);
+        self.validate_qz(&mut err);
         if let Err(why) = check_log_level(&self.log.level) {
             err("log.level".into(), why);
         }
@@ -780,6 +827,53 @@ impl Config {
             }
         }
         self.validate_tokens(err);
+    }
+
+    /// `[qz]` on its own and beside `[api]`: loopback only (there is no
+    /// `allow_remote` for it), its ports its own, its origins the API's.
+    fn validate_qz(&self, err: &mut impl FnMut(String, String)) {
+        let qz = &self.qz;
+        for (key, addr) in [
+            ("qz.listen", qz.listen),
+            ("qz.secure_listen", qz.secure_listen),
+        ] {
+            if !addr.ip().is_loopback() {
+                err(
+                    key.into(),
+                    format!("{addr} is not a loopback address; the QZ listener is loopback only"),
+                );
+            } else if addr.port() != 0 && addr == self.api.listen {
+                err(
+                    key.into(),
+                    format!("{addr} is api.listen too; give QZ its own port"),
+                );
+            }
+        }
+        if self.api.tls && qz.listen.port() != 0 && qz.listen == qz.secure_listen {
+            err(
+                "qz.secure_listen".into(),
+                format!(
+                    "{} is qz.listen too; the secure port needs its own",
+                    qz.listen
+                ),
+            );
+        }
+        let api: HashSet<String> = self
+            .api
+            .allowed_origins
+            .iter()
+            .map(|o| o.to_ascii_lowercase())
+            .collect();
+        for (i, o) in qz.allowed_origins.iter().enumerate() {
+            if let Err(why) = check_origin(o) {
+                err(format!("qz.allowed_origins[{i}]"), why);
+            } else if !api.contains(&o.to_ascii_lowercase()) {
+                err(
+                    format!("qz.allowed_origins[{i}]"),
+                    format!("{o:?} is not in api.allowed_origins; list it there too"),
+                );
+            }
+        }
     }
 
     fn validate_tokens(&self, err: &mut impl FnMut(String, String)) {
@@ -885,8 +979,8 @@ impl UplinkConfig {
 }
 
 /// The config's sections, in the order they are read and reported.
-const SECTIONS: [&str; 8] = [
-    "store", "api", "storage", "events", "log", "device", "devices", "uplink",
+const SECTIONS: [&str; 9] = [
+    "store", "api", "storage", "events", "log", "device", "devices", "uplink", "qz",
 ];
 
 /// Where a problem's key sits in the file: its section (in the order the
@@ -999,6 +1093,7 @@ fn deserialize_all(
         devices: Vec::new(),
         uplink: None,
         plug: PlugConfig::default(),
+        qz: QzConfig::default(),
     };
     let mut device_index = Vec::new();
     let mut have_store = false;
@@ -1018,6 +1113,7 @@ fn deserialize_all(
                 config.events = each("events", v, &[], problems, left_out).unwrap_or_default()
             }
             "log" => config.log = each("log", v, &[], problems, left_out).unwrap_or_default(),
+            "qz" => config.qz = each("qz", v, &[], problems, left_out).unwrap_or_default(),
             "uplink" => config.uplink = each("uplink", v, &["url"], problems, left_out),
             "devices" => {
                 config.plug = each("devices", v, &[], problems, left_out).unwrap_or_default()

@@ -14,6 +14,7 @@ pub mod family;
 pub mod load;
 pub mod metrics;
 pub mod print;
+pub mod qz;
 pub mod storage;
 pub mod sysfs;
 pub mod tls;
@@ -82,6 +83,14 @@ pub async fn run_reloadable(
     // After the devices, whose list holds the printers' /v1/devices entries;
     // nothing is served before both are up.
     let printers = print::Printers::start(&config, &devices, &bus, &tracker, &cancel)?;
+    let parts = qz::Parts {
+        printers: printers.clone(),
+        devices: devices.clone(),
+        bus: bus.clone(),
+        tls: tls.clone(),
+        metrics: metrics.clone(),
+    };
+    let qz = qz::start(&config, parts, &tracker, &cancel).await?;
     let watched = devices.clone();
     if let Some(rx) = reload {
         tracker.spawn(apply_reloads(
@@ -113,6 +122,7 @@ pub async fn run_reloadable(
         uplink,
         calls,
         printers,
+        qz,
         started: std::time::Instant::now(),
         cancel: cancel.clone(),
         tracker: tracker.clone(),

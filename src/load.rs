@@ -122,9 +122,67 @@ fn check_added_ids(draft: &mut Draft, first: usize) {
     }
 }
 
+/// `[qz]` beside the devices: the names pages use must each mean one
+/// device, the default printer must be one, and the site certificate must
+/// hold an RSA key.
+fn check_qz(draft: &mut Draft) {
+    let mut problems = Vec::new();
+    let c = &draft.config;
+    for (group, which) in [
+        ("printer", crate::family::print_worker as fn(&_) -> bool),
+        ("port", crate::family::takes_bytes),
+    ] {
+        let members: Vec<(usize, &crate::config::DeviceConfig)> = c
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| which(d))
+            .collect();
+        for (n, d) in &members {
+            let Some(name) = crate::family::qz_name_of(d) else {
+                continue;
+            };
+            let clash = members.iter().find(|(m, o)| {
+                m != n && (o.id == name || (m < n && crate::family::qz_name_of(o) == Some(name)))
+            });
+            if let Some((_, o)) = clash {
+                problems.push((
+                    draft.device_key(*n, "qz_name"),
+                    format!(
+                        "{name:?} is already the name of {group} {:?} on the QZ listener",
+                        o.id
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(want) = &c.qz.default_printer {
+        let found = c
+            .devices
+            .iter()
+            .filter(|d| crate::family::print_worker(d))
+            .any(|d| d.id == *want || crate::family::qz_name_of(d) == Some(want));
+        if !found {
+            problems.push((
+                "qz.default_printer".into(),
+                format!("{want:?} is not the id or qz_name of an escpos device"),
+            ));
+        }
+    }
+    if let Some(path) = &c.qz.certificate {
+        if let Err(e) = crate::qz::sign::SiteCert::load(path) {
+            problems.push(("qz.certificate".into(), e));
+        }
+    }
+    for (k, why) in problems {
+        draft.problem(k, why);
+    }
+}
+
 /// Step two for files the config names: they must be there.
 fn check_files(draft: &mut Draft) {
     check_printer_dirs(draft);
+    check_qz(draft);
     let Some(u) = &draft.config.uplink else {
         return;
     };

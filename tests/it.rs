@@ -19,6 +19,7 @@ mod hotplug;
 mod idcard;
 mod layers;
 mod print;
+mod qz;
 mod reload;
 mod security;
 mod serial;

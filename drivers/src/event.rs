@@ -132,6 +132,14 @@ pub enum Event {
         serial: Option<String>,
         licensed: Option<bool>,
     },
+    /// Bytes from a `passthrough` device, as one read delivered them.
+    #[serde(rename = "passthrough.data")]
+    PassthroughData {
+        /// Base64 of the bytes.
+        data: String,
+        /// How many bytes `data` holds.
+        len: usize,
+    },
     /// A device's transport opened.
     #[serde(rename = "device.attached")]
     DeviceAttached {
@@ -177,6 +185,7 @@ pub const KINDS: &[&str] = &[
     "device.attached",
     "device.detached",
     "device.error",
+    "passthrough.data",
 ];
 
 impl Event {
@@ -204,6 +213,7 @@ impl Event {
             Event::DeviceAttached { .. } => 13,
             Event::DeviceDetached { .. } => 14,
             Event::DeviceError { .. } => 15,
+            Event::PassthroughData { .. } => 16,
         }
     }
 
@@ -573,6 +583,7 @@ mod tests {
                 path: None,
                 error: s(),
             },
+            Event::PassthroughData { data: s(), len: 0 },
         ];
         assert_eq!(one_of_each.len(), KINDS.len());
         for (i, e) in one_of_each.iter().enumerate() {

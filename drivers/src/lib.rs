@@ -25,7 +25,9 @@ pub mod keyboard;
 pub mod line;
 pub mod magstripe;
 pub mod names;
+pub mod passthrough;
 pub mod pcsc;
+pub mod qz;
 pub mod rfid;
 
 #[doc(hidden)]

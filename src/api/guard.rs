@@ -155,7 +155,7 @@ impl Guard {
         }
     }
 
-    fn host_ok(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn host_ok(&self, headers: &HeaderMap) -> bool {
         // Exactly one Host: with two, proxies and we might disagree on which counts.
         let mut all = headers.get_all(header::HOST).iter();
         let (Some(host), None) = (all.next(), all.next()) else {
@@ -173,7 +173,7 @@ impl Guard {
         port == Some(self.port) && self.hosts.contains(name)
     }
 
-    fn origin_ok(&self, origin: &str) -> bool {
+    pub(crate) fn origin_ok(&self, origin: &str) -> bool {
         self.origins.contains(&origin.to_ascii_lowercase())
     }
 

@@ -37,6 +37,8 @@ pub struct Shared {
     pub uplink: Arc<crate::uplink::Uplink>,
     pub calls: Arc<crate::calls::Calls>,
     pub printers: Arc<crate::print::Printers>,
+    /// Where the QZ Tray endpoint listens (`ws://…/`), empty when `[qz]` is off.
+    pub qz: Vec<String>,
     pub guard: Guard,
     pub started: std::time::Instant,
     pub cancel: CancellationToken,
@@ -218,6 +220,10 @@ async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
             "backlog": st.outbox.backlog_len(),
             "outbox_ok": !st.outbox.stats.writer_stopped.load(std::sync::atomic::Ordering::Relaxed),
             "configured": st.config.uplink.is_some(),
+        },
+        "qz": {
+            "enabled": !st.qz.is_empty(),
+            "urls": st.qz,
         },
     }))
 }

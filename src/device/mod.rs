@@ -83,12 +83,33 @@ pub enum ReadOutcome {
     NotSupported,
 }
 
+/// Why bytes could not be sent to a device (`serial.sendData`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("its driver takes no bytes from pages (only passthrough devices do)")]
+    NotSupported,
+    #[error("it is not connected")]
+    NotConnected,
+    #[error("it did not take the bytes within 2 s")]
+    Busy,
+    #[error("writing failed: {0}")]
+    Write(String),
+}
+
+/// What a client asks of a device's live session.
+pub enum Ask {
+    /// Read now; the reply says whether a read started.
+    Read(oneshot::Sender<ReadOutcome>),
+    /// Write these bytes; the reply says whether they were all written.
+    Send(Vec<u8>, oneshot::Sender<Result<(), String>>),
+}
+
 /// One configured device, shared between its task and the API.
 pub struct Device {
     pub cfg: DeviceConfig,
     status: Mutex<Status>,
     sim_tx: Option<mpsc::Sender<Vec<u8>>>,
-    read_tx: mpsc::Sender<oneshot::Sender<ReadOutcome>>,
+    ask_tx: mpsc::Sender<Ask>,
     /// Hotplug saw its node appear (or go): retry now, not after the backoff.
     wake: tokio::sync::Notify,
     /// Ends this device's supervisor alone (config reload); a child of the daemon's.
@@ -113,7 +134,7 @@ impl Device {
         // A device being retired by a reload is not a dead task.
         crate::family::print_worker(&self.cfg)
             || self.stop.is_cancelled()
-            || !self.read_tx.is_closed()
+            || !self.ask_tx.is_closed()
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -169,11 +190,35 @@ impl Device {
         }
         let (tx, rx) = oneshot::channel();
         // Full (a read already waits) or closed (the session is stopping).
-        self.read_tx.try_send(tx).ok()?;
+        self.ask_tx.try_send(Ask::Read(tx)).ok()?;
         tokio::time::timeout(Duration::from_secs(2), rx)
             .await
             .ok()?
             .ok()
+    }
+
+    /// Writes bytes to the device through its live session, if its family
+    /// takes them; returns once they are written.
+    pub async fn send(&self, bytes: Vec<u8>) -> Result<(), SendError> {
+        let takes = crate::family::spec(&self.cfg)
+            .is_some_and(|f| f.requests.contains(&crate::family::Request::Send));
+        if !takes {
+            return Err(SendError::NotSupported);
+        }
+        if self.state() != State::Connected {
+            return Err(SendError::NotConnected);
+        }
+        let (tx, rx) = oneshot::channel();
+        let wait = Duration::from_secs(2);
+        tokio::time::timeout(wait, self.ask_tx.send(Ask::Send(bytes, tx)))
+            .await
+            .map_err(|_| SendError::Busy)?
+            .map_err(|_| SendError::NotConnected)?;
+        match tokio::time::timeout(wait, rx).await {
+            Err(_) => Err(SendError::Busy),
+            Ok(Err(_)) => Err(SendError::NotConnected),
+            Ok(Ok(r)) => r.map_err(SendError::Write),
+        }
     }
 }
 
@@ -306,7 +351,7 @@ impl Devices {
         } else {
             (None, None)
         };
-        let (read_tx, read_rx) = mpsc::channel(4);
+        let (ask_tx, ask_rx) = mpsc::channel(4);
         let stop = self.cancel.child_token();
         let dev = Arc::new(Device {
             cfg: cfg.clone(),
@@ -318,7 +363,7 @@ impl Devices {
                 events: 0,
             }),
             sim_tx,
-            read_tx,
+            ask_tx,
             wake: tokio::sync::Notify::new(),
             stop: stop.clone(),
             task: Mutex::new(None),
@@ -333,7 +378,7 @@ impl Devices {
             metrics: self.metrics.clone(),
             protocol,
             sim_rx,
-            read_rx,
+            ask_rx,
             origin: self.origin,
             cancel: stop,
         };
@@ -427,7 +472,7 @@ struct Supervisor {
     metrics: Arc<Metrics>,
     protocol: Box<dyn Protocol>,
     sim_rx: Option<mpsc::Receiver<Vec<u8>>>,
-    read_rx: mpsc::Receiver<oneshot::Sender<ReadOutcome>>,
+    ask_rx: mpsc::Receiver<Ask>,
     origin: tokio::time::Instant,
     cancel: CancellationToken,
 }
@@ -507,7 +552,7 @@ impl Supervisor {
                         &self.dev,
                         &self.bus,
                         &self.metrics,
-                        &mut self.read_rx,
+                        &mut self.ask_rx,
                         self.origin,
                         &self.cancel,
                     ))
@@ -572,7 +617,7 @@ async fn session(
     dev: &Device,
     bus: &Bus,
     metrics: &Metrics,
-    read_rx: &mut mpsc::Receiver<oneshot::Sender<ReadOutcome>>,
+    ask_rx: &mut mpsc::Receiver<Ask>,
     origin: tokio::time::Instant,
     cancel: &CancellationToken,
 ) -> SessionEnd {
@@ -652,15 +697,22 @@ async fn session(
                 timer = None;
                 protocol.handle_timer(now(), &mut actions);
             }
-            Some(reply) = read_rx.recv() => {
+            Some(ask) = ask_rx.recv() => match ask {
                 // A caller that gave up (timed out while we were busy) wants no read now.
-                if reply.is_closed() {
-                    continue;
+                Ask::Read(reply) if reply.is_closed() => {}
+                Ask::Read(reply) => {
+                    // A typed call on the link first (PC/SC reads by itself),
+                    // else the protocol's own request on the wire.
+                    let ok = link.request_read() || protocol.request_read(now(), &mut actions);
+                    let _ = reply.send(if ok { ReadOutcome::Started } else { ReadOutcome::NotSupported });
                 }
-                // A typed call on the link first (PC/SC reads by itself),
-                // else the protocol's own request on the wire.
-                let ok = link.request_read() || protocol.request_read(now(), &mut actions);
-                let _ = reply.send(if ok { ReadOutcome::Started } else { ReadOutcome::NotSupported });
+                Ask::Send(bytes, reply) => {
+                    if let Err(e) = link.write_all(&bytes).await {
+                        let _ = reply.send(Err(e.to_string()));
+                        return SessionEnd::Gone(Some(format!("write failed: {e}")));
+                    }
+                    let _ = reply.send(Ok(()));
+                }
             }
         }
     }

@@ -41,6 +41,8 @@ pub struct Options {
     poll_ms: Option<u64>,
     /// Ask the printer's real-time status (DLE EOT) before each job (default true).
     status_query: Option<bool>,
+    /// The name QZ Tray pages know this printer by (`qz.printers.find("XP-80C")`).
+    qz_name: Option<String>,
 }
 
 /// The idle status poll when the config gives none.
@@ -93,6 +95,7 @@ impl Options {
                 return Err(bad("poll_ms", "a file printer has no status; remove it"));
             }
         }
+        self.qz_name.map(super::qz_name).transpose()?;
         let mut profile = Profile::new(columns, self.encoding.unwrap_or_default());
         profile.cut = self.cut.unwrap_or_default();
         profile.drawer.pin = pin;

@@ -7,6 +7,7 @@ pub mod dongle;
 pub mod escpos;
 pub mod idcard;
 pub mod magstripe;
+pub mod passthrough;
 pub mod pcsc;
 pub mod rfid;
 
@@ -30,6 +31,29 @@ pub fn bad(key: &'static str, why: impl Into<String>) -> KeyError {
         key: Cow::Borrowed(key),
         why: why.into(),
     }
+}
+
+/// A `qz_name` as written, if it is one a page can send: 1-128 characters,
+/// none of them control characters.
+pub fn qz_name(name: String) -> Result<String, KeyError> {
+    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(bad(
+            "qz_name",
+            "must be 1-128 characters without control characters (the name QZ pages use)",
+        ));
+    }
+    Ok(name)
+}
+
+/// The name a device goes by on the QZ listener (`qz_name`, which printers
+/// and passthrough devices take), when it has one besides its id.
+pub fn qz_name_of(cfg: &DeviceConfig) -> Option<&str> {
+    cfg.options.get("qz_name").and_then(toml::Value::as_str)
+}
+
+/// Whether pages may write bytes to a device (QZ Tray's `serial.*`).
+pub fn takes_bytes(cfg: &DeviceConfig) -> bool {
+    spec(cfg).is_some_and(|s| s.requests.contains(&Request::Send))
 }
 
 /// Builds a driver's protocol from its device table.
@@ -110,6 +134,8 @@ pub struct DriverSpec {
 pub enum Request {
     /// Read now (`POST /v1/devices/{id}/read`): a resting card again.
     Read,
+    /// Write raw bytes to the device (QZ Tray's `serial.sendData`).
+    Send,
 }
 
 /// Who runs a family's devices.
@@ -244,6 +270,7 @@ pub static DRIVERS: &[&DriverSpec] = &[
     &callerid::SPEC,
     &escpos::SPEC,
     &dongle::SPEC,
+    &passthrough::SPEC,
 ];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.

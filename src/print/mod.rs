@@ -99,6 +99,8 @@ pub enum Payload {
     Document(serde_json::Value),
     /// The `raw` base64 text.
     Raw(String),
+    /// Bytes already decoded (QZ Tray's raw data).
+    Bytes(Vec<u8>),
 }
 
 /// Every configured printer and the job store.
@@ -214,6 +216,10 @@ impl Printers {
                 }
                 (Kind::Raw, bytes)
             }
+            Payload::Bytes(bytes) if bytes.is_empty() => {
+                return Err(SubmitError::Bad("no bytes to print".into()))
+            }
+            Payload::Bytes(bytes) => (Kind::Raw, bytes),
             Payload::Document(v) => {
                 let json = serde_json::to_vec(&v)
                     .map_err(|e| SubmitError::Bad(format!("document: {e}")))?;

@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod mqtt;
+pub mod printer;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
