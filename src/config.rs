@@ -47,8 +47,8 @@ pub struct QzConfig {
     /// `wss://` here too when `api.tls` is on (8181 is tried first on https pages).
     pub secure_listen: SocketAddr,
     /// With API tokens configured, these origins (each also in
-    /// `api.allowed_origins`) get the `print` scope on the QZ listener: a QZ
-    /// page has no token to send.
+    /// `api.allowed_origins`) may use the QZ listener — print, and read and
+    /// write `passthrough` ports: a QZ page has no token to send.
     pub allowed_origins: Vec<String>,
     /// What `printers.getDefault` answers: a printer's id or `qz_name`.
     pub default_printer: Option<String>,

@@ -311,6 +311,7 @@ async fn apply_reloads(
             ("events", differs(&current.events, &new.events)),
             ("log", differs(&current.log, &new.log)),
             ("uplink", differs(&current.uplink, &new.uplink)),
+            ("qz", differs(&current.qz, &new.qz)),
         ] {
             if changed {
                 restart.push(name);

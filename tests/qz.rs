@@ -578,6 +578,15 @@ async fn passthrough_ports_carry_bytes_both_ways_framed_as_the_page_asks() {
     .expect("join")
     .expect("read");
     assert_eq!(&got, b"W\r");
+    // Bounded: a page cannot hold the port for minutes with one call.
+    let big = json!({"port": "COM3", "data": {"data": "00".repeat(9000), "type": "HEX"}});
+    let v = page.call("serial.sendData", Some(big)).await;
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("at most 8192")),
+        "{v}"
+    );
     assert!(page
         .call("serial.closePort", Some(json!({"port": "COM3"})))
         .await
@@ -650,4 +659,89 @@ fn qz_config_problems_name_their_keys() {
     assert!(e.contains("qz.max_frames: unknown field"), "{e}");
     let ok = check("default_printer = \"XP\"", &p("a", "XP"));
     assert_eq!(ok, "");
+}
+
+#[tokio::test]
+async fn with_api_tls_the_secure_port_serves_wss_with_the_same_certificate() {
+    use rustls::pki_types::ServerName;
+    let printer = FakePrinter::start(NORMAL).await;
+    let d = Daemon::start(&config(
+        "secure_listen = \"127.0.0.1:0\"",
+        &format!("tls = true\n{}", printer_at(&printer)),
+    ))
+    .await;
+    let ca = crate::wss::ca_of(&d).await;
+    let answer = crate::wss::https(
+        &d,
+        &crate::wss::client(Some(ca.clone())),
+        "GET",
+        "/v1/health",
+        "",
+    )
+    .await;
+    let h: Value = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .expect("health");
+    let urls: Vec<&str> = h["qz"]["urls"]
+        .as_array()
+        .expect("urls")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(urls.len(), 2, "{h}");
+    assert!(
+        urls[0].starts_with("ws://127.0.0.1:") && urls[1].starts_with("wss://127.0.0.1:"),
+        "{urls:?}"
+    );
+    let port: u16 = urls[1]
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("localhost".to_owned()).expect("name");
+    let tls = crate::wss::client(Some(ca))
+        .connect(name, tcp)
+        .await
+        .expect("the API's certificate on the QZ port");
+    let mut req = format!("wss://localhost:{port}/")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("origin", ORIGIN.parse().expect("origin"));
+    let (ws, _) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .expect("wss upgrade");
+    let (mut tx, mut rx) = ws.split();
+    for (msg, want) in [
+        (
+            json!({"call": "getVersion", "timestamp": 1, "uid": "a"}),
+            json!({"uid": "a", "result": "2.2.6"}),
+        ),
+        (
+            json!({"certificate": null, "timestamp": 1, "uid": "b"}),
+            json!({"uid": "b"}),
+        ),
+        (
+            json!({"call": "printers.find", "params": {"query": "XP"}, "timestamp": 1, "uid": "c"}),
+            json!({"uid": "c", "result": "XP-80C"}),
+        ),
+    ] {
+        tx.send(Message::Text(msg.to_string().into()))
+            .await
+            .expect("send");
+        let got = match tokio::time::timeout(WAIT, rx.next()).await.expect("reply") {
+            Some(Ok(Message::Text(t))) => serde_json::from_str::<Value>(t.as_str()).expect("json"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, want);
+    }
+    // Plain WebSocket on the secure port is not answered as QZ.
+    let plain = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/")).await;
+    assert!(plain.is_err(), "a plaintext upgrade on the secure port");
+    d.stop().await;
 }

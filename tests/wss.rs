@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Waits for the daemon to write its CA, then returns it.
-async fn ca_of(d: &Daemon) -> CertificateDer<'static> {
+pub async fn ca_of(d: &Daemon) -> CertificateDer<'static> {
     let dir = d.state_dir.path().join("tls");
     for _ in 0..200 {
         if dir.join("state.json").exists() {
@@ -27,7 +27,7 @@ async fn ca_of(d: &Daemon) -> CertificateDer<'static> {
     panic!("no CA in {}", dir.display());
 }
 
-fn client(ca: Option<CertificateDer<'static>>) -> tokio_rustls::TlsConnector {
+pub fn client(ca: Option<CertificateDer<'static>>) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = ca {
         roots.add(ca).expect("add CA");
@@ -52,7 +52,7 @@ async fn tls(
 }
 
 /// One HTTPS request on a fresh connection; the whole answer as text.
-async fn https(
+pub async fn https(
     d: &Daemon,
     c: &tokio_rustls::TlsConnector,
     method: &str,

@@ -90,11 +90,14 @@ pub enum SendError {
     NotSupported,
     #[error("it is not connected")]
     NotConnected,
-    #[error("it did not take the bytes within 2 s")]
+    #[error("it is busy; the bytes were not sent")]
     Busy,
     #[error("writing failed: {0}")]
     Write(String),
 }
+
+/// The most bytes one `Device::send` is expected to carry (its reply wait).
+pub const SEND_MAX_BYTES: usize = 8 * 1024;
 
 /// What a client asks of a device's live session.
 pub enum Ask {
@@ -214,6 +217,8 @@ impl Device {
             .await
             .map_err(|_| SendError::Busy)?
             .map_err(|_| SendError::NotConnected)?;
+        // The session bounds the write itself (by the data's size).
+        let wait = wait + Duration::from_millis(2 * crate::device::SEND_MAX_BYTES as u64);
         match tokio::time::timeout(wait, rx).await {
             Err(_) => Err(SendError::Busy),
             Ok(Err(_)) => Err(SendError::NotConnected),
@@ -706,12 +711,27 @@ async fn session(
                     let ok = link.request_read() || protocol.request_read(now(), &mut actions);
                     let _ = reply.send(if ok { ReadOutcome::Started } else { ReadOutcome::NotSupported });
                 }
+                // A caller that gave up was told so: its bytes are not written late.
+                Ask::Send(_, reply) if reply.is_closed() => {}
                 Ask::Send(bytes, reply) => {
-                    if let Err(e) = link.write_all(&bytes).await {
-                        let _ = reply.send(Err(e.to_string()));
-                        return SessionEnd::Gone(Some(format!("write failed: {e}")));
+                    // Bounded by the data (2 ms a byte, slower than 9600 baud), and
+                    // never holding up a stop.
+                    let limit = Duration::from_secs(2) + Duration::from_millis(2 * bytes.len() as u64);
+                    let r = tokio::select! {
+                        _ = cancel.cancelled() => return SessionEnd::Shutdown,
+                        r = tokio::time::timeout(limit, link.write_all(&bytes)) => r,
+                    };
+                    match r {
+                        Ok(Ok(())) => { let _ = reply.send(Ok(())); }
+                        Ok(Err(e)) => {
+                            let _ = reply.send(Err(e.to_string()));
+                            return SessionEnd::Gone(Some(format!("write failed: {e}")));
+                        }
+                        Err(_) => {
+                            let _ = reply.send(Err(format!("not written within {limit:?}")));
+                            return SessionEnd::Gone(Some("a write did not finish; the device stopped taking bytes".into()));
+                        }
                     }
-                    let _ = reply.send(Ok(()));
                 }
             }
         }

@@ -10,7 +10,8 @@ use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use std::path::Path;
 
 /// How far a call's timestamp may be from this machine's clock (QZ Tray's
-/// own window): a signed call cannot be replayed later than this.
+/// own window). Within it a captured signed frame could be sent again; only
+/// allowed origins can connect at all, so capturing one needs such a page.
 pub const WINDOW_MS: f64 = 15.0 * 60.0 * 1000.0;
 
 /// The calls qz-tray.js sends unsigned (its `needsSigned`); they read or
@@ -84,7 +85,7 @@ impl SiteCert {
         }
         let alg = algorithm(call.algorithm.as_deref())?;
         let sig = base64::engine::general_purpose::STANDARD
-            .decode(sig.trim())
+            .decode(sig.split_whitespace().collect::<String>())
             .map_err(|_| format!("{}: the signature is not base64", call.name))?;
         let hash = hex::encode(ring::digest::digest(
             &ring::digest::SHA256,

@@ -7,7 +7,7 @@
 //! `{"call", "params", "uid", "timestamp", "signature"?, "signAlgorithm"?}`;
 //! and the plain text `ping` to keep the connection alive. Replies are
 //! `{"uid", "result"}` or `{"uid", "error"}`; streams are
-//! `{"type", "key", "event"}` with the event as JSON *text*.
+//! `{"type", "event"}` with the event as JSON *text*.
 
 pub mod der;
 pub mod frame;
@@ -318,8 +318,18 @@ pub fn serial_bytes(params: &Value) -> Result<Vec<u8>, String> {
     if bytes.is_empty() {
         return Err("data: no bytes to send".into());
     }
+    if bytes.len() > MAX_SERIAL_SEND {
+        return Err(format!(
+            "data: {} bytes; at most {MAX_SERIAL_SEND} per call",
+            bytes.len()
+        ));
+    }
     Ok(bytes)
 }
+
+/// The most bytes one `serial.sendData` may write: a display or scale
+/// command is tens of bytes, and at 9600 baud this is already 7 s.
+pub const MAX_SERIAL_SEND: usize = 8 * 1024;
 
 /// `[27, 64]`: each a byte value.
 fn byte_values(items: &[Value]) -> Result<Vec<u8>, String> {

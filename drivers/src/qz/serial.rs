@@ -131,17 +131,23 @@ impl Framer {
         let (take, skip_after) = match &self.cut {
             Cut::Raw => return None,
             Cut::Lines => {
-                let i = p.iter().position(|b| *b == b'\r' || *b == b'\n')?;
-                let crlf = p[i] == b'\r' && p.get(i + 1) == Some(&b'\n');
-                // A CR ends the line at once; an LF after it in a later read
-                // is an empty line, and dropped.
-                let line = p[..i].to_vec();
-                self.pending.drain(..i + if crlf { 2 } else { 1 });
-                return if line.is_empty() {
-                    self.next_frame()
-                } else {
-                    Some(self.decode(&line))
+                // Empty lines are skipped in one pass (a loop, not recursion:
+                // a device may send thousands of bare newlines).
+                let mut start = 0;
+                let line = loop {
+                    let i = start + p[start..].iter().position(|b| *b == b'\r' || *b == b'\n')?;
+                    let crlf = p[i] == b'\r' && p.get(i + 1) == Some(&b'\n');
+                    // A CR ends the line at once; an LF after it in a later read
+                    // is an empty line, and dropped.
+                    let next = i + if crlf { 2 } else { 1 };
+                    if i > start {
+                        break (start..i, next);
+                    }
+                    start = next;
                 };
+                let frame = p[line.0].to_vec();
+                self.pending.drain(..line.1);
+                return Some(self.decode(&frame));
             }
             Cut::Width(w) => (p.len() >= *w).then_some((0..*w, *w))?,
             Cut::Bounded { start, end, width } => {
@@ -248,6 +254,14 @@ mod tests {
         assert!(e.contains("rx.lengthBytes"), "{e}");
         assert!(Framer::new(&json!({"rx": {"width": 0}})).is_err());
         assert!(Framer::new(&json!("fast")).is_err());
+    }
+
+    #[test]
+    fn thousands_of_empty_lines_cost_one_pass() {
+        let mut f = Framer::new(&json!({"rx": {"untilNewline": true}})).expect("framer");
+        let mut input = vec![b'\n'; 60_000];
+        input.extend_from_slice(b"ok\r\n");
+        assert_eq!(f.push(&input), ["ok"]);
     }
 
     #[test]
