@@ -623,40 +623,52 @@ fn qz_config_problems_name_their_keys() {
     let p = |id: &str, name: &str| {
         format!("[[device]]\nid = \"{id}\"\ndriver = \"escpos\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:9100\"\nqz_name = \"{name}\"\n")
     };
-    let e = check("listen = \"0.0.0.0:8182\"", "");
-    assert!(
-        e.contains("qz.listen: 0.0.0.0:8182 is not a loopback address"),
-        "{e}"
-    );
-    let e = check("allowed_origins = [\"https://x.example\"]", "");
-    assert!(
-        e.contains("qz.allowed_origins[0]: \"https://x.example\" is not in api.allowed_origins"),
-        "{e}"
-    );
-    let e = check("default_printer = \"kitchen\"", &p("a", "XP"));
-    assert!(
-        e.contains("qz.default_printer: \"kitchen\" is not the id or qz_name"),
-        "{e}"
-    );
-    let e = check("", &format!("{}{}", p("a", "XP"), p("b", "XP")));
-    assert!(
-        e.contains("device[1].qz_name: \"XP\" is already the name of printer \"a\""),
-        "{e}"
-    );
-    let e = check("", &format!("{}{}", p("a", "b"), p("b", "XP")));
-    assert!(
-        e.contains("device[0].qz_name: \"b\" is already the name of printer \"b\""),
-        "{e}"
-    );
-    let e = check("", &p("a", ""));
-    assert!(
-        e.contains("device[0].qz_name: must be 1-128 characters"),
-        "{e}"
-    );
-    let e = check("certificate = \"/nonexistent/site.pem\"", "");
-    assert!(e.contains("qz.certificate: /nonexistent/site.pem:"), "{e}");
-    let e = check("max_frames = 1", "");
-    assert!(e.contains("qz.max_frames: unknown field"), "{e}");
+    let two = |a: (&str, &str), b: (&str, &str)| format!("{}{}", p(a.0, a.1), p(b.0, b.1));
+    for (qz, devices, says) in [
+        (
+            "listen = \"0.0.0.0:8182\"",
+            String::new(),
+            "qz.listen: 0.0.0.0:8182 is not a loopback address",
+        ),
+        (
+            "allowed_origins = [\"https://x.example\"]",
+            String::new(),
+            "qz.allowed_origins[0]: \"https://x.example\" is not in api.allowed_origins",
+        ),
+        (
+            "default_printer = \"kitchen\"",
+            p("a", "XP"),
+            "qz.default_printer: \"kitchen\" is not the id or qz_name",
+        ),
+        (
+            "",
+            two(("a", "XP"), ("b", "XP")),
+            "device[1].qz_name: \"XP\" is already the name of printer \"a\"",
+        ),
+        (
+            "",
+            two(("a", "b"), ("b", "XP")),
+            "device[0].qz_name: \"b\" is already the name of printer \"b\"",
+        ),
+        (
+            "",
+            p("a", ""),
+            "device[0].qz_name: must be 1-128 characters",
+        ),
+        (
+            "certificate = \"/nonexistent/site.pem\"",
+            String::new(),
+            "qz.certificate: /nonexistent/site.pem:",
+        ),
+        (
+            "max_frames = 1",
+            String::new(),
+            "qz.max_frames: unknown field",
+        ),
+    ] {
+        let e = check(qz, &devices);
+        assert!(e.contains(says), "{qz} / {devices}: {e}");
+    }
     let ok = check("default_printer = \"XP\"", &p("a", "XP"));
     assert_eq!(ok, "");
 }

@@ -101,6 +101,29 @@ export function closeServer(server) {
   });
 }
 
+// ---------------------------------------------------------------- tests
+
+/**
+ * A test runner: each test gets `timeoutMs`, its result goes into `results`, and
+ * a failure is logged with its reason. `stopped()` true means the run was
+ * interrupted (cleanup pulled the browser away): a failure then is not a result.
+ */
+export function testRunner(results, timeoutMs, stopped = () => false) {
+  return async function runTest(name, fn) {
+    const t0 = Date.now();
+    try {
+      await withTimeout(fn(), timeoutMs, name);
+      results.push({ name, ok: true });
+      log(`PASS ${name} (${Date.now() - t0} ms)`);
+    } catch (e) {
+      if (stopped()) return;
+      results.push({ name, ok: false, error: e });
+      const msg = e instanceof TestFailure ? e.message : clip(e.stack || String(e), 12);
+      log(`FAIL ${name} (${Date.now() - t0} ms)\n    ${msg.replace(/\n/g, "\n    ")}`);
+    }
+  };
+}
+
 // ---------------------------------------------------------------- daemon
 
 export function startDaemon(configPath) {

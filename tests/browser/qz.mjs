@@ -13,8 +13,8 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import {
-  BIN, CHROMIUM, HERE, REPO, VERBOSE, WAIT_MS, started, log, TestFailure, clip, check, withTimeout, waitFor,
-  freePort, startPageServer, closeServer, startDaemon, stopDaemon, daemonTail, waitHealthy,
+  BIN, CHROMIUM, HERE, REPO, VERBOSE, WAIT_MS, started, log, TestFailure, clip, check, waitFor,
+  freePort, startPageServer, closeServer, startDaemon, stopDaemon, daemonTail, waitHealthy, testRunner,
 } from "./lib.mjs";
 
 const VERSIONS = { "2.2.6": "qz-tray-2.2/qz-tray.js", "2.3.0": "qz-tray/qz-tray.js" };
@@ -201,18 +201,7 @@ async function daemon(ctx, name, opts) {
 // ---------------------------------------------------------------- tests
 
 const results = [];
-async function runTest(name, fn) {
-  const t0 = Date.now();
-  try {
-    await withTimeout(fn(), TEST_TIMEOUT_MS, name);
-    results.push({ name, ok: true });
-    log(`PASS ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false, error: e });
-    const msg = e instanceof TestFailure ? e.message : clip(e.stack || String(e), 12);
-    log(`FAIL ${name} (${Date.now() - t0} ms)\n    ${msg.replace(/\n/g, "\n    ")}`);
-  }
-}
+const runTest = testRunner(results, TEST_TIMEOUT_MS);
 
 const has = (buf, part) => buf.indexOf(part) !== -1;
 

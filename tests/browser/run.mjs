@@ -13,8 +13,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from "node:
 import os from "node:os";
 import path from "node:path";
 import {
-  BIN, CHROMIUM, SHOT_DIR, VERBOSE, WAIT_MS, started, log, TestFailure, clip, check, withTimeout, waitFor, freePort,
-  startPageServer, closeServer, startDaemon, stopDaemon, daemonTail, waitHealthy,
+  BIN, CHROMIUM, SHOT_DIR, VERBOSE, WAIT_MS, started, log, TestFailure, clip, check, waitFor, freePort,
+  startPageServer, closeServer, startDaemon, stopDaemon, daemonTail, waitHealthy, testRunner,
 } from "./lib.mjs";
 
 const DEVICE = "scan-1";
@@ -81,20 +81,7 @@ transport = "sim"
 const results = [];
 const ctx = {};
 let interrupted = null; // the signal that stopped us, if any
-
-async function runTest(name, fn) {
-  const t0 = Date.now();
-  try {
-    await withTimeout(fn(), TEST_TIMEOUT_MS, name);
-    results.push({ name, ok: true });
-    log(`PASS ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    if (interrupted) return; // cleanup pulled the browser away; not a test result
-    results.push({ name, ok: false, error: e });
-    const msg = e instanceof TestFailure ? e.message : clip(e.stack || String(e), 12);
-    log(`FAIL ${name} (${Date.now() - t0} ms)\n    ${msg.replace(/\n/g, "\n    ")}`);
-  }
-}
+const runTest = testRunner(results, TEST_TIMEOUT_MS, () => interrupted !== null);
 
 async function simulate(text, device = DEVICE) {
   const r = await fetch(`http://127.0.0.1:${ctx.port}/v1/devices/${device}/simulate`, {

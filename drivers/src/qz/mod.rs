@@ -352,32 +352,20 @@ pub struct Status {
     pub code: &'static str,
 }
 
-const OK: Status = Status {
-    text: "OK",
-    severity: "INFO",
-    code: "idle",
-};
-const OFFLINE: Status = Status {
-    text: "OFFLINE",
-    severity: "FATAL",
-    code: "offline-report",
-};
-const PAPER_OUT: Status = Status {
-    text: "PAPER_OUT",
-    severity: "WARN",
-    code: "media-empty",
-};
+const fn status(text: &'static str, severity: &'static str, code: &'static str) -> Status {
+    Status {
+        text,
+        severity,
+        code,
+    }
+}
+
+const OK: Status = status("OK", "INFO", "idle");
+const OFFLINE: Status = status("OFFLINE", "FATAL", "offline-report");
+const PAPER_OUT: Status = status("PAPER_OUT", "WARN", "media-empty");
 /// QZ Tray has no "near end": CUPS's `media-low` is its PAPER_PROBLEM.
-const PAPER_LOW: Status = Status {
-    text: "PAPER_PROBLEM",
-    severity: "WARN",
-    code: "media-low",
-};
-const DOOR_OPEN: Status = Status {
-    text: "DOOR_OPEN",
-    severity: "WARN",
-    code: "cover-open",
-};
+const PAPER_LOW: Status = status("PAPER_PROBLEM", "WARN", "media-low");
+const DOOR_OPEN: Status = status("DOOR_OPEN", "WARN", "cover-open");
 
 /// What a receipt printer's `DLE EOT` status says, as QZ statuses (one
 /// stream event each); `None` (it has not answered) is `OFFLINE`.
