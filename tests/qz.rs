@@ -422,6 +422,11 @@ async fn what_posbridge_does_not_do_rejects_the_promise_naming_the_call() {
         let e = v["error"].as_str().unwrap_or_default();
         assert!(e.contains(says), "{call}: {v}");
     }
+    // Network details are loopback only (qz.websocket.getNetworkInfo sends networking.device).
+    let v = page.call("networking.device", Some(json!({}))).await;
+    assert_eq!(v["result"]["ip"], "127.0.0.1", "{v}");
+    let v = page.call("websocket.getNetworkInfo", Some(json!({}))).await;
+    assert_eq!(v["result"]["ipAddress"], "127.0.0.1", "{v}");
     // security.* and api.* are no-ops; getVersion with details says who answers.
     assert!(page
         .call("security.setCertificatePromise", None)

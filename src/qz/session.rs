@@ -182,6 +182,10 @@ impl Session {
             "websocket.getNetworkInfo" => {
                 Ok(json!({ "ipAddress": "127.0.0.1", "macAddress": null }))
             }
+            // What qz-tray.js 2.1+ sends for qz.websocket.getNetworkInfo(): loopback too.
+            "networking.device" => {
+                Ok(json!({ "ip": "127.0.0.1", "ip4": ["127.0.0.1"], "primary": true, "up": true }))
+            }
             _ => Ok(Value::Null), // security.* and api.*: nothing to do here.
         }
     }

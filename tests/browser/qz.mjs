@@ -144,7 +144,8 @@ async function printReceipt(page, text) {
         { type: "raw", format: "command", flavor: "hex", data: "1D564200" },
         { type: "raw", format: "command", flavor: "base64", data: "G3AAGfo=" },
       ]);
-      return { ok: true, found, all: await qz.printers.find() };
+      const net = await qz.websocket.getNetworkInfo();
+      return { ok: true, found, all: await qz.printers.find(), net };
     } catch (e) {
       return { ok: false, error: String(e && e.message || e) };
     }
@@ -259,6 +260,7 @@ async function main(ctx) {
       const r = await printReceipt(page, RECEIPT_TEXT);
       check(r.ok, `qz.print rejected: ${r.error}`);
       check(r.found === "XP-80C" && JSON.stringify(r.all) === '["XP-80C"]', `find: ${JSON.stringify(r)}`);
+      check(r.net?.ipAddress === "127.0.0.1", `getNetworkInfo: ${JSON.stringify(r.net)}`);
       const want = Buffer.concat([RECEIPT_GB18030, CUT, KICK]);
       await waitFor(() => has(ctx.printer.data.subarray(before), want),
         () => `the printer to get ${want.toString("hex")}; it has ${ctx.printer.data.subarray(before).toString("hex")}`);

@@ -454,6 +454,7 @@ pub fn refused(call: &str) -> Option<String> {
         "serial.sendData",
         "serial.closePort",
         "websocket.getNetworkInfo",
+        "networking.device",
     ];
     if answered.contains(&call) || family == "security" || family == "api" {
         return None;
