@@ -451,6 +451,7 @@ mod tests {
             text: text.into(),
             kind: CodeKind::Member,
             symbology: None,
+            weighed: None,
         }
     }
 

@@ -11,6 +11,7 @@ mod cards;
 mod catalog;
 mod cli;
 mod config;
+mod counter;
 mod deb;
 mod devices;
 mod guards;

@@ -31,15 +31,7 @@ fn config(devices: &str) -> String {
 }
 
 async fn post(d: &Daemon, path: &str, body: Value) -> (u16, Value) {
-    let r = d
-        .http
-        .post(d.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    d.post_json(path, &body).await
 }
 
 /// Posts a job and returns its id, asserting 202.

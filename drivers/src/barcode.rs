@@ -23,6 +23,8 @@ pub struct Options {
     pub idle_flush_ms: Option<u64>,
     /// What ends a code.
     pub suffix: Suffix,
+    /// Weighed-goods label layouts; a text one of them decodes is `weighed`.
+    pub weighed: Vec<crate::weighed::Template>,
 }
 
 /// The suffix a scanner is configured to send after each code.
@@ -81,11 +83,12 @@ impl Barcode {
         let Some((symbology, text)) = code_text(raw, "scanner", out) else {
             return;
         };
-        out.push(Action::Emit(Event::CodeScanned {
-            kind: classify(&text, self.opts.member_pattern.as_ref()),
+        out.push(Action::Emit(scanned(
             text,
             symbology,
-        }));
+            self.opts.member_pattern.as_ref(),
+            &self.opts.weighed,
+        )));
     }
 }
 
@@ -148,6 +151,27 @@ pub fn split_aim(text: &str) -> (Option<String>, &str) {
     (None, text)
 }
 
+/// The event for a scanned text: a label of one of the store's weighed-goods
+/// layouts (with a right check digit) is `weighed`; any other text is
+/// classified as [`classify`] says.
+pub(crate) fn scanned(
+    text: String,
+    symbology: Option<String>,
+    member_pattern: Option<&Regex>,
+    weighed: &[crate::weighed::Template],
+) -> Event {
+    let weighed = crate::weighed::decode(weighed, &text);
+    Event::CodeScanned {
+        kind: match weighed {
+            Some(_) => CodeKind::Weighed,
+            None => classify(&text, member_pattern),
+        },
+        text,
+        symbology,
+        weighed,
+    }
+}
+
 /// Classifies a scanned text (PROTOCOLS.md §5).
 pub fn classify(text: &str, member_pattern: Option<&Regex>) -> CodeKind {
     let digits = !text.is_empty() && text.bytes().all(|c| c.is_ascii_digit());
@@ -202,6 +226,7 @@ mod tests {
             text: text.into(),
             kind,
             symbology: symbology.map(Into::into),
+            weighed: None,
         })
     }
 

@@ -59,6 +59,9 @@ pub enum Event {
         kind: CodeKind,
         #[serde(skip_serializing_if = "Option::is_none")]
         symbology: Option<String>,
+        /// What a weighed-goods label says (`kind: "weighed"` only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        weighed: Option<Weighed>,
     },
     /// A call is coming in: one per call, not per ring (caller-ID boxes).
     #[serde(rename = "call.ringing")]
@@ -140,6 +143,10 @@ pub enum Event {
         /// How many bytes `data` holds.
         len: usize,
     },
+    /// A scale's reading: each stable reading that differs from the last
+    /// one published, and (at most ten a second) readings while it moves.
+    #[serde(rename = "scale.weight")]
+    ScaleWeight(Weight),
     /// A device's transport opened.
     #[serde(rename = "device.attached")]
     DeviceAttached {
@@ -186,6 +193,7 @@ pub const KINDS: &[&str] = &[
     "device.detached",
     "device.error",
     "passthrough.data",
+    "scale.weight",
 ];
 
 impl Event {
@@ -214,6 +222,7 @@ impl Event {
             Event::DeviceDetached { .. } => 14,
             Event::DeviceError { .. } => 15,
             Event::PassthroughData { .. } => 16,
+            Event::ScaleWeight(_) => 17,
         }
     }
 
@@ -236,7 +245,38 @@ pub enum CodeKind {
     PaymentUnionpay,
     Url,
     Member,
+    /// A weighed-goods label matching one of the scanner's templates.
+    Weighed,
     Other,
+}
+
+/// What a weighed-goods barcode carries (`code.scanned`'s `weighed`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Weighed {
+    /// The product's PLU as printed (leading zeros kept).
+    pub plu: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grams: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_fen: Option<u64>,
+}
+
+/// One scale reading (contract: `scale.weight`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Weight {
+    /// The weight shown, in grams; below zero when the scale reads negative.
+    pub grams: i64,
+    /// The scale reports the reading settled (a price may be computed on it).
+    pub stable: bool,
+    /// The weight is net of a tare.
+    pub net: bool,
+    /// The tare, where the scale reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tare_grams: Option<i64>,
+    /// Over capacity: `grams` is not a weight.
+    pub overload: bool,
+    /// Below zero (`grams` is negative, or the scale says so without a number).
+    pub negative: bool,
 }
 
 /// What an ID card says (contract: `idcard.read`).
@@ -523,6 +563,7 @@ mod tests {
                 text: s(),
                 kind: CodeKind::Other,
                 symbology: None,
+                weighed: None,
             },
             Event::CallRinging {
                 call_id: s(),
@@ -584,6 +625,7 @@ mod tests {
                 error: s(),
             },
             Event::PassthroughData { data: s(), len: 0 },
+            Event::ScaleWeight(Weight::default()),
         ];
         assert_eq!(one_of_each.len(), KINDS.len());
         for (i, e) in one_of_each.iter().enumerate() {

@@ -6,8 +6,8 @@
 //! [`HidPosScanner::handle_bytes`] (and [`parse_magtek_report`]) once per
 //! report read, never with several reports joined or one report split.
 
-use crate::barcode::{classify, code_text, split_aim, MAX_CODE_LEN};
-use crate::{Action, Event, Instant, Protocol};
+use crate::barcode::{code_text, split_aim, MAX_CODE_LEN};
+use crate::{Action, Instant, Protocol};
 use regex::Regex;
 use std::fmt;
 
@@ -21,6 +21,8 @@ pub const SCAN_REPORT_MAX_DATA: usize = 56;
 pub struct Options {
     /// As [`crate::barcode::Options::member_pattern`].
     pub member_pattern: Option<Regex>,
+    /// As [`crate::barcode::Options::weighed`].
+    pub weighed: Vec<crate::weighed::Template>,
     /// A code split over several reports whose last report has not come
     /// this long after the previous one is dropped.
     pub continuation_timeout_ms: u64,
@@ -30,6 +32,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             member_pattern: None,
+            weighed: Vec::new(),
             // Scanners send a code's reports back to back, a few ms apart.
             continuation_timeout_ms: 500,
         }
@@ -173,11 +176,12 @@ impl HidPosScanner {
             return;
         };
         let vendor = self.vendor_symbology.map(|b| format!("hidpos_{b:02x}"));
-        out.push(Action::Emit(Event::CodeScanned {
-            kind: classify(&text, self.opts.member_pattern.as_ref()),
+        out.push(Action::Emit(crate::barcode::scanned(
             text,
-            symbology: self.aim.clone().or(text_aim).or(vendor),
-        }));
+            self.aim.clone().or(text_aim).or(vendor),
+            self.opts.member_pattern.as_ref(),
+            &self.opts.weighed,
+        )));
     }
 }
 
@@ -394,7 +398,7 @@ pub fn magtek_to_text(swipe: &MagtekSwipe) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CodeKind;
+    use crate::{CodeKind, Event};
 
     /// A 64-byte report with the data from byte 2 (PROTOCOLS.md §5 layout).
     fn plain_report(data: &[u8], symbology: u8, more: bool) -> Vec<u8> {
@@ -423,6 +427,7 @@ mod tests {
             text: text.into(),
             kind,
             symbology: symbology.map(Into::into),
+            weighed: None,
         })
     }
 

@@ -14,6 +14,7 @@
 pub mod barcode;
 pub mod callerid;
 pub mod catalog;
+pub mod display;
 pub mod dongle;
 pub mod downlink;
 pub mod escpos;
@@ -29,11 +30,15 @@ pub mod passthrough;
 pub mod pcsc;
 pub mod qz;
 pub mod rfid;
+pub mod scale;
+pub mod weighed;
 
 #[doc(hidden)]
 pub use serde as __serde;
 
-pub use event::{CardType, CodeKind, Event, IdCard, IdCardType, RejectReason, Tracks, KINDS};
+pub use event::{
+    CardType, CodeKind, Event, IdCard, IdCardType, RejectReason, Tracks, Weighed, Weight, KINDS,
+};
 
 /// Monotonic time, in milliseconds since an origin the caller picks.
 ///
@@ -66,6 +71,9 @@ pub enum Action {
     Fault(String),
     /// The device answers properly again after a [`Action::Fault`].
     Recovered,
+    /// The device's current reading (a scale's weight), kept by the shell
+    /// for `GET` with the time it came; not published.
+    Reading(Event),
 }
 
 /// One live device's protocol state machine.
@@ -83,6 +91,17 @@ pub trait Protocol: Send {
     /// A client asked for a read now (`POST /v1/devices/{id}/read`).
     /// Returns false when the protocol has nothing to do on demand.
     fn request_read(&mut self, _now: Instant, _out: &mut Vec<Action>) -> bool {
+        false
+    }
+
+    /// A client asked to tare (`POST /v1/devices/{id}/tare`). Returns false
+    /// when the device has no such command.
+    fn request_tare(&mut self, _now: Instant, _out: &mut Vec<Action>) -> bool {
+        false
+    }
+
+    /// A client asked to zero (`POST /v1/devices/{id}/zero`).
+    fn request_zero(&mut self, _now: Instant, _out: &mut Vec<Action>) -> bool {
         false
     }
 

@@ -1,6 +1,7 @@
 //! The local HTTP/WebSocket API (contract §4): an axum router behind the
 //! always-on guards, with handlers named for what they do.
 
+mod counter;
 pub mod error;
 pub mod guard;
 pub mod serve;
@@ -115,6 +116,10 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/v1/drawer/open", post(open_drawer))
             .route("/v1/printers", get(list_printers))
+            .route("/v1/display", post(counter::post_display))
+            .route("/v1/devices/{id}/tare", post(counter::tare))
+            .route("/v1/devices/{id}/zero", post(counter::zero))
+            .route("/v1/scales/{id}", get(counter::get_scale))
             .layer(DefaultBodyLimit::max(MAX_PRINT_BODY)),
     );
     Router::new()

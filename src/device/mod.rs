@@ -3,6 +3,7 @@
 //! with backoff when the device fails or goes away.
 
 pub mod hotplug;
+mod screen;
 
 use crate::clock::rfc3339_ms;
 use crate::config::{DeviceConfig, Transport};
@@ -51,6 +52,15 @@ struct Status {
     last_error: Option<String>,
     last_event_at: Option<OffsetDateTime>,
     events: u64,
+    /// The device's latest reading (a scale's weight), and when it came.
+    reading: Option<(Event, OffsetDateTime, std::time::Instant)>,
+}
+
+/// A device's latest reading as `GET /v1/scales/{id}` shows it.
+pub struct Latest {
+    pub event: Event,
+    pub at: OffsetDateTime,
+    pub age: Duration,
 }
 
 /// What `GET /v1/devices` shows for one device.
@@ -99,10 +109,48 @@ pub enum SendError {
 /// The most bytes one `Device::send` is expected to carry (its reply wait).
 pub const SEND_MAX_BYTES: usize = 8 * 1024;
 
+/// A command a client may send a device (besides a read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Tare,
+    Zero,
+}
+
+impl Command {
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Tare => "tare",
+            Command::Zero => "zero",
+        }
+    }
+
+    fn request(self) -> crate::family::Request {
+        match self {
+            Command::Tare => crate::family::Request::Tare,
+            Command::Zero => crate::family::Request::Zero,
+        }
+    }
+}
+
+/// Why a command or a display request was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    #[error("its driver does not take it")]
+    NotSupported,
+    #[error("this model has no such command configured")]
+    NoCommand,
+    #[error("it is not connected")]
+    NotConnected,
+    #[error("it is busy; try again")]
+    Busy,
+}
+
 /// What a client asks of a device's live session.
 pub enum Ask {
     /// Read now; the reply says whether a read started.
     Read(oneshot::Sender<ReadOutcome>),
+    /// Tare or zero; the reply says whether the protocol has the command.
+    Command(Command, oneshot::Sender<bool>),
     /// Write these bytes; the reply says whether they were all written.
     Send(Vec<u8>, oneshot::Sender<Result<(), String>>),
 }
@@ -115,6 +163,8 @@ pub struct Device {
     ask_tx: mpsc::Sender<Ask>,
     /// Hotplug saw its node appear (or go): retry now, not after the backoff.
     wake: tokio::sync::Notify,
+    /// What a customer display shows next (the newest request wins).
+    screen: screen::Screen,
     /// Ends this device's supervisor alone (config reload); a child of the daemon's.
     stop: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -228,6 +278,59 @@ impl Device {
 }
 
 impl Device {
+    fn takes(&self, r: crate::family::Request) -> bool {
+        crate::family::spec(&self.cfg).is_some_and(|f| f.requests.contains(&r))
+    }
+
+    /// Tares or zeroes the device through its live session.
+    pub async fn command(&self, cmd: Command) -> Result<(), AskError> {
+        if !self.takes(cmd.request()) {
+            return Err(AskError::NotSupported);
+        }
+        if self.state() != State::Connected {
+            return Err(AskError::NotConnected);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.ask_tx
+            .try_send(Ask::Command(cmd, tx))
+            .map_err(|_| AskError::Busy)?;
+        match tokio::time::timeout(Duration::from_secs(2), rx).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(AskError::NoCommand),
+            Ok(Err(_)) => Err(AskError::NotConnected),
+            Err(_) => Err(AskError::Busy),
+        }
+    }
+
+    /// Queues what a customer display shows next, replacing anything not
+    /// yet written; refused while the display is not connected.
+    pub fn show(&self, bytes: Vec<u8>) -> Result<(), AskError> {
+        if !self.takes(crate::family::Request::Display) {
+            return Err(AskError::NotSupported);
+        }
+        if self.state() != State::Connected {
+            return Err(AskError::NotConnected);
+        }
+        self.screen.put(bytes);
+        Ok(())
+    }
+
+    /// Display requests replaced by newer ones before being written.
+    pub fn display_replaced(&self) -> u64 {
+        self.screen.replaced()
+    }
+
+    /// The latest reading the device gave (scales), with its age.
+    pub fn latest(&self) -> Option<Latest> {
+        let s = self.status();
+        let (event, at, when) = s.reading.as_ref()?;
+        Some(Latest {
+            event: event.clone(),
+            at: *at,
+            age: when.elapsed(),
+        })
+    }
+
     /// For devices run outside the supervisor (receipt printers): records the
     /// state and publishes the lifecycle event the supervisor would —
     /// `device.attached` on connecting, `device.detached` on losing a
@@ -366,10 +469,12 @@ impl Devices {
                 last_error: None,
                 last_event_at: None,
                 events: 0,
+                reading: None,
             }),
             sim_tx,
             ask_tx,
             wake: tokio::sync::Notify::new(),
+            screen: screen::Screen::default(),
             stop: stop.clone(),
             task: Mutex::new(None),
         });
@@ -632,6 +737,11 @@ async fn session(
     let mut faulted = false;
     let mut buf = vec![0u8; 4096];
     protocol.handle_open(now(), &mut actions);
+    // A display that comes back shows what it showed (or was last asked to).
+    let display = dev.takes(crate::family::Request::Display);
+    if let Some(shown) = display.then(|| dev.screen.current()).flatten() {
+        actions.push(Action::Write(shown));
+    }
     loop {
         for action in actions.drain(..) {
             match action {
@@ -656,6 +766,10 @@ async fn session(
                     }
                 }
                 Action::SetTimer(at) => timer = Some(at),
+                Action::Reading(ev) => {
+                    dev.status().reading =
+                        Some((ev, OffsetDateTime::now_utc(), std::time::Instant::now()));
+                }
                 Action::Malformed(why) => {
                     metrics.malformed_input();
                     tracing::warn!(device = %dev.cfg.id, "{why}");
@@ -702,9 +816,24 @@ async fn session(
                 timer = None;
                 protocol.handle_timer(now(), &mut actions);
             }
+            _ = dev.screen.ready(), if display => {
+                if let Some(bytes) = dev.screen.take() {
+                    if let Err(why) = write_bounded(&mut link, &bytes, cancel).await {
+                        return why;
+                    }
+                }
+            }
             Some(ask) = ask_rx.recv() => match ask {
                 // A caller that gave up (timed out while we were busy) wants no read now.
                 Ask::Read(reply) if reply.is_closed() => {}
+                Ask::Command(_, reply) if reply.is_closed() => {}
+                Ask::Command(cmd, reply) => {
+                    let ok = match cmd {
+                        Command::Tare => protocol.request_tare(now(), &mut actions),
+                        Command::Zero => protocol.request_zero(now(), &mut actions),
+                    };
+                    let _ = reply.send(ok);
+                }
                 Ask::Read(reply) => {
                     // A typed call on the link first (PC/SC reads by itself),
                     // else the protocol's own request on the wire.
@@ -714,27 +843,40 @@ async fn session(
                 // A caller that gave up was told so: its bytes are not written late.
                 Ask::Send(_, reply) if reply.is_closed() => {}
                 Ask::Send(bytes, reply) => {
-                    // Bounded by the data (2 ms a byte, slower than 9600 baud), and
-                    // never holding up a stop.
-                    let limit = Duration::from_secs(2) + Duration::from_millis(2 * bytes.len() as u64);
-                    let r = tokio::select! {
-                        _ = cancel.cancelled() => return SessionEnd::Shutdown,
-                        r = tokio::time::timeout(limit, link.write_all(&bytes)) => r,
-                    };
-                    match r {
-                        Ok(Ok(())) => { let _ = reply.send(Ok(())); }
-                        Ok(Err(e)) => {
-                            let _ = reply.send(Err(e.to_string()));
-                            return SessionEnd::Gone(Some(format!("write failed: {e}")));
-                        }
-                        Err(_) => {
-                            let _ = reply.send(Err(format!("not written within {limit:?}")));
-                            return SessionEnd::Gone(Some("a write did not finish; the device stopped taking bytes".into()));
-                        }
+                    let r = write_bounded(&mut link, &bytes, cancel).await;
+                    let _ = reply.send(match &r {
+                        Ok(()) => Ok(()),
+                        Err(SessionEnd::Gone(why)) => Err(why.clone().unwrap_or_default()),
+                        Err(SessionEnd::Shutdown) => Err("the daemon is stopping".into()),
+                    });
+                    if let Err(end) = r {
+                        return end;
                     }
                 }
             }
         }
+    }
+}
+
+/// Writes bytes a client sent, bounded by their size (2 ms a byte, slower
+/// than 9600 baud) and never holding up a stop; a write that fails or does
+/// not finish ends the session.
+async fn write_bounded(
+    link: &mut Link<'_>,
+    bytes: &[u8],
+    cancel: &CancellationToken,
+) -> Result<(), SessionEnd> {
+    let limit = Duration::from_secs(2) + Duration::from_millis(2 * bytes.len() as u64);
+    let r = tokio::select! {
+        _ = cancel.cancelled() => return Err(SessionEnd::Shutdown),
+        r = tokio::time::timeout(limit, link.write_all(bytes)) => r,
+    };
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(SessionEnd::Gone(Some(format!("write failed: {e}")))),
+        Err(_) => Err(SessionEnd::Gone(Some(format!(
+            "a write did not finish within {limit:?}; the device stopped taking bytes"
+        )))),
     }
 }
 

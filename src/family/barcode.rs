@@ -2,6 +2,7 @@
 
 use super::{bad, DriverSpec, FamilyOptions, HidReading, KeyError, Make, OptionsType};
 use crate::config::{DeviceConfig, Transport};
+use posbridge_drivers::weighed::Template;
 use posbridge_drivers::Protocol;
 use posbridge_drivers::{barcode, hid};
 use serde::Deserialize;
@@ -27,6 +28,28 @@ pub struct Options {
     idle_flush_ms: Option<u64>,
     /// What ends a scan (default auto: CR, LF or Tab).
     suffix: Option<barcode::Suffix>,
+    /// Weighed-goods label layouts (`{ pattern = "22PPPPPWWWWWC" }`).
+    weighed_barcodes: Option<Vec<WeighedBarcode>>,
+}
+
+/// One weighed-goods label layout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeighedBarcode {
+    pattern: String,
+}
+
+/// The layouts, or the first one that is wrong (named by its place).
+fn templates(list: Option<Vec<WeighedBarcode>>) -> Result<Vec<Template>, KeyError> {
+    let mut out = Vec::new();
+    for (i, w) in list.unwrap_or_default().into_iter().enumerate() {
+        let t = Template::parse(&w.pattern).map_err(|why| KeyError {
+            key: format!("weighed_barcodes[{i}].pattern").into(),
+            why,
+        })?;
+        out.push(t);
+    }
+    Ok(out)
 }
 
 impl FamilyOptions for Options {
@@ -39,6 +62,7 @@ impl FamilyOptions for Options {
                     .map_err(|e| bad("member_pattern", format!("not a valid regex: {e}")))
             })
             .transpose()?;
+        let weighed = templates(self.weighed_barcodes)?;
         if d.transport() == Transport::Hid {
             // HID-POS scanners deliver whole reports, not lines.
             if self.suffix.is_some() {
@@ -46,6 +70,7 @@ impl FamilyOptions for Options {
             }
             return Ok(Box::new(hid::HidPosScanner::new(hid::Options {
                 member_pattern,
+                weighed,
                 ..hid::Options::default()
             })));
         }
@@ -61,6 +86,7 @@ impl FamilyOptions for Options {
             member_pattern,
             idle_flush_ms,
             suffix,
+            weighed,
         })))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod barcode;
 pub mod callerid;
+pub mod display;
 pub mod dongle;
 pub mod escpos;
 pub mod idcard;
@@ -10,6 +11,7 @@ pub mod magstripe;
 pub mod passthrough;
 pub mod pcsc;
 pub mod rfid;
+pub mod scale;
 
 use crate::config::{DeviceConfig, Transport};
 use posbridge_drivers::hotplug::NodeKind;
@@ -126,7 +128,13 @@ pub struct DriverSpec {
     /// Its devices are named by their USB ids (a dongle's events carry
     /// them), so `match` is used on every transport, `sim` included.
     pub named_by_match: bool,
+    /// Serial data bits and parity when the config gives none (8N1 if `None`):
+    /// a Toledo scale in 8217 mode speaks 7E1.
+    pub serial_framing: Option<SerialFraming>,
 }
+
+/// A family's serial data bits and parity for one device.
+pub type SerialFraming = fn(&DeviceConfig) -> (u8, crate::config::Parity);
 
 /// A request a client can make of a device (typed calls on its link or
 /// protocol, never bytes down the data path).
@@ -136,6 +144,11 @@ pub enum Request {
     Read,
     /// Write raw bytes to the device (QZ Tray's `serial.sendData`).
     Send,
+    /// Show text or an amount (`POST /v1/display`): customer displays.
+    Display,
+    /// Tare and zero (`POST /v1/devices/{id}/tare`, `/zero`): scales.
+    Tare,
+    Zero,
 }
 
 /// Who runs a family's devices.
@@ -202,6 +215,7 @@ impl DriverSpec {
             usb: UsbNode::None,
             requests: &[],
             named_by_match: false,
+            serial_framing: None,
         }
     }
 
@@ -271,6 +285,8 @@ pub static DRIVERS: &[&DriverSpec] = &[
     &escpos::SPEC,
     &dongle::SPEC,
     &passthrough::SPEC,
+    &display::SPEC,
+    &scale::SPEC,
 ];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.
@@ -475,14 +491,17 @@ fn transport_only_keys(spec: &DriverSpec, d: &DeviceConfig) -> Vec<KeyError> {
 pub fn serial_settings(cfg: &DeviceConfig) -> Result<tokio_serial::SerialPortBuilder, KeyError> {
     use crate::config::{FlowControl as Flow, Parity as P};
     use tokio_serial::{DataBits, FlowControl, Parity, StopBits};
-    let data_bits = match cfg.data_bits.unwrap_or(8) {
+    let (bits, par) = find(&cfg.driver)
+        .and_then(|d| d.serial_framing)
+        .map_or((8, P::None), |f| f(cfg));
+    let data_bits = match cfg.data_bits.unwrap_or(bits) {
         5 => DataBits::Five,
         6 => DataBits::Six,
         7 => DataBits::Seven,
         8 => DataBits::Eight,
         n => return Err(bad("data_bits", format!("{n} is not 5, 6, 7 or 8"))),
     };
-    let parity = match cfg.parity.unwrap_or(P::None) {
+    let parity = match cfg.parity.unwrap_or(par) {
         P::None => Parity::None,
         P::Odd => Parity::Odd,
         P::Even => Parity::Even,
@@ -517,7 +536,12 @@ mod tests {
     fn keys_are_read_from_the_types_that_take_them() {
         assert_eq!(
             (barcode::SPEC.options.keys)(),
-            ["member_pattern", "idle_flush_ms", "suffix"]
+            [
+                "member_pattern",
+                "idle_flush_ms",
+                "suffix",
+                "weighed_barcodes"
+            ]
         );
         let common = keys_of::<DeviceConfig>();
         assert!(common.contains(&"match") && common.contains(&"parity"));

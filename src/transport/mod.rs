@@ -92,6 +92,8 @@ pub enum Link<'a> {
     Hid(hid::HidLink, HidReports),
     /// A USB device that is only watched for presence (vendor-class dongles).
     Presence(std::path::PathBuf),
+    /// A plain file that writes are appended to (a display's `file` transport).
+    File(std::fs::File),
 }
 
 impl Link<'_> {
@@ -126,6 +128,8 @@ impl Link<'_> {
                 }
             },
             Link::Sim(rx) => Ok(rx.recv().await.map(Chunk::Data)),
+            // A file sends nothing back: the session lasts until it stops.
+            Link::File(_) => std::future::pending().await,
             Link::SimReader(r) => Ok(r.read_chunk().await.map(Chunk::Data)),
             Link::Pcsc(p) => match p.next().await {
                 Some(pcsc::Msg::Event(e)) => Ok(Some(Chunk::Event(e))),
@@ -186,6 +190,10 @@ impl Link<'_> {
             Link::Sim(_) => {
                 tracing::trace!(bytes = bytes.len(), "sim device: write discarded");
                 Ok(())
+            }
+            Link::File(f) => {
+                use std::io::Write;
+                f.write_all(bytes)
             }
             Link::SimReader(r) => {
                 r.write(bytes);
@@ -371,6 +379,10 @@ pub async fn open<'a>(
         }
         (T::Sim, Some(rx)) => Ok(Link::Sim(rx)),
         (T::Serial, _) => open_serial(cfg).await.map(Link::Serial),
+        (T::File, _) => {
+            let path = std::path::Path::new(cfg.path.as_deref().unwrap_or_default());
+            open_append(path).map(Link::File).map_err(OpenError::from)
+        }
         (T::Tcp, _) => connect_tcp(cfg.address.as_deref().unwrap_or_default())
             .await
             .map(Link::Tcp),
