@@ -201,7 +201,7 @@ fn every_wrong_key_of_a_device_is_reported_in_one_pass() {
         "device[0].parity: \"mark\" is not none, odd or even",
         "device[0].suffix: \"semicolon\" is not auto, cr, lf, crlf, tab or none",
         "device[0].reader: not used by driver barcode; remove it",
-        "device[0].colour: unknown field `colour`; driver barcode takes member_pattern, idle_flush_ms, suffix",
+        "device[0].colour: unknown field `colour`; driver barcode takes member_pattern, idle_flush_ms, suffix, weighed_barcodes",
         "device[1].id: duplicate device id \"a\"",
     ] {
         assert!(p.iter().any(|x| x == want), "missing {want:?} in {p:?}");

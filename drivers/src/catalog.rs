@@ -19,6 +19,7 @@ pub const FAMILIES: &[&str] = &[
     "printer",
     "callerid",
     "dongle",
+    "scale",
 ];
 
 /// The node Linux gives a device, and so the udev subsystem its rule names.

@@ -147,15 +147,18 @@ fn refused(field: impl Into<String>, why: impl Into<String>) -> Refused {
     }
 }
 
-/// The bytes that reset a display when its link opens.
+/// The bytes that reset a display when its link opens: `ESC @`, the
+/// brightness where asked (CD5220 `ESC * n`, ESC/POS `US X n`, n 1-4), the
+/// cursor off on ESC/POS displays (a blinking block beside the total
+/// distracts the shopper), then clear.
 pub fn init(s: &Settings) -> Vec<u8> {
     let mut out = vec![ESC, b'@'];
+    match (s.model, s.brightness) {
+        (Model::Cd5220, Some(n)) => out.extend([ESC, b'*', n]),
+        (Model::EscposVfd, Some(n)) => out.extend([US, b'X', n]),
+        _ => {}
+    }
     if s.model == Model::EscposVfd {
-        // Epson ESC/POS displays: `US X n`, n 1-4; CD5220 sets it on the unit.
-        if let Some(n) = s.brightness {
-            out.extend([US, b'X', n]);
-        }
-        // Cursor off: a blinking block beside the total distracts the shopper.
         out.extend([US, b'C', 0]);
     }
     out.push(CLR);
@@ -481,6 +484,11 @@ mod tests {
         };
         assert_eq!(init(&s), vec![ESC, b'@', US, b'X', 2, US, b'C', 0, CLR]);
         assert_eq!(init(&cd()), vec![ESC, b'@', CLR]);
+        let bright = Settings {
+            brightness: Some(4),
+            ..cd()
+        };
+        assert_eq!(init(&bright), vec![ESC, b'@', ESC, b'*', 4, CLR]);
     }
 
     #[test]
