@@ -194,6 +194,17 @@ async fn displays_receive_exactly_the_documented_bytes() {
             .await;
         assert_eq!(s, 404, "{v}");
     }
+    // A page from an origin that is not allowed shows nothing, even as a simple request.
+    let r = d
+        .http
+        .post(d.url("/v1/display"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body(r#"{"display": "display-1", "lines": ["FREE"]}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(pole_rx.take().is_empty() && led_rx.take().is_empty());
 
@@ -212,7 +223,10 @@ async fn displays_receive_exactly_the_documented_bytes() {
     while tokio::time::Instant::now() < deadline {
         // The same total: one taken before the unplug is noticed is shown on replug.
         let (s, _) = d
-            .post_json("/v1/display", &json!({"display": "led-1", "amount": "9.99"}))
+            .post_json(
+                "/v1/display",
+                &json!({"display": "led-1", "amount": "9.99"}),
+            )
             .await;
         status = s;
         if s == 503 {
@@ -469,6 +483,95 @@ async fn weighed_labels_decode_and_a_bad_check_digit_does_not() {
         ev["data"].get("weighed"),
         None::<&Value>,
         "no weight from a misread"
+    );
+}
+
+#[tokio::test]
+async fn display_and_scale_requests_need_scope_print() {
+    let d = Daemon::start(&config(
+        "[[api.tokens]]\nname = \"desk\"\ntoken = \"desk-token-0123456789\"\nscopes = [\"events\", \"members\"]\n\
+         [[api.tokens]]\nname = \"till\"\ntoken = \"till-token-0123456789\"\nscopes = [\"print\"]\n\
+         [[device]]\nid = \"display-1\"\ndriver = \"display\"\ntransport = \"sim\"\n\
+         [[device]]\nid = \"scale-1\"\ndriver = \"scale\"\ntransport = \"sim\"\nprotocol = \"continuous\"\nsilent_ms = 0\n",
+    ))
+    .await;
+    let send = |token: Option<&'static str>, method: &'static str, path: &'static str| {
+        let mut r = d
+            .http
+            .request(method.parse().expect("method"), d.url(path))
+            .json(&json!({"display": "display-1", "clear": true}));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.expect("send").status().as_u16() }
+    };
+    for (method, path, ok) in [
+        ("POST", "/v1/display", 202),
+        ("POST", "/v1/devices/scale-1/zero", 409),
+        ("GET", "/v1/scales/scale-1", 200),
+    ] {
+        assert_eq!(send(None, method, path).await, 401, "{path}");
+        assert_eq!(
+            send(Some("desk-token-0123456789"), method, path).await,
+            403,
+            "{path}"
+        );
+        assert_eq!(
+            send(Some("till-token-0123456789"), method, path).await,
+            ok,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_aclas_scale_streams_weights_through_a_pty() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("ttyAclas");
+    let mut dev = plug(&link);
+    let d = Daemon::start(&config(&device(
+        "scale-1",
+        "scale",
+        &link,
+        "protocol = \"aclas\"",
+    )))
+    .await;
+    let mut ws = d.ws("/v1/events?since=0&types=scale.weight,device.*").await;
+    next_of_type(&mut ws, "device.attached").await;
+    // SOH STX flag sign weight(6) unit(2) BCC ETX EOT flag2 (docs/PROTOCOLS.md §8).
+    let frame = |flag: u8, sign: u8, weight: &[u8; 6], flag2: u8| {
+        let mut f = vec![0x01, 0x02, flag, sign];
+        f.extend(weight);
+        f.extend(b"kg");
+        let bcc = f.iter().fold(0u8, |a, b| a ^ b);
+        f.extend([bcc, 0x03, 0x04, flag2]);
+        f
+    };
+    let mut stream = Vec::new();
+    for _ in 0..3 {
+        stream.extend(frame(b'S', b' ', b" 0.385", 0));
+    }
+    stream.extend(frame(b'S', b'-', b" 0.015", 0x20));
+    dev.master.write_all(&stream).expect("write");
+    let a = next_of_type(&mut ws, "scale.weight").await;
+    assert_eq!(a["data"]["grams"], 385);
+    let b = next_of_type(&mut ws, "scale.weight").await;
+    assert_eq!(
+        (
+            b["data"]["grams"].clone(),
+            b["data"]["net"].clone(),
+            b["data"]["negative"].clone()
+        ),
+        (json!(-15), json!(true), json!(true))
+    );
+    // Silent for 3 s (the default for a streaming scale): an error.
+    let e = next_of_type(&mut ws, "device.error").await;
+    assert!(
+        e["data"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("does not answer"),
+        "{e}"
     );
 }
 

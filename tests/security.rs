@@ -159,6 +159,10 @@ async fn requests_from_another_site_are_refused_on_every_route() {
         ("POST", "/v1/transactions"),
         ("POST", "/v1/print"),
         ("POST", "/v1/drawer/open"),
+        ("POST", "/v1/display"),
+        ("POST", "/v1/devices/scan-1/tare"),
+        ("POST", "/v1/devices/scan-1/zero"),
+        ("GET", "/v1/scales/scan-1"),
     ];
     for site in ["cross-site", "same-site"] {
         for (method, path) in routes {
