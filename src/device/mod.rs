@@ -315,11 +315,6 @@ impl Device {
         Ok(())
     }
 
-    /// Display requests replaced by newer ones before being written.
-    pub fn display_replaced(&self) -> u64 {
-        self.screen.replaced()
-    }
-
     /// The latest reading the device gave (scales), with its age.
     pub fn latest(&self) -> Option<Latest> {
         let s = self.status();

@@ -18,8 +18,6 @@ struct Slot {
     pending: Option<Vec<u8>>,
     /// The last bytes written (or being written).
     shown: Option<Vec<u8>>,
-    /// Requests replaced before they were written (a metric for IT).
-    replaced: u64,
 }
 
 impl Screen {
@@ -29,11 +27,7 @@ impl Screen {
 
     /// Takes `bytes` as what the display should show next.
     pub fn put(&self, bytes: Vec<u8>) {
-        let mut s = self.slot();
-        if s.pending.replace(bytes).is_some() {
-            s.replaced += 1;
-        }
-        drop(s);
+        self.slot().pending = Some(bytes);
         self.ready.notify_one();
     }
 
@@ -61,11 +55,6 @@ impl Screen {
             None => s.shown.clone(),
         }
     }
-
-    /// How many requests were replaced before being written.
-    pub fn replaced(&self) -> u64 {
-        self.slot().replaced
-    }
 }
 
 #[cfg(test)]
@@ -79,7 +68,6 @@ mod tests {
         s.put(b"2".to_vec());
         assert_eq!(s.take(), Some(b"2".to_vec()));
         assert_eq!(s.take(), None);
-        assert_eq!(s.replaced(), 1);
         assert_eq!(s.current(), Some(b"2".to_vec()));
     }
 }

@@ -33,6 +33,10 @@ fn toledo(text: &str, unit: Unit) -> Result<Frame, String> {
             return Err("status frame `?` without its status byte".into());
         };
         let bit = |n: u8| status & (1 << n) != 0;
+        // Neither moving, over nor under: the answer to a tare or zero, not a state.
+        if status & 0b111 == 0 {
+            return Ok(Frame::Ignored);
+        }
         return Ok(Frame::Reading(Reading {
             grams: None,
             stable: false,
@@ -64,9 +68,12 @@ fn continuous(text: &str) -> Result<Frame, String> {
         return Ok(Frame::Ignored);
     }
     let bad = || format!("{:?} is not `ST,GS,+  1.234kg`", clip(text));
-    let mut parts = text.splitn(3, ',');
-    let (Some(state), Some(mode), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(bad());
+    // Some indicators leave out the comma after the mode (`ST,GS    20.7g`).
+    let (state, rest) = text.split_once(',').ok_or_else(bad)?;
+    let rest = rest.trim_start();
+    let (mode, value) = match rest.split_once(',') {
+        Some((m, v)) if m.trim().len() <= 2 => (m, v),
+        _ => rest.split_at(rest.char_indices().nth(2).map_or(rest.len(), |(i, _)| i)),
     };
     let (stable, overload) = match state.trim().to_ascii_uppercase().as_str() {
         "ST" => (true, false),

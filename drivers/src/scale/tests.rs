@@ -64,6 +64,9 @@ fn toledo_polls_reads_weights_and_status_and_faults_when_silent() {
         }]
     );
     out.clear();
+    // A status with no flag (the answer to T or Z) is no reading.
+    s.handle_bytes(Instant(700), b"\x02?\x40\r", &mut out);
+    assert!(weights(&out).is_empty());
     // Under zero and over capacity are flags.
     s.handle_bytes(Instant(850), b"\x02?\x24\r", &mut out);
     assert!(weights(&out)[0].negative);
@@ -119,20 +122,22 @@ fn continuous_publishes_stable_changes_and_rate_limits_motion() {
     feed(&mut s, "ST,NT,-  0.020kg\r\n", &mut out);
     feed(&mut s, "ST,GS,+   250 g\r\n", &mut out);
     feed(&mut s, "ST,GS,+ 1.00lb\r\n", &mut out);
+    feed(&mut s, "ST,GS    20.7g\r\n", &mut out);
     feed(&mut s, "OL,GS,+ -----kg\r\n", &mut out);
     let got = weights(&out);
     assert_eq!(
-        got[..3],
+        got[..4],
         [
             Weight {
                 net: true,
                 ..w(-20, true)
             },
             w(250, true),
-            w(454, true)
+            w(454, true),
+            w(21, true)
         ]
     );
-    assert!(got[3].overload && !got[3].stable);
+    assert!(got[4].overload && !got[4].stable);
     out.clear();
     feed(&mut s, "XX,GS,+ 1kg\r\n", &mut out);
     feed(&mut s, "ST,GS,+ 1 stone\r\n", &mut out);
