@@ -369,6 +369,16 @@ async fn a_toledo_scale_weighs_tares_zeroes_and_is_missed_when_silent() {
         (json!(500), json!(true))
     );
 
+    // Over capacity: a flag, and no weight to show.
+    scale.set(b"\x02?\x22\r");
+    let w = next_of_type(&mut ws, "scale.weight").await;
+    assert_eq!(
+        (w["data"]["overload"].clone(), w["data"]["grams"].clone()),
+        (json!(true), json!(0))
+    );
+    scale.set(b"\x02  0.500N\r");
+    next_of_type(&mut ws, "scale.weight").await;
+
     let now = d.get_json("/v1/scales/scale-1").await;
     assert_eq!(now["reading"]["grams"], 500, "{now}");
     assert!(now["age_ms"].as_u64().is_some_and(|a| a < 2000), "{now}");
@@ -533,9 +543,10 @@ async fn an_aclas_scale_streams_weights_through_a_pty() {
         "scale-1",
         "scale",
         &link,
-        "protocol = \"aclas\"",
+        "protocol = \"aclas\"\ntare_command = \"MT\\r\\n\"",
     )))
     .await;
+    let sent = Capture::start(&dev.master);
     let mut ws = d.ws("/v1/events?since=0&types=scale.weight,device.*").await;
     next_of_type(&mut ws, "device.attached").await;
     // SOH STX flag sign weight(6) unit(2) BCC ETX EOT flag2 (docs/PROTOCOLS.md §8).
@@ -564,6 +575,10 @@ async fn an_aclas_scale_streams_weights_through_a_pty() {
         ),
         (json!(-15), json!(true), json!(true))
     );
+    // A tare command from the indicator's manual, configured, is what tare writes.
+    let (s, v) = d.post_json("/v1/devices/scale-1/tare", &json!({})).await;
+    assert_eq!(s, 202, "{v}");
+    sent.expect(b"MT\r\n").await;
     // Silent for 3 s (the default for a streaming scale): an error.
     let e = next_of_type(&mut ws, "device.error").await;
     assert!(
@@ -586,6 +601,7 @@ fn counter_config_errors_name_their_key() {
         ("driver = \"display\"\ntransport = \"sim\"\nprotocol = \"vfd9000\"", "device[0].protocol"),
         ("driver = \"display\"\ntransport = \"sim\"\nprotocol = \"led8\"\ncharset = \"gb18030\"", "device[0].charset"),
         ("driver = \"scale\"\ntransport = \"sim\"\nprotocol = \"hid\"", "device[0].protocol"),
+        ("driver = \"scale\"\ntransport = \"sim\"\npoll_ms = 1000\nsilent_ms = 500", "device[0].silent_ms"),
         ("driver = \"scale\"\ntransport = \"sim\"\nprotocol = \"continuous\"\npoll_ms = 100", "device[0].poll_ms"),
         ("driver = \"scale\"\ntransport = \"evdev\"\npath = \"/dev/input/event3\"", "device[0].transport"),
     ] {

@@ -231,6 +231,37 @@ mod tests {
     }
 
     #[test]
+    fn templates_leave_payment_codes_and_misreads_alone() {
+        let weighed = vec![crate::weighed::Template::parse("22PPPPPWWWWWC").expect("template")];
+        let mut p = Barcode::new(Options {
+            weighed,
+            ..Options::default()
+        });
+        let out = run(
+            &mut p,
+            &[b"6212345678901234567
+2201234012342
+2201234012343
+"],
+        );
+        let kinds: Vec<CodeKind> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Emit(Event::CodeScanned { kind, .. }) => Some(*kind),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                CodeKind::PaymentUnionpay,
+                CodeKind::Weighed,
+                CodeKind::Member
+            ]
+        );
+    }
+
+    #[test]
     fn payment_codes_are_told_apart_from_members() {
         assert_eq!(
             classify("134567890123456789", None),

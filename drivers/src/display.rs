@@ -205,7 +205,12 @@ fn two_lines(s: &Settings, lines: &[String]) -> Result<Vec<u8>, Refused> {
             format!("this display has {} lines, not {}", s.rows(), lines.len()),
         ));
     }
-    let mut out = Vec::new();
+    // A scrolling line keeps scrolling until the display is cleared.
+    let mut out = if s.scroll && s.model == Model::Cd5220 {
+        vec![CLR]
+    } else {
+        Vec::new()
+    };
     for row in 0..s.rows() {
         let text = lines.get(row).map(String::as_str).unwrap_or("");
         let field = format!("lines[{row}]");
@@ -213,7 +218,10 @@ fn two_lines(s: &Settings, lines: &[String]) -> Result<Vec<u8>, Refused> {
         let scroll = s.scroll && row == 0 && s.model == Model::Cd5220;
         let long = width(&glyphs) > s.columns;
         let body = if scroll && long {
-            encode(&glyphs, usize::MAX)
+            let mut b = encode(&glyphs, SCROLL_COLUMNS.max(s.columns));
+            // Cut, not padded: trailing spaces would scroll by too.
+            b.truncate(b.iter().rposition(|&c| c != b' ').map_or(0, |i| i + 1));
+            b
         } else {
             encode(&glyphs, s.columns)
         };
@@ -244,8 +252,17 @@ struct Glyph {
     width: usize,
 }
 
+/// The longest text one line takes: far more than any display shows, and
+/// short enough that a cut is the only thing a longer one could need.
+pub const MAX_LINE_CHARS: usize = 256;
+/// What `ESC Q D` scrolls at most (CD5220 manual).
+const SCROLL_COLUMNS: usize = 40;
+
 /// The characters of `text` in the display's charset, or why one cannot be shown.
 fn glyphs(text: &str, charset: Charset) -> Result<Vec<Glyph>, String> {
+    if text.chars().count() > MAX_LINE_CHARS {
+        return Err(format!("is longer than {MAX_LINE_CHARS} characters"));
+    }
     let mut out = Vec::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {
@@ -300,7 +317,7 @@ fn width(glyphs: &[Glyph]) -> usize {
 }
 
 /// The glyphs' bytes cut to `columns` (never inside a two-column character)
-/// and padded with spaces to exactly `columns` when that is finite.
+/// and padded with spaces to exactly `columns`.
 fn encode(glyphs: &[Glyph], columns: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut used = 0;
@@ -311,9 +328,7 @@ fn encode(glyphs: &[Glyph], columns: usize) -> Vec<u8> {
         used += g.width;
         out.extend(&g.bytes);
     }
-    if columns != usize::MAX {
-        out.resize(out.len() + (columns - used), b' ');
-    }
+    out.resize(out.len() + (columns - used), b' ');
     out
 }
 
@@ -460,13 +475,24 @@ mod tests {
         };
         let text = "WELCOME TO OUR STORE TODAY";
         let got = render(&s, &lines(&[text])).unwrap();
-        let mut want = b"\x1bQD".to_vec();
+        let mut want = b"\x0c\x1bQD".to_vec();
         want.extend(text.as_bytes());
         want.push(b'\r');
         assert!(got.starts_with(&want));
-        // A line that fits is shown, not scrolled.
+        // At most 40 columns scroll (the command's limit), never half a character.
+        let gb = Settings {
+            charset: Charset::Gb18030,
+            ..s.clone()
+        };
+        let got = render(&gb, &lines(&[&"长".repeat(30)])).unwrap();
+        let twenty = encoding_rs::GB18030.encode(&"长".repeat(20)).0.into_owned();
+        assert_eq!(&got[4..44], &twenty[..]);
+        assert_eq!(got[44], b'\r');
+        // A line that fits is shown, not scrolled (after a clear, which stops any scroll).
         let got = render(&s, &lines(&["HI"])).unwrap();
-        assert!(got.starts_with(b"\x1bQAHI"));
+        assert!(got.starts_with(b"\x0c\x1bQAHI"));
+        let e = render(&cd(), &lines(&[&"x".repeat(MAX_LINE_CHARS + 1)])).unwrap_err();
+        assert_eq!(e.field, "lines[0]");
     }
 
     #[test]
@@ -489,6 +515,17 @@ mod tests {
             ..cd()
         };
         assert_eq!(init(&bright), vec![ESC, b'@', ESC, b'*', 4, CLR]);
+        let s = Settings::new(Model::EscposVfd);
+        let amount = Show::Amount {
+            amount: "5".into(),
+            lamp: Lamp::Paid,
+        };
+        let mut want = vec![US, b'$', 1, 1];
+        want.extend(pad("PAID", 20));
+        want.extend([US, b'$', 1, 2]);
+        want.extend(format!("{:>20}", "5").as_bytes());
+        assert_eq!(render(&s, &amount).unwrap(), want);
+        assert_eq!(render(&s, &Show::Clear).unwrap(), vec![CLR]);
     }
 
     #[test]

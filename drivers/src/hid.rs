@@ -440,6 +440,21 @@ mod tests {
     }
 
     #[test]
+    fn weighed_labels_are_read_from_hid_pos_scanners_too() {
+        let tpl = crate::weighed::Template::parse("22PPPPPWWWWWC").expect("template");
+        let mut p = HidPosScanner::new(Options {
+            weighed: vec![tpl],
+            ..Options::default()
+        });
+        let out = feed(&mut p, 0, &[plain_report(b"2201234012342", 0, false)]);
+        let [Action::Emit(Event::CodeScanned { kind, weighed, .. })] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*kind, CodeKind::Weighed);
+        assert_eq!(weighed.as_ref().map(|w| w.grams), Some(Some(1234)));
+    }
+
+    #[test]
     fn one_report_one_code() {
         let mut p = HidPosScanner::new(Options::default());
         let out = feed(&mut p, 0, &[plain_report(b"6901234567892\r\n", 0, false)]);

@@ -737,6 +737,8 @@ async fn session(
     if let Some(shown) = display.then(|| dev.screen.current()).flatten() {
         actions.push(Action::Write(shown));
     }
+    // A tare or zero is answered once its bytes are written.
+    let mut answer: Option<(oneshot::Sender<bool>, bool)> = None;
     loop {
         for action in actions.drain(..) {
             match action {
@@ -755,9 +757,11 @@ async fn session(
                     s.events += 1;
                     s.last_event_at = Some(OffsetDateTime::now_utc());
                 }
+                // Bounded like a client's bytes: a link that stops taking them
+                // ends the session rather than hanging it past silence checks and stops.
                 Action::Write(bytes) => {
-                    if let Err(e) = link.write_all(&bytes).await {
-                        return SessionEnd::Gone(Some(format!("write failed: {e}")));
+                    if let Err(end) = write_bounded(&mut link, &bytes, cancel).await {
+                        return end;
                     }
                 }
                 Action::SetTimer(at) => timer = Some(at),
@@ -797,6 +801,9 @@ async fn session(
                 }
             }
         }
+        if let Some((reply, ok)) = answer.take() {
+            let _ = reply.send(ok);
+        }
         let deadline = timer.map(|t| origin + std::time::Duration::from_millis(t.0));
         tokio::select! {
             _ = cancel.cancelled() => return SessionEnd::Shutdown,
@@ -827,7 +834,7 @@ async fn session(
                         Command::Tare => protocol.request_tare(now(), &mut actions),
                         Command::Zero => protocol.request_zero(now(), &mut actions),
                     };
-                    let _ = reply.send(ok);
+                    answer = Some((reply, ok));
                 }
                 Ask::Read(reply) => {
                     // A typed call on the link first (PC/SC reads by itself),

@@ -91,10 +91,29 @@ impl Options {
             o.poll_ms = ms;
         }
         if let Some(ms) = self.silent_ms {
+            if k == Kind::Hid {
+                return Err(bad(
+                    "silent_ms",
+                    "a HID scale reports only when its weight changes; remove it",
+                ));
+            }
             if ms != 0 && !(500..=60_000).contains(&ms) {
                 return Err(bad("silent_ms", "is 0 (never an error) or 500 to 60000"));
             }
             o.silent_ms = (ms > 0).then_some(ms);
+        }
+        // Two polls unanswered before it counts as silent, or it flaps every poll.
+        if let (Kind::Toledo, Some(ms)) = (k, o.silent_ms) {
+            if ms < 2 * o.poll_ms {
+                return Err(bad(
+                    "silent_ms",
+                    format!(
+                        "{ms} is under two polls (poll_ms {}); make it at least {}",
+                        o.poll_ms,
+                        2 * o.poll_ms
+                    ),
+                ));
+            }
         }
         o.tare_command = command("tare_command", self.tare_command, k)?.or(o.tare_command);
         o.zero_command = command("zero_command", self.zero_command, k)?.or(o.zero_command);

@@ -8,6 +8,9 @@ use posbridge_drivers::scale::{Kind, Options, Scale, UNSTABLE_EVERY_MS};
 use posbridge_drivers::{Action, Event, Instant, Protocol};
 
 fuzz_target!(|data: &[u8]| {
+    // The public frame decoders take any slice, not only what their framers cut.
+    let _ = posbridge_drivers::scale::aclas::decode(data);
+    let _ = posbridge_drivers::scale::decode_report(data);
     let Some((&pick, bytes)) = data.split_first() else {
         return;
     };

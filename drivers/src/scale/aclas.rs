@@ -45,6 +45,9 @@ impl Framer {
 
 /// One 16-byte frame.
 pub fn decode(f: &[u8]) -> Result<Reading, String> {
+    if f.len() != FRAME {
+        return Err(format!("an OS2 frame has {FRAME} bytes, not {}", f.len()));
+    }
     let [SOH, STX, flag, sign, w @ .., bcc, ETX, EOT, flag2] = f else {
         return Err("not an OS2 frame (SOH STX … ETX EOT flag)".into());
     };

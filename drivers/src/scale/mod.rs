@@ -146,7 +146,13 @@ impl Tracker {
     /// Takes one reading: always the device's current state
     /// (`Action::Reading`), and an event when it is news.
     pub fn push(&mut self, now: Instant, r: Reading, out: &mut Vec<Action>) {
-        let grams = r.grams.unwrap_or(self.last_grams);
+        // A state without a number: under zero or over capacity has no weight
+        // to repeat; moving keeps the last one.
+        let grams = match r.grams {
+            Some(g) => g,
+            None if r.negative || r.overload => 0,
+            None => self.last_grams,
+        };
         self.last_grams = grams;
         let w = Weight {
             grams,
@@ -176,8 +182,7 @@ impl Tracker {
     /// Forgets what was published (a new session: the page hears the
     /// reading again).
     pub fn reset(&mut self) {
-        self.last_published = None;
-        self.last_unstable_at = None;
+        *self = Tracker::default();
     }
 }
 

@@ -69,7 +69,7 @@ fn toledo_polls_reads_weights_and_status_and_faults_when_silent() {
     assert!(weights(&out).is_empty());
     // Under zero and over capacity are flags.
     s.handle_bytes(Instant(850), b"\x02?\x24\r", &mut out);
-    assert!(weights(&out)[0].negative);
+    assert!(weights(&out)[0].negative && weights(&out)[0].grams == 0);
     out.clear();
     s.handle_bytes(Instant(1000), b"\x02?\x22\r", &mut out);
     assert!(weights(&out)[0].overload);
@@ -187,6 +187,17 @@ fn hid_reports_decode_status_units_and_faults() {
     }
     assert_eq!(out.len(), 3);
     assert!(out.iter().all(|a| matches!(a, Action::Malformed(_))));
+}
+
+#[test]
+fn aclas_frames_of_any_length_are_errors_not_panics() {
+    for n in 0..40 {
+        let mut f = vec![
+            0x01, 0x02, b'S', b' ', b'0', b'0', b'3', b'0', b'3', b'0', b'4',
+        ];
+        f.resize(n, 0x03);
+        assert!(aclas::decode(&f).is_err(), "{n}");
+    }
 }
 
 #[test]
