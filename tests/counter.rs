@@ -421,22 +421,21 @@ async fn a_toledo_scale_weighs_tares_zeroes_and_is_missed_when_silent() {
     drop(dev);
 }
 
-#[tokio::test]
-async fn a_continuous_scale_publishes_only_stable_changes() {
+/// A daemon with one scale, `scale-1`, on a pty the test plays, and a
+/// stream of its weights and lifecycle events, once it is attached.
+async fn scale_on_pty(extra: &str) -> (tempfile::TempDir, FakeSerial, Daemon, Ws) {
     let dir = tempfile::tempdir().expect("tmp");
     let link = dir.path().join("ttyScale");
-    let mut dev = plug(&link);
-    let d = Daemon::start(&config(&device(
-        "scale-1",
-        "scale",
-        &link,
-        "protocol = \"continuous\"\nsilent_ms = 0",
-    )))
-    .await;
-    let mut ws = d
-        .ws("/v1/events?since=0&types=scale.weight,device.attached")
-        .await;
+    let dev = plug(&link);
+    let d = Daemon::start(&config(&device("scale-1", "scale", &link, extra))).await;
+    let mut ws = d.ws("/v1/events?since=0&types=scale.weight,device.*").await;
     next_of_type(&mut ws, "device.attached").await;
+    (dir, dev, d, ws)
+}
+
+#[tokio::test]
+async fn a_continuous_scale_publishes_only_stable_changes() {
+    let (_dir, mut dev, d, mut ws) = scale_on_pty("protocol = \"continuous\"\nsilent_ms = 0").await;
     let mut frames = String::new();
     for f in [
         "ST,GS,+  1.000kg",
@@ -536,19 +535,9 @@ async fn display_and_scale_requests_need_scope_print() {
 
 #[tokio::test]
 async fn an_aclas_scale_streams_weights_through_a_pty() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let link = dir.path().join("ttyAclas");
-    let mut dev = plug(&link);
-    let d = Daemon::start(&config(&device(
-        "scale-1",
-        "scale",
-        &link,
-        "protocol = \"aclas\"\ntare_command = \"MT\\r\\n\"",
-    )))
-    .await;
+    let (_dir, mut dev, d, mut ws) =
+        scale_on_pty("protocol = \"aclas\"\ntare_command = \"MT\\r\\n\"").await;
     let sent = Capture::start(&dev.master);
-    let mut ws = d.ws("/v1/events?since=0&types=scale.weight,device.*").await;
-    next_of_type(&mut ws, "device.attached").await;
     // SOH STX flag sign weight(6) unit(2) BCC ETX EOT flag2 (docs/PROTOCOLS.md §8).
     let frame = |flag: u8, sign: u8, weight: &[u8; 6], flag2: u8| {
         let mut f = vec![0x01, 0x02, flag, sign];
