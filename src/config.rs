@@ -34,6 +34,37 @@ pub struct Config {
     /// `[qz]`: answer pages written for QZ Tray's qz-tray.js.
     #[serde(default)]
     pub qz: QzConfig,
+    /// `[print]`: images on receipts and the logos printed by name.
+    #[serde(default)]
+    pub print: PrintConfig,
+}
+
+/// `[print]`: what receipts may carry beyond text.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrintConfig {
+    /// Largest image, in pixels (width × height), a document or a logo may be.
+    pub max_image_pixels: u64,
+    /// `[[print.logo]]`: pictures printed by name, `{"logo": "name"}`.
+    #[serde(rename = "logo")]
+    pub logos: Vec<LogoConfig>,
+}
+
+impl Default for PrintConfig {
+    fn default() -> Self {
+        PrintConfig {
+            max_image_pixels: posbridge_drivers::escpos::DEFAULT_MAX_IMAGE_PIXELS,
+            logos: Vec::new(),
+        }
+    }
+}
+
+/// One `[[print.logo]]`: a PNG or JPEG file read at start.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoConfig {
+    pub name: String,
+    pub file: PathBuf,
 }
 
 /// `[qz]`: a second loopback listener speaking QZ Tray's page protocol, so
@@ -749,6 +780,7 @@ impl Config {
         }
         self.validate_api(&mut err);
         self.validate_qz(&mut err);
+        self.validate_logos(&mut err);
         if let Err(why) = check_log_level(&self.log.level) {
             err("log.level".into(), why);
         }
@@ -786,6 +818,12 @@ impl Config {
             ("events.client_queue", ev.client_queue as u64, 8, 100_000),
             ("events.stall_timeout_ms", ev.stall_timeout_ms, 100, 600_000),
             ("events.ping_interval_s", ev.ping_interval_s, 1, 3600),
+            (
+                "print.max_image_pixels",
+                self.print.max_image_pixels,
+                10_000,
+                100_000_000,
+            ),
         ];
         if let Some(u) = &self.uplink {
             r.extend([
@@ -831,6 +869,23 @@ impl Config {
 
     /// `[qz]` on its own and beside `[api]`: loopback only (there is no
     /// `allow_remote` for it), its ports its own, its origins the API's.
+    /// Logo names are what documents say (`{"logo": "shop"}`): one each, plain.
+    fn validate_logos(&self, err: &mut impl FnMut(String, String)) {
+        for (i, l) in self.print.logos.iter().enumerate() {
+            if !is_id(&l.name) {
+                err(
+                    format!("print.logo[{i}].name"),
+                    "must be 1-64 characters of A-Z a-z 0-9 . _ -".into(),
+                );
+            } else if self.print.logos[..i].iter().any(|o| o.name == l.name) {
+                err(
+                    format!("print.logo[{i}].name"),
+                    format!("{:?} is already the name of another logo", l.name),
+                );
+            }
+        }
+    }
+
     fn validate_qz(&self, err: &mut impl FnMut(String, String)) {
         let qz = &self.qz;
         for (key, addr) in [
@@ -979,8 +1034,8 @@ impl UplinkConfig {
 }
 
 /// The config's sections, in the order they are read and reported.
-const SECTIONS: [&str; 9] = [
-    "store", "api", "storage", "events", "log", "device", "devices", "uplink", "qz",
+const SECTIONS: [&str; 10] = [
+    "store", "api", "storage", "events", "log", "device", "devices", "uplink", "qz", "print",
 ];
 
 /// Where a problem's key sits in the file: its section (in the order the
@@ -1094,6 +1149,7 @@ fn deserialize_all(
         uplink: None,
         plug: PlugConfig::default(),
         qz: QzConfig::default(),
+        print: PrintConfig::default(),
     };
     let mut device_index = Vec::new();
     let mut have_store = false;
@@ -1114,6 +1170,7 @@ fn deserialize_all(
             }
             "log" => config.log = each("log", v, &[], problems, left_out).unwrap_or_default(),
             "qz" => config.qz = each("qz", v, &[], problems, left_out).unwrap_or_default(),
+            "print" => config.print = each("print", v, &[], problems, left_out).unwrap_or_default(),
             "uplink" => config.uplink = each("uplink", v, &["url"], problems, left_out),
             "devices" => {
                 config.plug = each("devices", v, &[], problems, left_out).unwrap_or_default()

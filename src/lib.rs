@@ -312,6 +312,7 @@ async fn apply_reloads(
             ("log", differs(&current.log, &new.log)),
             ("uplink", differs(&current.uplink, &new.uplink)),
             ("qz", differs(&current.qz, &new.qz)),
+            ("print", differs(&current.print, &new.print)),
         ] {
             if changed {
                 restart.push(name);

@@ -18,6 +18,7 @@ mod guards;
 mod hostile;
 mod hotplug;
 mod idcard;
+mod images;
 mod layers;
 mod print;
 mod qz;

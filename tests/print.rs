@@ -20,13 +20,13 @@ fn golden(name: &str) -> (Value, Vec<u8>) {
     )
 }
 
-fn printer(id: &str, addr: SocketAddr, extra: &str) -> String {
+pub(crate) fn printer(id: &str, addr: SocketAddr, extra: &str) -> String {
     format!(
         "[[device]]\nid = \"{id}\"\ndriver = \"escpos\"\ntransport = \"tcp\"\naddress = \"{addr}\"\n{extra}\n"
     )
 }
 
-fn config(devices: &str) -> String {
+pub(crate) fn config(devices: &str) -> String {
     format!("[store]\nid = \"store-test\"\n[api]\nallowed_origins = [\"https://pos.example.com\"]\n{devices}")
 }
 
@@ -35,7 +35,7 @@ async fn post(d: &Daemon, path: &str, body: Value) -> (u16, Value) {
 }
 
 /// Posts a job and returns its id, asserting 202.
-async fn submit(d: &Daemon, body: Value) -> String {
+pub(crate) async fn submit(d: &Daemon, body: Value) -> String {
     let (status, v) = post(d, "/v1/print", body).await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["state"], "queued", "{v}");
@@ -63,7 +63,7 @@ async fn wait_job(get: impl AsyncFn(&str) -> Value, job: &str, state: &str) -> V
     }
 }
 
-async fn wait_state(d: &Daemon, job: &str, state: &str) -> Value {
+pub(crate) async fn wait_state(d: &Daemon, job: &str, state: &str) -> Value {
     wait_job(async |p: &str| d.get_json(p).await, job, state).await
 }
 

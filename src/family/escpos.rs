@@ -4,7 +4,7 @@
 use super::UsbNode;
 use super::{bad, DriverSpec, FamilyOptions, KeyError, Make, OptionsType, Runs};
 use crate::config::{DeviceConfig, Transport};
-use posbridge_drivers::escpos::{CutMode, DrawerPin, Encoding, Profile};
+use posbridge_drivers::escpos::{default_width_dots, CutMode, DrawerPin, Encoding, Profile};
 use posbridge_drivers::Protocol;
 use serde::Deserialize;
 use std::time::Duration;
@@ -33,6 +33,8 @@ pub struct Options {
     encoding: Option<Encoding>,
     /// Characters per line, 32-80 (default 48).
     columns: Option<u16>,
+    /// Printable width in dots, 128-2048 (default 576; 384 up to 35 columns).
+    width_dots: Option<u32>,
     /// What `{"cut": true}` does (default partial).
     cut: Option<CutMode>,
     /// The drawer connector pin the kick pulses: 2 or 5 (default 2).
@@ -72,6 +74,13 @@ impl Options {
                 format!("{columns} is not from 32 to 80 (32 on 58 mm paper, 42 or 48 on 80 mm)"),
             ));
         }
+        let width_dots = self.width_dots.unwrap_or(default_width_dots(columns));
+        if !(128..=2048).contains(&width_dots) {
+            return Err(bad(
+                "width_dots",
+                format!("{width_dots} is not from 128 to 2048 (384 on 58 mm paper, 576 on 80 mm)"),
+            ));
+        }
         let pin = match self.drawer_pin.unwrap_or(2) {
             2 => DrawerPin::Pin2,
             5 => DrawerPin::Pin5,
@@ -99,6 +108,7 @@ impl Options {
         let mut profile = Profile::new(columns, self.encoding.unwrap_or_default());
         profile.cut = self.cut.unwrap_or_default();
         profile.drawer.pin = pin;
+        profile.width_dots = width_dots;
         Ok(Settings {
             profile,
             poll: (poll_ms > 0).then(|| Duration::from_millis(poll_ms)),

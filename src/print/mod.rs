@@ -33,6 +33,7 @@ use posbridge_drivers::escpos::{
 };
 use posbridge_drivers::Event;
 use queue::{JobStore, JobView, Kind};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -107,6 +108,8 @@ pub enum Payload {
 pub struct Printers {
     list: Vec<Arc<Printer>>,
     store: Arc<JobStore>,
+    /// `[[print.logo]]` pictures by name, read once at start.
+    logos: HashMap<String, Arc<[u8]>>,
 }
 
 impl Printers {
@@ -134,7 +137,8 @@ impl Printers {
             .filter(|d| crate::family::print_worker(d))
         {
             // Validation already read them; a failure here is a bug, reported not panicked.
-            let opts = settings(cfg).map_err(|e| anyhow::anyhow!("device {}: {e}", cfg.id))?;
+            let mut opts = settings(cfg).map_err(|e| anyhow::anyhow!("device {}: {e}", cfg.id))?;
+            opts.profile.max_image_pixels = config.print.max_image_pixels;
             list.push(Arc::new(Printer {
                 id: cfg.id.clone(),
                 cfg: cfg.clone(),
@@ -159,7 +163,8 @@ impl Printers {
         let names: Vec<String> = list.iter().map(|p| p.id.clone()).collect();
         let retain = Duration::from_secs(config.storage.retain_days.saturating_mul(86_400));
         tracker.spawn(housekeeping(store.clone(), names, retain, cancel.clone()));
-        Ok(Arc::new(Printers { list, store }))
+        let logos = read_logos(&config.print)?;
+        Ok(Arc::new(Printers { list, store, logos }))
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Printer>> {
@@ -220,14 +225,7 @@ impl Printers {
                 return Err(SubmitError::Bad("no bytes to print".into()))
             }
             Payload::Bytes(bytes) => (Kind::Raw, bytes),
-            Payload::Document(v) => {
-                let json = serde_json::to_vec(&v)
-                    .map_err(|e| SubmitError::Bad(format!("document: {e}")))?;
-                let doc = Document::from_json(&json).map_err(|e| SubmitError::Bad(doc_error(e)))?;
-                let bytes =
-                    render(&doc, &p.opts.profile).map_err(|e| SubmitError::Bad(doc_error(e)))?;
-                (Kind::Document, bytes)
-            }
+            Payload::Document(v) => (Kind::Document, self.render(p, v).await?),
         };
         if bytes.len() > MAX_JOB_BYTES {
             return Err(SubmitError::TooLarge(format!(
@@ -236,6 +234,29 @@ impl Printers {
             )));
         }
         self.enqueue(p, kind, bytes).await
+    }
+
+    /// Parses a document, puts in its logos and renders it for `p`. Images
+    /// are decoded and dithered off the async threads.
+    async fn render(&self, p: &Printer, v: serde_json::Value) -> Result<Vec<u8>, SubmitError> {
+        let json =
+            serde_json::to_vec(&v).map_err(|e| SubmitError::Bad(format!("document: {e}")))?;
+        let mut doc = Document::from_json(&json).map_err(|e| SubmitError::Bad(doc_error(e)))?;
+        doc.resolve_logos(|name| self.logos.get(name).cloned())
+            .map_err(|e| SubmitError::Bad(doc_error(e)))?;
+        let profile = p.opts.profile;
+        let pictures = doc
+            .lines
+            .iter()
+            .any(|l| matches!(l, posbridge_drivers::escpos::Line::Image(_)));
+        let rendered = if pictures {
+            tokio::task::spawn_blocking(move || render(&doc, &profile))
+                .await
+                .map_err(|e| SubmitError::Bad(format!("document: rendering stopped ({e})")))?
+        } else {
+            render(&doc, &profile)
+        };
+        rendered.map_err(|e| SubmitError::Bad(doc_error(e)))
     }
 
     /// Queues the drawer kick behind the printer's other jobs, so the drawer
@@ -276,6 +297,17 @@ impl Printers {
     pub async fn waiting(&self, printer: &str) -> Result<u64, String> {
         self.store.waiting(printer).await
     }
+}
+
+/// The `[[print.logo]]` files (already checked by loading the config).
+fn read_logos(print: &crate::config::PrintConfig) -> anyhow::Result<HashMap<String, Arc<[u8]>>> {
+    let mut logos = HashMap::new();
+    for (i, l) in print.logos.iter().enumerate() {
+        let data = crate::load::read_logo(&l.file, print.max_image_pixels)
+            .map_err(|e| anyhow::anyhow!("print.logo[{i}].file: {e}"))?;
+        logos.insert(l.name.clone(), Arc::from(data));
+    }
+    Ok(logos)
 }
 
 /// `document.lines[3]: …` for a line, `document: …` for the whole.

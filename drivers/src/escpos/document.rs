@@ -1,5 +1,6 @@
 //! The print document of `POST /v1/print` (CONTRACT.md §4):
-//! `{"lines": [{"text": …}, {"qr": …}, {"barcode": {…}}, {"feed": n}, {"cut": true}], "open_drawer": bool}`.
+//! `{"lines": [{"text": …}, {"qr": …}, {"barcode": {…}}, {"image": …}, {"logo": …},
+//! {"feed": n}, {"cut": true}], "open_drawer": bool}`.
 //!
 //! Parsing checks everything that does not depend on the printer (sizes,
 //! barcode data and check digits, limits), so a bad document is refused with
@@ -8,6 +9,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
+use std::sync::Arc;
 
 /// Most lines in one document.
 pub const MAX_LINES: usize = 1000;
@@ -20,6 +22,8 @@ pub const MAX_DOCUMENT_CHARS: usize = 64 * 1024;
 pub const MAX_QR_BYTES: usize = 700;
 /// Most characters of barcode data (`GS k` counts bytes in one byte).
 pub const MAX_BARCODE_CHARS: usize = 250;
+/// Widest image a line may ask for, in dots (wider than any receipt head).
+pub const MAX_IMAGE_WIDTH: u32 = 2048;
 
 /// A receipt to print.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -40,6 +44,11 @@ pub enum Line {
     Qr(String),
     /// `{"barcode": {"type": "CODE128", "data": "…"}}`, centered, digits below.
     Barcode(Barcode),
+    /// `{"image": "<base64 PNG or JPEG>", "align": …, "width": dots}`.
+    Image(ImageLine),
+    /// `{"logo": "name", "align": …, "width": dots}`: a configured image,
+    /// replaced by its [`Line::Image`] before rendering ([`Document::resolve_logos`]).
+    Logo(LogoLine),
     /// `{"feed": n}`: n blank lines (0 to 255).
     Feed(u8),
     /// `{"cut": true}`: cut the paper here (`{"cut": false}` is dropped when parsing).
@@ -75,6 +84,34 @@ impl TextLine {
 
 fn normal_size() -> [u8; 2] {
     [1, 1]
+}
+
+/// A picture: the file's bytes, decoded when rendered for a printer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImageLine {
+    pub data: Arc<[u8]>,
+    /// Centered unless asked otherwise.
+    pub align: Align,
+    /// Printed width in dots; the picture's own width (at most the paper's) when absent.
+    pub width: Option<u32>,
+}
+
+impl fmt::Debug for ImageLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImageLine")
+            .field("bytes", &self.data.len())
+            .field("align", &self.align)
+            .field("width", &self.width)
+            .finish()
+    }
+}
+
+/// A configured logo by name, placed like an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogoLine {
+    pub name: String,
+    pub align: Align,
+    pub width: Option<u32>,
 }
 
 /// Horizontal alignment of a line (`ESC a`).
@@ -205,6 +242,30 @@ impl Document {
         })
     }
 
+    /// Replaces each `logo` line by its picture from `find`, or names the
+    /// line whose logo is not configured.
+    pub fn resolve_logos(
+        &mut self,
+        find: impl Fn(&str) -> Option<Arc<[u8]>>,
+    ) -> Result<(), DocumentError> {
+        for (i, line) in self.lines.iter_mut().enumerate() {
+            if let Line::Logo(l) = line {
+                let data = find(&l.name).ok_or_else(|| {
+                    DocumentError::at(
+                        i,
+                        format!("no logo named {:?} is configured ([[print.logo]])", l.name),
+                    )
+                })?;
+                *line = Line::Image(ImageLine {
+                    data,
+                    align: l.align,
+                    width: l.width,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a document built in code the way parsing checks a JSON one.
     pub fn validate(&self) -> Result<(), DocumentError> {
         if self.lines.len() > MAX_LINES {
@@ -259,7 +320,28 @@ fn validate_line(line: &Line) -> Result<(), String> {
             Ok(())
         }
         Line::Barcode(b) => barcode_payload(b).map(|_| ()),
+        Line::Image(img) => {
+            if !super::image::looks_like_image(&img.data) {
+                return Err("image is not a PNG or JPEG".into());
+            }
+            check_width(img.width)
+        }
+        Line::Logo(l) => {
+            if l.name.is_empty() {
+                return Err("logo name is empty".into());
+            }
+            check_width(l.width)
+        }
         Line::Feed(_) | Line::Cut => Ok(()),
+    }
+}
+
+fn check_width(width: Option<u32>) -> Result<(), String> {
+    match width {
+        Some(w) if !(1..=MAX_IMAGE_WIDTH).contains(&w) => Err(format!(
+            "width must be from 1 to {MAX_IMAGE_WIDTH} dots, got {w}"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -418,7 +500,10 @@ impl TryFrom<RawDocument> for Document {
     }
 }
 
-const KINDS: [&str; 5] = ["text", "qr", "barcode", "feed", "cut"];
+const KINDS: [&str; 7] = ["text", "qr", "barcode", "image", "logo", "feed", "cut"];
+
+/// How the kinds are listed in errors.
+const KIND_LIST: &str = "text, qr, barcode, image, logo, feed or cut";
 
 /// One line, or `None` for `{"cut": false}`.
 fn parse_line(value: Value) -> Result<Option<Line>, String> {
@@ -435,12 +520,24 @@ fn parse_line(value: Value) -> Result<Option<Line>, String> {
         .collect();
     match found.as_slice() {
         [] => Err(format!(
-            "unknown line kind{}; expected text, qr, barcode, feed or cut",
+            "unknown line kind{}; expected {KIND_LIST}",
             keys_hint(&map)
         )),
         ["text"] => serde_json::from_value::<TextLine>(Value::Object(map))
             .map(|t| Some(Line::Text(t)))
             .map_err(|e| e.to_string()),
+        ["image"] => picture::<RawImage>(map)
+            .and_then(|r| Ok(Line::Image(ImageLine::try_from(r)?)))
+            .map(Some),
+        ["logo"] => picture::<RawLogo>(map)
+            .map(|r| {
+                Line::Logo(LogoLine {
+                    name: r.logo,
+                    align: r.align.unwrap_or(Align::Center),
+                    width: r.width,
+                })
+            })
+            .map(Some),
         [kind] => {
             if let Some(extra) = map.keys().find(|k| k.as_str() != *kind) {
                 return Err(format!(
@@ -469,9 +566,57 @@ fn parse_line(value: Value) -> Result<Option<Line>, String> {
             }
         }
         many => Err(format!(
-            "a line is exactly one of text, qr, barcode, feed or cut; this one has {}",
+            "a line is exactly one of {KIND_LIST}; this one has {}",
             many.join(" and ")
         )),
+    }
+}
+
+/// An image or logo line: the picture, `align` and `width`, nothing else.
+fn picture<T: serde::de::DeserializeOwned>(map: Map<String, Value>) -> Result<T, String> {
+    serde_json::from_value::<T>(Value::Object(map)).map_err(|e| e.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    image: String,
+    align: Option<Align>,
+    width: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogo {
+    logo: String,
+    align: Option<Align>,
+    width: Option<u32>,
+}
+
+impl TryFrom<RawImage> for ImageLine {
+    type Error = String;
+
+    /// Base64, optionally as a data URL (`data:image/png;base64,…`, what a
+    /// canvas's `toDataURL()` gives).
+    fn try_from(r: RawImage) -> Result<ImageLine, String> {
+        use base64::Engine;
+        let text = r.image.trim();
+        let text = match text.strip_prefix("data:") {
+            Some(rest) => rest
+                .split_once(";base64,")
+                .map(|(_, b64)| b64)
+                .ok_or("image: a data URL must be base64 (data:image/png;base64,…)")?,
+            None => text,
+        };
+        let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(clean.as_bytes())
+            .map_err(|e| format!("image is not valid base64 ({e})"))?;
+        Ok(ImageLine {
+            data: data.into(),
+            align: r.align.unwrap_or(Align::Center),
+            width: r.width,
+        })
     }
 }
 

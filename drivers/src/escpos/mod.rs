@@ -10,13 +10,15 @@
 //! byte strings, each pinned by a test.
 
 mod document;
+pub mod image;
 mod render;
 mod status;
 mod text;
 
 pub use document::{
-    gs1_check_digit, Align, Barcode, BarcodeType, Document, DocumentError, Line, TextLine,
-    MAX_BARCODE_CHARS, MAX_DOCUMENT_CHARS, MAX_LINES, MAX_QR_BYTES, MAX_TEXT_CHARS,
+    gs1_check_digit, Align, Barcode, BarcodeType, Document, DocumentError, ImageLine, Line,
+    LogoLine, TextLine, MAX_BARCODE_CHARS, MAX_DOCUMENT_CHARS, MAX_IMAGE_WIDTH, MAX_LINES,
+    MAX_QR_BYTES, MAX_TEXT_CHARS,
 };
 pub use render::{render, RenderError};
 pub use status::{
@@ -99,6 +101,24 @@ pub struct Profile {
     pub chinese_mode: bool,
     pub cut: CutMode,
     pub drawer: DrawerKick,
+    /// Printable width in dots: 576 on 80 mm paper, 384 on 58 mm.
+    pub width_dots: u32,
+    /// Largest image, in pixels, a document may carry (`print.max_image_pixels`).
+    pub max_image_pixels: u64,
+}
+
+/// `print.max_image_pixels` when the config gives none: a 2000×2000 picture,
+/// 16 MB decoded, far more than a 576-dot head shows.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 4_000_000;
+
+/// The printable width of a printer with these Font A columns when the
+/// config gives none: 384 dots (58 mm) up to 35 columns, else 576 (80 mm).
+pub fn default_width_dots(columns: u16) -> u32 {
+    if columns <= 35 {
+        384
+    } else {
+        576
+    }
 }
 
 impl Default for Profile {
@@ -110,6 +130,8 @@ impl Default for Profile {
             chinese_mode: true,
             cut: CutMode::Partial,
             drawer: DrawerKick::default(),
+            width_dots: 576,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
         }
     }
 }
@@ -120,15 +142,14 @@ impl Profile {
         Profile {
             columns,
             encoding,
+            width_dots: default_width_dots(columns),
             ..Profile::default()
         }
     }
 
-    /// Printable width in dots, estimated from the columns: Font A is 12 dots
-    /// wide, so 48 columns are the 576 dots of an 80 mm head and 32 the 384
-    /// of a 58 mm one.
+    /// Printable width in dots (what barcodes, QR codes and images must fit).
     pub fn dots(&self) -> u32 {
-        u32::from(self.columns) * 12
+        self.width_dots
     }
 }
 
@@ -155,5 +176,7 @@ pub fn realtime_drawer_kick(profile: &Profile) -> Vec<u8> {
     vec![0x10, 0x14, 0x01, m, t]
 }
 
+#[cfg(test)]
+mod image_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,8 @@
 //! printed.
 
 use super::document::{barcode_payload, Align, Barcode, BarcodeType, Document, DocumentError};
-use super::document::{Line, TextLine};
+use super::document::{ImageLine, Line, TextLine};
+use super::image::{gs_v_0, raster};
 use super::text::{encode, wrap};
 use super::{drawer_kick, CutMode, Encoding, Profile};
 use std::fmt;
@@ -41,6 +42,12 @@ pub enum RenderError {
         /// Dots the paper has.
         available: u32,
     },
+    /// An image line cannot be printed: not an image, too large, or wider than the paper.
+    Image {
+        /// Index into `lines`.
+        line: usize,
+        message: String,
+    },
     /// The profile cannot be printed with (zero columns).
     Profile(&'static str),
 }
@@ -57,6 +64,7 @@ impl fmt::Display for RenderError {
                 f,
                 "lines[{line}]: the barcode needs {needed} dots but the paper has {available}; shorten the data"
             ),
+            RenderError::Image { line, message } => write!(f, "lines[{line}]: {message}"),
             RenderError::Profile(m) => write!(f, "printer profile: {m}"),
         }
     }
@@ -89,6 +97,14 @@ pub fn render(doc: &Document, profile: &Profile) -> Result<Vec<u8>, RenderError>
             Line::Text(t) => text(&mut out, t, profile),
             Line::Qr(data) => qr(&mut out, data.as_bytes(), profile),
             Line::Barcode(b) => barcode(&mut out, i, b, profile)?,
+            Line::Image(img) => image(&mut out, img, profile)
+                .map_err(|message| RenderError::Image { line: i, message })?,
+            Line::Logo(l) => {
+                return Err(RenderError::Image {
+                    line: i,
+                    message: format!("logo {:?} was not resolved to its picture", l.name),
+                })
+            }
             Line::Feed(n) => out.extend_from_slice(&[ESC, b'd', *n]),
             Line::Cut => out.extend_from_slice(match profile.cut {
                 CutMode::Partial => &[GS, b'V', 66, 0],
@@ -139,6 +155,19 @@ fn text(out: &mut Vec<u8>, t: &TextLine, profile: &Profile) {
     if t.align != Align::Left {
         out.extend_from_slice(&[ESC, b'a', 0]);
     }
+}
+
+/// A picture as `GS v 0` raster bands, on a line of its own.
+fn image(out: &mut Vec<u8>, img: &ImageLine, profile: &Profile) -> Result<(), String> {
+    let paper = profile.dots();
+    let r = raster(&img.data, img.width, paper, profile.max_image_pixels)?;
+    let offset = match img.align {
+        Align::Left => 0,
+        Align::Center => paper.saturating_sub(r.width) / 2,
+        Align::Right => paper.saturating_sub(r.width),
+    };
+    gs_v_0(out, &r, offset);
+    Ok(())
 }
 
 /// QR model 2, level M, via `GS ( k`: select model, module size, error

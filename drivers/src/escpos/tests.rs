@@ -400,11 +400,11 @@ fn document_errors_name_the_line() {
     let cases = [
         (
             r#"{"lines": [{"text": "a"}, {"colour": "red"}]}"#,
-            "lines[1]: unknown line kind `colour`; expected text, qr, barcode, feed or cut",
+            "lines[1]: unknown line kind `colour`; expected text, qr, barcode, image, logo, feed or cut",
         ),
         (
             r#"{"lines": [{"text": "a", "qr": "b"}]}"#,
-            "lines[0]: a line is exactly one of text, qr, barcode, feed or cut; this one has text and qr",
+            "lines[0]: a line is exactly one of text, qr, barcode, image, logo, feed or cut; this one has text and qr",
         ),
         (
             r#"{"lines": [{"text": "a", "size": [9, 1]}]}"#,
