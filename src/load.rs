@@ -224,9 +224,6 @@ fn check_printer_dirs(draft: &mut Draft) {
     }
 }
 
-/// Largest logo file read.
-const MAX_LOGO_BYTES: u64 = 8 << 20;
-
 /// Each `[[print.logo]]` file must be there and be a picture a receipt can
 /// carry: refused now rather than at the first receipt that names it.
 fn check_logos(draft: &mut Draft) {
@@ -238,7 +235,7 @@ fn check_logos(draft: &mut Draft) {
         .iter()
         .enumerate()
         .filter_map(|(i, l)| {
-            read_logo(&l.file, max)
+            crate::print::read_logo(&l.file, max)
                 .err()
                 .map(|why| (format!("print.logo[{i}].file"), why))
         })
@@ -246,22 +243,6 @@ fn check_logos(draft: &mut Draft) {
     for (k, why) in problems {
         draft.problem(k, why);
     }
-}
-
-/// A logo's bytes, once they are known to decode within `max_pixels`.
-pub fn read_logo(path: &Path, max_pixels: u64) -> Result<Vec<u8>, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
-    if meta.len() > MAX_LOGO_BYTES {
-        return Err(format!(
-            "{shown} is {} bytes; a logo file is at most {MAX_LOGO_BYTES}",
-            meta.len()
-        ));
-    }
-    let data = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
-    posbridge_drivers::escpos::image::decode(&data, max_pixels)
-        .map_err(|e| format!("{shown}: {e}"))?;
-    Ok(data)
 }
 
 /// Symlinks followed at most; the kernel gives up at 40 too.

@@ -19,6 +19,7 @@ mod hostile;
 mod hotplug;
 mod idcard;
 mod images;
+mod labels;
 mod layers;
 mod print;
 mod qz;

@@ -42,7 +42,7 @@ pub(crate) async fn submit(d: &Daemon, body: Value) -> String {
     v["job"].as_str().expect("job id").to_owned()
 }
 
-fn raw(printer: &str, bytes: &[u8]) -> Value {
+pub(crate) fn raw(printer: &str, bytes: &[u8]) -> Value {
     use base64::Engine;
     json!({"printer": printer, "raw": base64::engine::general_purpose::STANDARD.encode(bytes)})
 }
@@ -68,7 +68,7 @@ pub(crate) async fn wait_state(d: &Daemon, job: &str, state: &str) -> Value {
 }
 
 /// The next `printer.status` event matching `pred`.
-async fn wait_status(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_status(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
     loop {
         let ev = next_of_type(ws, "printer.status").await;
         if pred(&ev["data"]) {

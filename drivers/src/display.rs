@@ -306,7 +306,7 @@ fn glyphs(text: &str, charset: Charset) -> Result<Vec<Glyph>, String> {
 
 /// `c` as two GBK bytes, when the display's font can have it (GB18030's
 /// four-byte characters are outside every pole display's font).
-fn two_byte_gbk(c: char) -> Option<Vec<u8>> {
+pub(crate) fn two_byte_gbk(c: char) -> Option<Vec<u8>> {
     let mut buf = [0u8; 4];
     let (bytes, _, unmappable) = encoding_rs::GB18030.encode(c.encode_utf8(&mut buf));
     (!unmappable && bytes.len() == 2).then(|| bytes.into_owned())

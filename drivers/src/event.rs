@@ -103,12 +103,17 @@ pub enum Event {
         source: String,
         took_ms: u64,
     },
-    /// A receipt printer's real-time status changed (ESC/POS `DLE EOT`).
+    /// A printer's status changed (ESC/POS `DLE EOT`, TSPL `ESC ! ?`).
     #[serde(rename = "printer.status")]
     PrinterStatus {
         online: bool,
         paper: Paper,
         cover_open: bool,
+        /// Label printers: only present when true.
+        #[serde(default, skip_serializing_if = "is_false")]
+        ribbon_out: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        jammed: bool,
     },
     /// The HQ uplink's state changed, or a transaction was refused for a full backlog.
     #[serde(rename = "uplink.status")]
@@ -348,6 +353,11 @@ impl IdCard {
 
 /// What `birth` and `valid_from` read as without scope `idcard`.
 pub const MASKED_BIRTH: &str = "****-**-**";
+
+/// For `skip_serializing_if`: a flag that is only sent when set.
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 /// Masks an ID number so no digit of the birth date shows, nor anything
 /// computed from it. 18 characters (resident cards, HK/Macao/Taiwan permits,
@@ -589,6 +599,8 @@ mod tests {
                 online: true,
                 paper: Paper::Ok,
                 cover_open: false,
+                ribbon_out: false,
+                jammed: false,
             },
             Event::UplinkStatus {
                 connected: true,

@@ -31,6 +31,7 @@ pub mod pcsc;
 pub mod qz;
 pub mod rfid;
 pub mod scale;
+pub mod tspl;
 pub mod weighed;
 
 #[doc(hidden)]

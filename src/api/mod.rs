@@ -831,6 +831,7 @@ struct PrintBody {
     printer: String,
     document: Option<serde_json::Value>,
     raw: Option<String>,
+    label: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -875,12 +876,13 @@ async fn post_print(
 ) -> Result<Response, ApiError> {
     use crate::print::Payload;
     let Json(body) = body.map_err(print_body_error)?;
-    let payload = match (body.document, body.raw) {
-        (Some(d), None) => Payload::Document(d),
-        (None, Some(r)) => Payload::Raw(r),
+    let payload = match (body.document, body.raw, body.label) {
+        (Some(d), None, None) => Payload::Document(d),
+        (None, Some(r), None) => Payload::Raw(r),
+        (None, None, Some(l)) => Payload::Label(l),
         _ => {
             return Err(ApiError::bad_request(
-                "give exactly one of \"document\" or \"raw\" (base64)",
+                "give exactly one of \"document\", \"label\" or \"raw\" (base64)",
             ))
         }
     };
@@ -962,7 +964,11 @@ async fn list_printers(State(st): State<AppState>) -> Result<Response, ApiError>
             "state": state,
             "status": p.status(),
             "waiting": waiting,
-            "columns": p.opts.profile.columns,
+            "kind": p.kind(),
+            "columns": match &p.model {
+                crate::print::Model::Receipt(profile) => Some(profile.columns),
+                crate::print::Model::Label { .. } => None,
+            },
         }));
     }
     Ok(Json(out).into_response())

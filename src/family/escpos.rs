@@ -86,24 +86,7 @@ impl Options {
             5 => DrawerPin::Pin5,
             n => return Err(bad("drawer_pin", format!("{n} is not 2 or 5"))),
         };
-        let poll_ms = self.poll_ms.unwrap_or(DEFAULT_POLL_MS);
-        if poll_ms != 0 && !(500..=600_000).contains(&poll_ms) {
-            return Err(bad(
-                "poll_ms",
-                "must be 0 (no polling while idle) or from 500 to 600000",
-            ));
-        }
-        if transport == Transport::File {
-            if self.status_query.is_some() {
-                return Err(bad(
-                    "status_query",
-                    "a file printer has no status; remove it",
-                ));
-            }
-            if self.poll_ms.is_some() {
-                return Err(bad("poll_ms", "a file printer has no status; remove it"));
-            }
-        }
+        let (poll, status_query) = status_keys(self.poll_ms, self.status_query, transport)?;
         self.qz_name.map(super::qz_name).transpose()?;
         let mut profile = Profile::new(columns, self.encoding.unwrap_or_default());
         profile.cut = self.cut.unwrap_or_default();
@@ -111,10 +94,40 @@ impl Options {
         profile.width_dots = width_dots;
         Ok(Settings {
             profile,
-            poll: (poll_ms > 0).then(|| Duration::from_millis(poll_ms)),
-            status_query: self.status_query.unwrap_or(true),
+            poll,
+            status_query,
         })
     }
+}
+
+/// A printer's `poll_ms` and `status_query` (receipt and label printers
+/// alike): the idle poll, and whether to ask before each job. A printer
+/// writing to a file or simulated has no status to ask.
+pub(super) fn status_keys(
+    poll_ms: Option<u64>,
+    status_query: Option<bool>,
+    transport: Transport,
+) -> Result<(Option<Duration>, bool), KeyError> {
+    let ms = poll_ms.unwrap_or(DEFAULT_POLL_MS);
+    if ms != 0 && !(500..=600_000).contains(&ms) {
+        return Err(bad(
+            "poll_ms",
+            "must be 0 (no polling while idle) or from 500 to 600000",
+        ));
+    }
+    if matches!(transport, Transport::File | Transport::Sim) {
+        let why = format!("a {} printer has no status; remove it", transport.name());
+        if status_query.is_some() {
+            return Err(bad("status_query", why));
+        }
+        if poll_ms.is_some() {
+            return Err(bad("poll_ms", why));
+        }
+    }
+    Ok((
+        (ms > 0).then(|| Duration::from_millis(ms)),
+        status_query.unwrap_or(true),
+    ))
 }
 
 impl FamilyOptions for Options {

@@ -7,6 +7,7 @@ pub mod display;
 pub mod dongle;
 pub mod escpos;
 pub mod idcard;
+pub mod label;
 pub mod magstripe;
 pub mod passthrough;
 pub mod pcsc;
@@ -287,6 +288,7 @@ pub static DRIVERS: &[&DriverSpec] = &[
     &passthrough::SPEC,
     &display::SPEC,
     &scale::SPEC,
+    &label::SPEC,
 ];
 
 /// Drivers the contract names that later releases add; named so the error is helpful.

@@ -1,11 +1,13 @@
 //! The byte pipes to a printer: TCP (port 9100 "raw" printing), serial,
-//! a USB printer-class node (`/dev/usb/lpN`) and a plain file. OS I/O only;
-//! the status bytes are decoded by the drivers crate's `StatusReader`.
+//! a USB printer-class node (`/dev/usb/lpN`), a plain file, and a simulated
+//! label printer. OS I/O only; the status bytes are decoded by the drivers
+//! crate (`StatusReader` for ESC/POS, `tspl::status` for TSPL).
 
 use crate::config::DeviceConfig;
 use crate::transport::OpenError;
 use futures_util::FutureExt;
 use posbridge_drivers::escpos::{status_queries, PrinterStatus, StatusReader};
+use posbridge_drivers::tspl;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +22,27 @@ pub enum Link {
     Usb(AsyncFd<std::fs::File>),
     /// Bytes are appended to the file; no status (it is always ready).
     File(PathBuf),
+    /// A simulated printer (`transport = "sim"`): always ready, takes every byte.
+    Sim,
+}
+
+/// How a printer is asked its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// ESC/POS: `DLE EOT 1`, `2`, `4`, one byte each.
+    EscPos,
+    /// TSPL: `ESC ! ?`, one byte.
+    Tspl,
+}
+
+impl Dialect {
+    /// The query, as a log or `last_error` names it.
+    pub fn query_name(self) -> &'static str {
+        match self {
+            Dialect::EscPos => "DLE EOT",
+            Dialect::Tspl => "ESC ! ?",
+        }
+    }
 }
 
 fn path(cfg: &DeviceConfig) -> &str {
@@ -51,6 +74,7 @@ impl Link {
                 transport::open_append(&p).map_err(OpenError::from)?;
                 Ok(Link::File(p))
             }
+            T::Sim => Ok(Link::Sim),
             t => Err(OpenError::from(format!(
                 "transport {:?} is not a printer transport",
                 t.name()
@@ -60,14 +84,14 @@ impl Link {
 
     /// Whether the link can carry `DLE EOT` status answers back.
     pub fn has_status(&self) -> bool {
-        !matches!(self, Link::File(_))
+        !matches!(self, Link::File(_) | Link::Sim)
     }
 
     /// Whether to keep the link open while the queue is empty. A network
     /// printer usually takes one connection at a time, so it is released for
     /// other senders; a tty or usblp node is ours alone anyway.
     pub fn keep_when_idle(&self) -> bool {
-        matches!(self, Link::Serial(_) | Link::Usb(_))
+        matches!(self, Link::Serial(_) | Link::Usb(_) | Link::Sim)
     }
 
     async fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -81,7 +105,7 @@ impl Link {
                     Err(_would_block) => continue,
                 }
             },
-            Link::File(_) => std::future::pending().await,
+            Link::File(_) | Link::Sim => std::future::pending().await,
         }
     }
 
@@ -124,6 +148,10 @@ impl Link {
                 })
                 .await
                 .map_err(io::Error::other)?
+            }
+            Link::Sim => {
+                tracing::debug!(bytes = bytes.len(), "simulated printer took a job");
+                Ok(())
             }
         }
     }
@@ -178,17 +206,26 @@ impl Link {
         }
     }
 
-    /// Asks `DLE EOT 1`, `2` and `4` and waits up to `wait` for the three
-    /// answers. `Ok(None)`: no (complete) answer in time — the printer is off,
-    /// or does not speak real-time status. Bytes that cannot be status answers
-    /// are skipped.
-    pub async fn status(&mut self, wait: Duration) -> io::Result<Option<PrinterStatus>> {
+    /// Asks the status — `DLE EOT 1`, `2` and `4`, or TSPL's `ESC ! ?` — and
+    /// waits up to `wait` for the answer. `Ok(None)`: no (complete) answer in
+    /// time — the printer is off, or does not answer status queries. Bytes that
+    /// cannot be ESC/POS status answers are skipped.
+    pub async fn status(
+        &mut self,
+        wait: Duration,
+        dialect: Dialect,
+    ) -> io::Result<Option<PrinterStatus>> {
         if !self.has_status() {
             return Ok(None);
         }
         self.drain()?;
         let deadline = tokio::time::Instant::now() + wait;
-        match tokio::time::timeout_at(deadline, self.write_raw(&status_queries())).await {
+        let escpos = status_queries();
+        let query: &[u8] = match dialect {
+            Dialect::EscPos => &escpos,
+            Dialect::Tspl => &tspl::STATUS_QUERY,
+        };
+        match tokio::time::timeout_at(deadline, self.write_raw(query)).await {
             Ok(r) => r?,
             Err(_) => return Ok(None),
         }
@@ -207,6 +244,9 @@ impl Link {
                 ));
             }
             for &b in buf.get(..n).unwrap_or_default() {
+                if dialect == Dialect::Tspl {
+                    return Ok(Some(tspl::status(b)));
+                }
                 if let Ok(Some(s)) = reader.push(b) {
                     return Ok(Some(s));
                 }

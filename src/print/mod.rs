@@ -1,5 +1,6 @@
-//! Receipt printers (`driver = "escpos"`): `POST /v1/print`,
-//! `GET /v1/print/{job}`, `POST /v1/drawer/open` and `printer.status`.
+//! Receipt printers (`driver = "escpos"`) and label printers (`driver =
+//! "label"`, TSPL): `POST /v1/print`, `GET /v1/print/{job}`,
+//! `POST /v1/drawer/open` and `printer.status`.
 //!
 //! A document is rendered when it is posted (by the drivers crate's sans-IO
 //! renderer), so a bad one is refused at once with the line it is on; the
@@ -7,10 +8,11 @@
 //!
 //! One worker task per printer owns its link ([`link`]) — nothing else
 //! writes to it, so status queries never land inside a job. It takes the
-//! oldest unfinished job, asks the printer's real-time status (`DLE EOT 1, 2,
-//! 4`, one second to answer), and prints only when the printer is online with
-//! paper and the cover shut. Otherwise the job is `held` with the reason
-//! (`offline`, `paper_out`, `cover_open`), `printer.status` is published when
+//! oldest unfinished job, asks the printer's status (ESC/POS `DLE EOT 1, 2,
+//! 4`, TSPL `ESC ! ?`; one second to answer), and prints only when the printer
+//! is online with paper (and ribbon) and the cover (or head) shut. Otherwise
+//! the job is `held` with the reason (`offline`, `paper_out`, `cover_open`,
+//! `ribbon_out`, `paper_jam`), `printer.status` is published when
 //! the status changes, and the status is asked again every second; the queue
 //! resumes, in order, when the printer is ready. Drawer kicks do not wait
 //! behind a queue held for paper or the cover: they go as a real-time pulse
@@ -22,15 +24,15 @@
 pub mod link;
 pub mod queue;
 
-use crate::config::{Config, DeviceConfig};
+use crate::config::{Config, DeviceConfig, PrintConfig};
 use crate::device::{Device, Devices, State};
 use crate::event::Bus;
-use crate::family::escpos::{settings, Settings};
 use crate::transport::OpenError;
-use link::Link;
+use link::{Dialect, Link};
 use posbridge_drivers::escpos::{
-    drawer_kick, realtime_drawer_kick, render, Document, Paper, PrinterStatus,
+    drawer_kick, realtime_drawer_kick, render, Document, Paper, PrinterStatus, Profile,
 };
+use posbridge_drivers::tspl;
 use posbridge_drivers::Event;
 use queue::{JobStore, JobView, Kind};
 use std::collections::HashMap;
@@ -60,6 +62,10 @@ fn not_ready(s: &PrinterStatus) -> Option<&'static str> {
         Some("cover_open")
     } else if s.paper == Paper::Out {
         Some("paper_out")
+    } else if s.jammed {
+        Some("paper_jam")
+    } else if s.ribbon_out {
+        Some("ribbon_out")
     } else if !s.online {
         Some("offline")
     } else {
@@ -67,11 +73,27 @@ fn not_ready(s: &PrinterStatus) -> Option<&'static str> {
     }
 }
 
+/// What a printer prints, and what rendering for it needs.
+#[derive(Clone, Debug)]
+pub enum Model {
+    /// `driver = "escpos"`: receipts, and the cash drawer.
+    Receipt(Profile),
+    /// `driver = "label"`: TSPL labels on the loaded stock.
+    Label {
+        settings: tspl::Settings,
+        stock: tspl::Stock,
+    },
+}
+
 /// One configured printer.
 pub struct Printer {
     pub id: String,
     pub cfg: DeviceConfig,
-    pub opts: Settings,
+    pub model: Model,
+    /// Status poll while the queue is empty; `None` = only before jobs.
+    poll: Option<Duration>,
+    /// Ask the status before each job (off for printers that never answer).
+    status_query: bool,
     wake: Notify,
     last: Mutex<Option<PrinterStatus>>,
     /// Its `/v1/devices` entry.
@@ -83,6 +105,45 @@ impl Printer {
     pub fn status(&self) -> Option<PrinterStatus> {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn dialect(&self) -> Dialect {
+        match self.model {
+            Model::Receipt(_) => Dialect::EscPos,
+            Model::Label { .. } => Dialect::Tspl,
+        }
+    }
+
+    /// `receipt` or `label`, as `GET /v1/printers` says.
+    pub fn kind(&self) -> &'static str {
+        match self.model {
+            Model::Receipt(_) => "receipt",
+            Model::Label { .. } => "label",
+        }
+    }
+}
+
+/// A printer's model and status settings from its `[[device]]` table
+/// (validation already read them; a failure here is a bug, reported not panicked).
+fn model(
+    cfg: &DeviceConfig,
+    print: &PrintConfig,
+) -> anyhow::Result<(Model, Option<Duration>, bool)> {
+    let bad = |e: crate::family::KeyError| anyhow::anyhow!("device {}: {e}", cfg.id);
+    if cfg.driver == crate::family::label::SPEC.name {
+        let s = crate::family::label::settings(cfg).map_err(bad)?;
+        let settings = tspl::Settings {
+            dots_per_mm: s.dots_per_mm,
+            max_image_pixels: print.max_image_pixels,
+        };
+        let m = Model::Label {
+            settings,
+            stock: s.stock,
+        };
+        return Ok((m, s.poll, s.status_query));
+    }
+    let mut s = crate::family::escpos::settings(cfg).map_err(bad)?;
+    s.profile.max_image_pixels = print.max_image_pixels;
+    Ok((Model::Receipt(s.profile), s.poll, s.status_query))
 }
 
 /// Why a print request was refused.
@@ -102,6 +163,8 @@ pub enum Payload {
     Raw(String),
     /// Bytes already decoded (QZ Tray's raw data).
     Bytes(Vec<u8>),
+    /// The `label` value, for a label printer.
+    Label(serde_json::Value),
 }
 
 /// Every configured printer and the job store.
@@ -136,13 +199,13 @@ impl Printers {
             .iter()
             .filter(|d| crate::family::print_worker(d))
         {
-            // Validation already read them; a failure here is a bug, reported not panicked.
-            let mut opts = settings(cfg).map_err(|e| anyhow::anyhow!("device {}: {e}", cfg.id))?;
-            opts.profile.max_image_pixels = config.print.max_image_pixels;
+            let (model, poll, status_query) = model(cfg, &config.print)?;
             list.push(Arc::new(Printer {
                 id: cfg.id.clone(),
                 cfg: cfg.clone(),
-                opts,
+                model,
+                poll,
+                status_query,
                 wake: Notify::new(),
                 last: Mutex::new(None),
                 device: devices.get(&cfg.id),
@@ -226,6 +289,7 @@ impl Printers {
             }
             Payload::Bytes(bytes) => (Kind::Raw, bytes),
             Payload::Document(v) => (Kind::Document, self.render(p, v).await?),
+            Payload::Label(v) => (Kind::Label, self.render_label(p, v).await?),
         };
         if bytes.len() > MAX_JOB_BYTES {
             return Err(SubmitError::TooLarge(format!(
@@ -239,12 +303,17 @@ impl Printers {
     /// Parses a document, puts in its logos and renders it for `p`. Images
     /// are decoded and dithered off the async threads.
     async fn render(&self, p: &Printer, v: serde_json::Value) -> Result<Vec<u8>, SubmitError> {
+        let Model::Receipt(profile) = p.model else {
+            return Err(SubmitError::Bad(format!(
+                "{} is a label printer: send \"label\" or \"raw\"",
+                p.id
+            )));
+        };
         let json =
             serde_json::to_vec(&v).map_err(|e| SubmitError::Bad(format!("document: {e}")))?;
         let mut doc = Document::from_json(&json).map_err(|e| SubmitError::Bad(doc_error(e)))?;
         doc.resolve_logos(|name| self.logos.get(name).cloned())
             .map_err(|e| SubmitError::Bad(doc_error(e)))?;
-        let profile = p.opts.profile;
         let pictures = doc
             .lines
             .iter()
@@ -259,12 +328,44 @@ impl Printers {
         rendered.map_err(|e| SubmitError::Bad(doc_error(e)))
     }
 
+    /// Parses a label, puts in its logos and renders it as TSPL for `p`.
+    async fn render_label(
+        &self,
+        p: &Printer,
+        v: serde_json::Value,
+    ) -> Result<Vec<u8>, SubmitError> {
+        let Model::Label { settings, stock } = p.model else {
+            return Err(SubmitError::Bad(format!(
+                "{} is a receipt printer: send \"document\" or \"raw\"",
+                p.id
+            )));
+        };
+        let bad = |e: tspl::LabelError| SubmitError::Bad(label_error(&e));
+        let json = serde_json::to_vec(&v).map_err(|e| SubmitError::Bad(format!("label: {e}")))?;
+        let mut label = tspl::Label::from_json(&json, &stock).map_err(bad)?;
+        label
+            .resolve_logos(|name| self.logos.get(name).cloned())
+            .map_err(bad)?;
+        let rendered = if label.has_pictures() {
+            tokio::task::spawn_blocking(move || tspl::render(&label, &settings))
+                .await
+                .map_err(|e| SubmitError::Bad(format!("label: rendering stopped ({e})")))?
+        } else {
+            tspl::render(&label, &settings)
+        };
+        rendered.map_err(bad)
+    }
+
     /// Queues the drawer kick behind the printer's other jobs, so the drawer
     /// opens after the receipt before it, never in the middle of one.
     pub async fn open_drawer(&self, printer: &str) -> Result<JobView, SubmitError> {
         let p = self.printer(printer)?;
-        self.enqueue(p, Kind::Drawer, drawer_kick(&p.opts.profile))
-            .await
+        let Model::Receipt(profile) = &p.model else {
+            return Err(SubmitError::Bad(format!(
+                "{printer} is a label printer; it has no cash drawer"
+            )));
+        };
+        self.enqueue(p, Kind::Drawer, drawer_kick(profile)).await
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<JobView>, String> {
@@ -299,15 +400,43 @@ impl Printers {
     }
 }
 
+/// Largest logo file read.
+const MAX_LOGO_BYTES: u64 = 8 << 20;
+
+/// A logo's bytes, once they are known to decode within `max_pixels`.
+pub fn read_logo(path: &std::path::Path, max_pixels: u64) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if meta.len() > MAX_LOGO_BYTES {
+        return Err(format!(
+            "{shown} is {} bytes; a logo file is at most {MAX_LOGO_BYTES}",
+            meta.len()
+        ));
+    }
+    let data = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+    posbridge_drivers::escpos::image::decode(&data, max_pixels)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(data)
+}
+
 /// The `[[print.logo]]` files (already checked by loading the config).
 fn read_logos(print: &crate::config::PrintConfig) -> anyhow::Result<HashMap<String, Arc<[u8]>>> {
     let mut logos = HashMap::new();
     for (i, l) in print.logos.iter().enumerate() {
-        let data = crate::load::read_logo(&l.file, print.max_image_pixels)
+        let data = read_logo(&l.file, print.max_image_pixels)
             .map_err(|e| anyhow::anyhow!("print.logo[{i}].file: {e}"))?;
         logos.insert(l.name.clone(), Arc::from(data));
     }
     Ok(logos)
+}
+
+/// `label.items[2].x: …` for an item or field, `label: …` for the whole.
+fn label_error(e: &tspl::LabelError) -> String {
+    if e.at.is_empty() {
+        format!("label: {}", e.message)
+    } else {
+        format!("label.{e}")
+    }
 }
 
 /// `document.lines[3]: …` for a line, `document: …` for the whole.
@@ -405,8 +534,7 @@ impl Worker {
         let last = self.p.status();
         self.observe(PrinterStatus {
             online: false,
-            paper: last.map_or(Paper::Ok, |s| s.paper),
-            cover_open: last.is_some_and(|s| s.cover_open),
+            ..last.unwrap_or_default()
         });
     }
 
@@ -429,11 +557,11 @@ impl Worker {
         let Some(link) = self.link.as_mut() else {
             return Err("offline");
         };
-        if !link.has_status() || !self.p.opts.status_query {
+        if !link.has_status() || !self.p.status_query {
             self.report(State::Connected, None);
             return Ok(());
         }
-        let answer = link.status(STATUS_WAIT).await;
+        let answer = link.status(STATUS_WAIT, self.p.dialect()).await;
         match answer {
             Ok(Some(s)) => {
                 self.report(State::Connected, None);
@@ -446,7 +574,8 @@ impl Worker {
                 self.report(
                     State::Disconnected,
                     Some(format!(
-                        "no answer to the status query (DLE EOT) within {} s",
+                        "no answer to the status query ({}) within {} s",
+                        self.p.dialect().query_name(),
                         STATUS_WAIT.as_secs()
                     )),
                 );
@@ -467,6 +596,9 @@ impl Worker {
     /// printer carries out even so; the cashier still has change to give.
     /// One pulse answers every kick waiting (the drawer is open after it).
     async fn kick_waiting_drawers(&mut self, reason: &'static str) {
+        let Model::Receipt(profile) = self.p.model else {
+            return;
+        };
         if self.realtime_failed || self.link.is_none() {
             return;
         }
@@ -494,7 +626,7 @@ impl Worker {
         if claimed.is_empty() {
             return;
         }
-        let pulse = realtime_drawer_kick(&self.p.opts.profile);
+        let pulse = realtime_drawer_kick(&profile);
         let sent = match self.link.as_mut() {
             // Short: a serial printer holding flow control for paper takes nothing.
             Some(link) => link.write_all(&pulse, Duration::from_secs(2)).await,
@@ -551,7 +683,7 @@ impl Worker {
                         link.release().await;
                     }
                 }
-                let poll = self.p.opts.poll.filter(|_| self.p.opts.status_query);
+                let poll = self.p.poll.filter(|_| self.p.status_query);
                 let device = self.p.device.clone();
                 tokio::select! {
                     _ = self.cancel.cancelled() => break,

@@ -46,6 +46,8 @@ pub enum Kind {
     Raw,
     /// `POST /v1/drawer/open`: the drawer kick alone.
     Drawer,
+    /// A rendered `label` (TSPL).
+    Label,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Document => "document",
             Kind::Raw => "raw",
             Kind::Drawer => "drawer",
+            Kind::Label => "label",
         }
     }
 }

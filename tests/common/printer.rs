@@ -28,10 +28,12 @@ pub struct FakePrinter {
 pub type Capture = Arc<Mutex<Vec<u8>>>;
 pub type Answers = Arc<Mutex<[u8; 3]>>;
 
-/// Splits what a printer receives into captured bytes and status queries.
+/// Splits what a printer receives into captured bytes and status queries:
+/// ESC/POS `DLE EOT n`, or with `tspl` TSPL's `ESC ! ?` (answered with `answers[0]`).
 #[derive(Default)]
 pub struct Parser {
     state: u8,
+    tspl: bool,
 }
 
 impl Parser {
@@ -43,6 +45,9 @@ impl Parser {
         answers: &Mutex<[u8; 3]>,
         queries: &std::sync::atomic::AtomicUsize,
     ) -> Vec<u8> {
+        if self.tspl {
+            return self.feed_tspl(bytes, data, answers, queries);
+        }
         let mut reply = Vec::new();
         let mut out = data.lock().expect("lock");
         for &b in bytes {
@@ -66,6 +71,40 @@ impl Parser {
                         reply.push(ans[i]);
                         queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                    self.state = 0;
+                }
+            }
+        }
+        reply
+    }
+}
+
+impl Parser {
+    fn feed_tspl(
+        &mut self,
+        bytes: &[u8],
+        data: &Mutex<Vec<u8>>,
+        answers: &Mutex<[u8; 3]>,
+        queries: &std::sync::atomic::AtomicUsize,
+    ) -> Vec<u8> {
+        let mut reply = Vec::new();
+        let mut out = data.lock().expect("lock");
+        for &b in bytes {
+            match (self.state, b) {
+                (0, 0x1b) => self.state = 1,
+                (0, _) => out.push(b),
+                (1, b'!') => self.state = 2,
+                (1, _) => {
+                    out.extend_from_slice(&[0x1b, b]);
+                    self.state = 0;
+                }
+                (_, b'?') => {
+                    reply.push(answers.lock().expect("lock")[0]);
+                    queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.state = 0;
+                }
+                (_, _) => {
+                    out.extend_from_slice(&[0x1b, b'!', b]);
                     self.state = 0;
                 }
             }
@@ -105,7 +144,17 @@ impl FakePrinter {
         Self::start_at("127.0.0.1:0".parse().expect("addr"), answers).await
     }
 
+    /// A TSPL label printer answering `ESC ! ?` with `status`.
+    pub async fn start_tspl(status: u8) -> FakePrinter {
+        let addr = "127.0.0.1:0".parse().expect("addr");
+        Self::listen(addr, [status, 0, 0], true).await
+    }
+
     pub async fn start_at(addr: SocketAddr, answers: [u8; 3]) -> FakePrinter {
+        Self::listen(addr, answers, false).await
+    }
+
+    async fn listen(addr: SocketAddr, answers: [u8; 3], tspl: bool) -> FakePrinter {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let data = Arc::new(Mutex::new(Vec::new()));
@@ -117,7 +166,10 @@ impl FakePrinter {
                 let (d, a, q) = (d.clone(), a.clone(), q.clone());
                 tokio::spawn(async move {
                     let mut buf = [0u8; 4096];
-                    let mut parser = Parser::default();
+                    let mut parser = Parser {
+                        tspl,
+                        ..Parser::default()
+                    };
                     loop {
                         let n = match s.read(&mut buf).await {
                             Ok(0) | Err(_) => return,

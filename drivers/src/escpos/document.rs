@@ -596,28 +596,31 @@ struct RawLogo {
 impl TryFrom<RawImage> for ImageLine {
     type Error = String;
 
-    /// Base64, optionally as a data URL (`data:image/png;base64,…`, what a
-    /// canvas's `toDataURL()` gives).
     fn try_from(r: RawImage) -> Result<ImageLine, String> {
-        use base64::Engine;
-        let text = r.image.trim();
-        let text = match text.strip_prefix("data:") {
-            Some(rest) => rest
-                .split_once(";base64,")
-                .map(|(_, b64)| b64)
-                .ok_or("image: a data URL must be base64 (data:image/png;base64,…)")?,
-            None => text,
-        };
-        let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(clean.as_bytes())
-            .map_err(|e| format!("image is not valid base64 ({e})"))?;
         Ok(ImageLine {
-            data: data.into(),
+            data: picture_bytes(&r.image)?.into(),
             align: r.align.unwrap_or(Align::Center),
             width: r.width,
         })
     }
+}
+
+/// A picture's bytes from base64, optionally as a data URL
+/// (`data:image/png;base64,…`, what a canvas's `toDataURL()` gives).
+pub fn picture_bytes(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let text = text.trim();
+    let text = match text.strip_prefix("data:") {
+        Some(rest) => rest
+            .split_once(";base64,")
+            .map(|(_, b64)| b64)
+            .ok_or("image: a data URL must be base64 (data:image/png;base64,…)")?,
+        None => text,
+    };
+    let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(clean.as_bytes())
+        .map_err(|e| format!("image is not valid base64 ({e})"))
 }
 
 fn keys_hint(map: &Map<String, Value>) -> String {

@@ -15,10 +15,11 @@ mod render;
 mod status;
 mod text;
 
+pub(crate) use document::barcode_payload;
 pub use document::{
-    gs1_check_digit, Align, Barcode, BarcodeType, Document, DocumentError, ImageLine, Line,
-    LogoLine, TextLine, MAX_BARCODE_CHARS, MAX_DOCUMENT_CHARS, MAX_IMAGE_WIDTH, MAX_LINES,
-    MAX_QR_BYTES, MAX_TEXT_CHARS,
+    gs1_check_digit, picture_bytes, Align, Barcode, BarcodeType, Document, DocumentError,
+    ImageLine, Line, LogoLine, TextLine, MAX_BARCODE_CHARS, MAX_DOCUMENT_CHARS, MAX_IMAGE_WIDTH,
+    MAX_LINES, MAX_QR_BYTES, MAX_TEXT_CHARS,
 };
 pub use render::{render, RenderError};
 pub use status::{

@@ -43,11 +43,18 @@ pub enum Paper {
 }
 
 /// What the printer says about itself (contract: `printer.status`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrinterStatus {
     pub online: bool,
     pub paper: Paper,
+    /// The cover, or a label printer's print head, is open.
     pub cover_open: bool,
+    /// A label printer's ribbon has run out (only sent when true).
+    #[serde(default, skip_serializing_if = "crate::event::is_false")]
+    pub ribbon_out: bool,
+    /// A label printer's paper is jammed (only sent when true).
+    #[serde(default, skip_serializing_if = "crate::event::is_false")]
+    pub jammed: bool,
 }
 
 /// A byte that cannot be an answer to `DLE EOT n`.
@@ -97,6 +104,7 @@ impl PrinterStatus {
             online: printer & 0x08 == 0,
             paper,
             cover_open: offline & 0x04 != 0,
+            ..PrinterStatus::default()
         })
     }
 }
@@ -107,6 +115,8 @@ impl From<PrinterStatus> for Event {
             online: s.online,
             paper: s.paper,
             cover_open: s.cover_open,
+            ribbon_out: s.ribbon_out,
+            jammed: s.jammed,
         }
     }
 }

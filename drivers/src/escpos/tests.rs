@@ -550,6 +550,7 @@ fn status_bits() {
         online: true,
         paper: Paper::Ok,
         cover_open: false,
+        ..PrinterStatus::default()
     };
     assert_eq!(st(0x12, 0x12, 0x12), ok);
     // n=1 bit 2 is the drawer sensor: not part of the contract's status.
@@ -562,7 +563,8 @@ fn status_bits() {
         PrinterStatus {
             online: false,
             paper: Paper::Ok,
-            cover_open: true
+            cover_open: true,
+            ..PrinterStatus::default()
         }
     );
     // n=4 bits 2/3: near end; bits 5/6: end.
@@ -608,7 +610,8 @@ fn reader_collects_three_answers_and_skips_garbage() {
         Ok(Some(PrinterStatus {
             online: true,
             paper: Paper::Low,
-            cover_open: true
+            cover_open: true,
+            ..PrinterStatus::default()
         }))
     );
     // The next round starts over; start() drops a partial one.
@@ -650,7 +653,9 @@ fn poller_emits_changes_and_reports_silence() {
         [Action::Emit(Event::PrinterStatus {
             online: true,
             paper: Paper::Ok,
-            cover_open: false
+            cover_open: false,
+            ribbon_out: false,
+            jammed: false,
         })]
     );
     out.clear();
@@ -668,7 +673,9 @@ fn poller_emits_changes_and_reports_silence() {
             Action::Emit(Event::PrinterStatus {
                 online: true,
                 paper: Paper::Out,
-                cover_open: false
+                cover_open: false,
+                ribbon_out: false,
+                jammed: false,
             }),
             Action::Malformed("1 byte(s) that are not DLE EOT status answers".into())
         ]
