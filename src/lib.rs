@@ -75,7 +75,7 @@ pub async fn run_reloadable(
     }
     // First: a certificate problem stops the start before any device is opened.
     let tls = start_tls(&config, &tracker, &cancel)?;
-    let uplink = start_uplink(&config, &bus, &tracker, &cancel)?;
+    let uplink = start_uplink(&config, &bus)?;
     let outbox = uplink.outbox.clone();
     // Before the devices, so the first call is already watched.
     let calls = calls::Calls::start(&config.storage.dir, &bus, &uplink, &tracker, &cancel);
@@ -83,6 +83,10 @@ pub async fn run_reloadable(
     // After the devices, whose list holds the printers' /v1/devices entries;
     // nothing is served before both are up.
     let printers = print::Printers::start(&config, &devices, &bus, &tracker, &cancel)?;
+    if let Some(relay) = &uplink.relay {
+        relay.attach_printers(printers.clone());
+        tracker.spawn(relay.clone().run(cancel.clone()));
+    }
     let parts = qz::Parts {
         printers: printers.clone(),
         devices: devices.clone(),
@@ -204,13 +208,9 @@ fn start_tls(
     Ok(Some(state))
 }
 
-/// Opens the outbox and member cache and, with `[uplink]`, starts the relay.
-fn start_uplink(
-    config: &Config,
-    bus: &Arc<event::Bus>,
-    tracker: &TaskTracker,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Arc<uplink::Uplink>> {
+/// Opens the outbox and member cache and, with `[uplink]`, makes the relay
+/// (started once the printers are up, so it can take HQ's print jobs).
+fn start_uplink(config: &Config, bus: &Arc<event::Bus>) -> anyhow::Result<Arc<uplink::Uplink>> {
     use uplink::outbox::{AckMode, Outbox};
     let dir = &config.storage.dir;
     let mode = match &config.uplink {
@@ -235,7 +235,7 @@ fn start_uplink(
                 status.clone(),
             )
             .map_err(|e| anyhow::anyhow!(e))?;
-            tracker.spawn(relay.clone().run(cancel.clone()));
+            // Runs once the printers are attached (`run_reloadable`).
             Some(relay)
         }
         None => None,

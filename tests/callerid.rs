@@ -40,17 +40,6 @@ fn mdmf(date: &str, number: &str, name: &str) -> Vec<u8> {
     m
 }
 
-async fn connected_uplink(d: &Daemon) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while d.get_json("/v1/uplink").await["connected"] != true {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "uplink never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_modem_box_call_pops_the_member_hq_pushed_and_lands_in_the_call_log() {
     let broker = Broker::start();
@@ -59,7 +48,7 @@ async fn a_modem_box_call_pops_the_member_hq_pushed_and_lands_in_the_call_log() 
     let link = dir.path().join("ttyCid");
     let mut dev = plug(&link);
     let d = Daemon::start(&config(&link, Some(&broker.url()), "")).await;
-    connected_uplink(&d).await;
+    d.uplink_connected().await;
     hq.publish(
         &format!("{PREFIX}/members"),
         json!({"op": "upsert", "members": [{"id": "m-7", "name": "王芳", "tier": "金卡", "points": 1280, "balance_fen": 35000, "phones": ["138-1234-5678"]}]}),
@@ -155,7 +144,7 @@ async fn an_fsk_frame_is_looked_up_at_hq_and_an_hq_that_never_answers_gives_none
     let link = dir.path().join("ttyFsk");
     let mut dev = plug(&link);
     let d = Daemon::start(&config(&link, Some(&broker.url()), "format = \"mdmf\"\n")).await;
-    connected_uplink(&d).await;
+    d.uplink_connected().await;
     let mut ws = d.ws("/v1/events?types=call.*").await;
 
     // Channel seizure and marks before the message, as demodulating boxes forward them.

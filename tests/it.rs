@@ -24,6 +24,7 @@ mod layers;
 mod print;
 mod qz;
 mod reload;
+mod remote_print;
 mod security;
 mod serial;
 mod stream;

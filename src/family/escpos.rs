@@ -45,6 +45,8 @@ pub struct Options {
     status_query: Option<bool>,
     /// The name QZ Tray pages know this printer by (`qz.printers.find("XP-80C")`).
     qz_name: Option<String>,
+    /// Print jobs HQ sends on `P/S/print` (default false: refused "not accepted").
+    accept_remote: Option<bool>,
 }
 
 /// The idle status poll when the config gives none.
@@ -58,6 +60,8 @@ pub struct Settings {
     pub poll: Option<Duration>,
     /// Ask `DLE EOT` before each job (off for printers that never answer).
     pub status_query: bool,
+    /// Takes print jobs from HQ.
+    pub accept_remote: bool,
 }
 
 /// A printer's settings (the print worker's), or the key that is wrong.
@@ -96,6 +100,7 @@ impl Options {
             profile,
             poll,
             status_query,
+            accept_remote: self.accept_remote.unwrap_or(false),
         })
     }
 }

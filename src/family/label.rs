@@ -45,6 +45,8 @@ pub struct Options {
     status_query: Option<bool>,
     /// The name QZ Tray pages know this printer by.
     qz_name: Option<String>,
+    /// Print jobs HQ sends on `P/S/print` (default false).
+    accept_remote: Option<bool>,
 }
 
 /// A label printer's settings, from its `[[device]]` table.
@@ -56,6 +58,7 @@ pub struct Settings {
     pub stock: Stock,
     pub poll: Option<Duration>,
     pub status_query: bool,
+    pub accept_remote: bool,
 }
 
 /// A label printer's settings (the print worker's), or the key that is wrong.
@@ -109,6 +112,7 @@ impl Options {
             stock,
             poll,
             status_query,
+            accept_remote: self.accept_remote.unwrap_or(false),
         })
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod link;
 pub mod queue;
+pub mod remote;
 
 use crate::config::{Config, DeviceConfig, PrintConfig};
 use crate::device::{Device, Devices, State};
@@ -94,6 +95,8 @@ pub struct Printer {
     poll: Option<Duration>,
     /// Ask the status before each job (off for printers that never answer).
     status_query: bool,
+    /// Takes print jobs from HQ (`accept_remote = true`).
+    pub accept_remote: bool,
     wake: Notify,
     last: Mutex<Option<PrinterStatus>>,
     /// Its `/v1/devices` entry.
@@ -122,12 +125,17 @@ impl Printer {
     }
 }
 
+/// How a printer is driven: its status poll, whether to ask before each
+/// job, whether HQ may send it jobs.
+struct Driving {
+    poll: Option<Duration>,
+    status_query: bool,
+    accept_remote: bool,
+}
+
 /// A printer's model and status settings from its `[[device]]` table
 /// (validation already read them; a failure here is a bug, reported not panicked).
-fn model(
-    cfg: &DeviceConfig,
-    print: &PrintConfig,
-) -> anyhow::Result<(Model, Option<Duration>, bool)> {
+fn model(cfg: &DeviceConfig, print: &PrintConfig) -> anyhow::Result<(Model, Driving)> {
     let bad = |e: crate::family::KeyError| anyhow::anyhow!("device {}: {e}", cfg.id);
     if cfg.driver == crate::family::label::SPEC.name {
         let s = crate::family::label::settings(cfg).map_err(bad)?;
@@ -139,11 +147,21 @@ fn model(
             settings,
             stock: s.stock,
         };
-        return Ok((m, s.poll, s.status_query));
+        let d = Driving {
+            poll: s.poll,
+            status_query: s.status_query,
+            accept_remote: s.accept_remote,
+        };
+        return Ok((m, d));
     }
     let mut s = crate::family::escpos::settings(cfg).map_err(bad)?;
     s.profile.max_image_pixels = print.max_image_pixels;
-    Ok((Model::Receipt(s.profile), s.poll, s.status_query))
+    let d = Driving {
+        poll: s.poll,
+        status_query: s.status_query,
+        accept_remote: s.accept_remote,
+    };
+    Ok((Model::Receipt(s.profile), d))
 }
 
 /// Why a print request was refused.
@@ -199,13 +217,14 @@ impl Printers {
             .iter()
             .filter(|d| crate::family::print_worker(d))
         {
-            let (model, poll, status_query) = model(cfg, &config.print)?;
+            let (model, d) = model(cfg, &config.print)?;
             list.push(Arc::new(Printer {
                 id: cfg.id.clone(),
                 cfg: cfg.clone(),
                 model,
-                poll,
-                status_query,
+                poll: d.poll,
+                status_query: d.status_query,
+                accept_remote: d.accept_remote,
                 wake: Notify::new(),
                 last: Mutex::new(None),
                 device: devices.get(&cfg.id),
@@ -267,6 +286,12 @@ impl Printers {
     /// Checks, renders and stores a print job; returns once it is durable.
     pub async fn print(&self, printer: &str, payload: Payload) -> Result<JobView, SubmitError> {
         let p = self.printer(printer)?;
+        let (kind, bytes) = self.prepare(p, payload).await?;
+        self.enqueue(p, kind, bytes).await
+    }
+
+    /// Checks and renders a job for `p`: its kind and the bytes to send.
+    async fn prepare(&self, p: &Printer, payload: Payload) -> Result<(Kind, Vec<u8>), SubmitError> {
         let (kind, bytes) = match payload {
             Payload::Raw(b64) => {
                 use base64::Engine;
@@ -297,7 +322,7 @@ impl Printers {
                 bytes.len()
             )));
         }
-        self.enqueue(p, kind, bytes).await
+        Ok((kind, bytes))
     }
 
     /// Parses a document, puts in its logos and renders it for `p`. Images
@@ -694,6 +719,20 @@ impl Worker {
                 }
                 continue;
             };
+            if job
+                .expire_at
+                .as_deref()
+                .is_some_and(|t| remote::expired(t).unwrap_or(false))
+            {
+                tracing::info!(printer = %id, job = %job.id, "print job from HQ expired before it could print");
+                if let Err(e) = self.store.failed(&job.id, "expired".into()).await {
+                    tracing::error!(printer = %id, job = %job.id, error = %e, "cannot record an expired job");
+                    if !self.pause(RETRY).await {
+                        break;
+                    }
+                }
+                continue;
+            }
             if self.unsaved_printed.as_deref() == Some(job.id.as_str()) {
                 match self.store.printed(&job.id).await {
                     Ok(()) => self.unsaved_printed = None,

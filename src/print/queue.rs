@@ -9,6 +9,12 @@
 //! jobs go back to `queued`: a job cut off mid-print prints again (at least
 //! once). Finished jobs are kept `storage.retain_days` for `GET /v1/print/{job}`.
 //!
+//! Jobs from HQ (`P/S/print`) carry HQ's `remote_id`, unique, so a job sent
+//! again prints once, and their outcomes (`queued`, `printed`, `failed`,
+//! `expired`) are written to `remote_status` in the same transaction as the
+//! state change: the relay publishes them to HQ and deletes each once the
+//! broker has it, so an outcome reached while the broker is away is not lost.
+//!
 //! Volume is a few receipts a minute, so one connection behind a mutex,
 //! used from blocking tasks, is enough (the outbox's group commit is not).
 
@@ -29,7 +35,13 @@ CREATE TABLE IF NOT EXISTS job (
     attempts    INTEGER NOT NULL DEFAULT 0,
     created_at  TEXT NOT NULL,
     printed_at  TEXT,
-    finished_at TEXT
+    finished_at TEXT,
+    remote_id   TEXT,
+    expire_at   TEXT
+);
+CREATE TABLE IF NOT EXISTS remote_status (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS job_open ON job(printer, seq)
     WHERE state IN ('queued', 'printing', 'held');
@@ -85,6 +97,78 @@ pub struct Job {
     pub state: String,
     pub reason: Option<String>,
     pub attempts: u64,
+    /// A job from HQ is not printed past this time (RFC 3339).
+    pub expire_at: Option<String>,
+}
+
+/// What storing a job from HQ found.
+#[derive(Debug)]
+pub enum Remote {
+    /// Stored now; `queued` goes to HQ.
+    New(JobView),
+    /// HQ sent this `job_id` before: nothing stored, its outcome goes again.
+    Known(JobView),
+}
+
+/// A job's outcome as HQ reads it on `P/S/print/status`.
+fn outcome(state: &str, reason: Option<&str>) -> (&'static str, Option<String>) {
+    match (state, reason) {
+        ("printed", _) => ("printed", None),
+        ("failed", Some("expired")) => ("expired", None),
+        ("failed", r) => ("failed", Some(r.unwrap_or("failed").to_owned())),
+        _ => ("queued", None),
+    }
+}
+
+/// The `P/S/print/status` payload.
+pub fn status_payload(job_id: Option<&str>, state: &str, error: Option<&str>) -> String {
+    let mut v = serde_json::json!({
+        "job_id": job_id,
+        "state": state,
+        "at": crate::clock::now_rfc3339(),
+    });
+    if let Some(e) = error {
+        v["error"] = e.into();
+    }
+    v.to_string()
+}
+
+fn add_status(c: &Connection, payload: String) -> rusqlite::Result<()> {
+    c.execute("INSERT INTO remote_status (payload) VALUES (?1)", [payload])
+        .map(|_| ())
+}
+
+/// A job from HQ that just changed state: its outcome for HQ, in the same transaction.
+fn announce(c: &Connection, id: &str) -> rusqlite::Result<()> {
+    let row: Option<(Option<String>, String, Option<String>)> = c
+        .query_row(
+            "SELECT remote_id, state, reason FROM job WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    if let Some((Some(remote), state, reason)) = row {
+        let (state, error) = outcome(&state, reason.as_deref());
+        add_status(c, status_payload(Some(&remote), state, error.as_deref()))?;
+    }
+    Ok(())
+}
+
+/// Print databases from before jobs came from HQ gain its columns.
+fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let has: i64 = c.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('job') WHERE name = 'remote_id'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        c.execute_batch(
+            "ALTER TABLE job ADD COLUMN remote_id TEXT; ALTER TABLE job ADD COLUMN expire_at TEXT;",
+        )?;
+    }
+    c.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS job_remote ON job(remote_id) WHERE remote_id IS NOT NULL;",
+    )
 }
 
 /// What `cancel` found.
@@ -105,6 +189,8 @@ pub struct JobStore {
     /// Jobs that reached `printed` / `failed` since start (metrics).
     pub printed_total: std::sync::atomic::AtomicU64,
     pub failed_total: std::sync::atomic::AtomicU64,
+    /// An outcome for HQ was stored (the relay publishes it).
+    pub status_stored: tokio::sync::Notify,
 }
 
 /// How the print queue opens, and what is salvaged from a damaged file.
@@ -156,6 +242,7 @@ impl JobStore {
         std::fs::create_dir_all(dir).map_err(|e| format!("storage.dir {}: {e}", dir.display()))?;
         let path = dir.join("print.db");
         let (conn, start_problem) = STORE.open_checked(&path)?;
+        migrate(&conn).map_err(|e| format!("print queue {}: {e}", path.display()))?;
         let interrupted = conn
             .execute(
                 "UPDATE job SET state = 'queued', reason = NULL WHERE state = 'printing'",
@@ -175,6 +262,7 @@ impl JobStore {
                 start_problem,
                 printed_total: Default::default(),
                 failed_total: Default::default(),
+                status_stored: Default::default(),
             }),
             interrupted,
         ))
@@ -235,7 +323,7 @@ impl JobStore {
         let printer = printer.to_owned();
         self.run(move |c| {
             c.query_row(
-                "SELECT id, bytes, state, reason, attempts FROM job
+                "SELECT id, bytes, state, reason, attempts, expire_at FROM job
                  WHERE printer = ?1 AND state IN ('queued', 'printing', 'held')
                  ORDER BY seq LIMIT 1",
                 [printer],
@@ -246,6 +334,7 @@ impl JobStore {
                         state: r.get(2)?,
                         reason: r.get(3)?,
                         attempts: r.get::<_, i64>(4)?.max(0) as u64,
+                        expire_at: r.get(5)?,
                     })
                 },
             )
@@ -293,20 +382,30 @@ impl JobStore {
     ) -> Result<bool, String> {
         let id = id.to_owned();
         let now = crate::clock::now_rfc3339();
-        self.run(move |c| {
-            let finished = matches!(state, "printed" | "failed").then_some(now.clone());
-            let printed = (state == "printed").then_some(now);
-            c.execute(
-                "UPDATE job SET state = ?2, reason = ?3,
+        let done = matches!(state, "printed" | "failed");
+        let changed = self
+            .run(move |c| {
+                let finished = done.then_some(now.clone());
+                let printed = (state == "printed").then_some(now);
+                let tx = c.unchecked_transaction()?;
+                let n = tx.execute(
+                    "UPDATE job SET state = ?2, reason = ?3,
                     attempts = attempts + (?2 = 'printing'),
                     printed_at = COALESCE(?4, printed_at),
                     finished_at = COALESCE(?5, finished_at)
                  WHERE id = ?1 AND state IN ('queued', 'printing', 'held')",
-                params![id, state, reason, printed, finished],
-            )
-            .map(|n| n > 0)
-        })
-        .await
+                    params![id, state, reason, printed, finished],
+                )?;
+                if n > 0 && done {
+                    announce(&tx, &id)?;
+                }
+                tx.commit().map(|_| n > 0)
+            })
+            .await?;
+        if changed && done {
+            self.status_stored.notify_one();
+        }
+        Ok(changed)
     }
 
     /// The printer is not ready: the job waits, and says why.
@@ -343,17 +442,134 @@ impl JobStore {
     /// reason `cancelled`. A job printing or finished is left as it is.
     pub async fn cancel(&self, id: String) -> Result<Cancel, String> {
         let now = crate::clock::now_rfc3339();
-        self.run(move |c| {
-            let n = c.execute(
-                "UPDATE job SET state = 'failed', reason = 'cancelled', finished_at = ?2
+        let r = self
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let n = tx.execute(
+                    "UPDATE job SET state = 'failed', reason = 'cancelled', finished_at = ?2
                  WHERE id = ?1 AND state IN ('queued', 'held')",
-                params![id, now],
-            )?;
-            Ok(match view(c, &id)? {
-                None => Cancel::Unknown,
-                Some(v) if n > 0 => Cancel::Done(v),
-                Some(v) => Cancel::TooLate(v),
+                    params![id, now],
+                )?;
+                if n > 0 {
+                    announce(&tx, &id)?;
+                }
+                let r = match view(&tx, &id)? {
+                    None => Cancel::Unknown,
+                    Some(v) if n > 0 => Cancel::Done(v),
+                    Some(v) => Cancel::TooLate(v),
+                };
+                tx.commit().map(|_| r)
             })
+            .await?;
+        if matches!(r, Cancel::Done(_)) {
+            self.status_stored.notify_one();
+        }
+        Ok(r)
+    }
+
+    /// Stores a job from HQ and its `queued` outcome, unless its `job_id`
+    /// is known already: then its current outcome goes to HQ again.
+    pub async fn insert_remote(
+        &self,
+        id: String,
+        printer: String,
+        kind: Kind,
+        bytes: Vec<u8>,
+        job_id: String,
+        expire_at: Option<String>,
+    ) -> Result<Remote, String> {
+        let created_at = crate::clock::now_rfc3339();
+        let r = self
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let known: Option<String> = tx
+                    .query_row("SELECT id FROM job WHERE remote_id = ?1", [&job_id], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let r = match known {
+                    Some(local) => {
+                        announce(&tx, &local)?;
+                        view(&tx, &local)?.map(Remote::Known)
+                    }
+                    None => {
+                        tx.execute(
+                            "INSERT INTO job (id, printer, kind, bytes, created_at, remote_id, expire_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            params![id, printer, kind.name(), bytes, created_at, job_id, expire_at],
+                        )?;
+                        add_status(&tx, status_payload(Some(&job_id), "queued", None))?;
+                        view(&tx, &id)?.map(Remote::New)
+                    }
+                };
+                tx.commit()?;
+                Ok(r)
+            })
+            .await?
+            .ok_or("print queue: the job vanished while it was stored")?;
+        self.status_stored.notify_one();
+        Ok(r)
+    }
+
+    /// The job HQ sent with `job_id` before, if it is still kept.
+    pub async fn remote_known(&self, job_id: &str) -> Result<Option<String>, String> {
+        let job_id = job_id.to_owned();
+        self.run(move |c| {
+            c.query_row("SELECT id FROM job WHERE remote_id = ?1", [job_id], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+        .await
+    }
+
+    /// Tells HQ a job's outcome again (HQ sent a job it already has).
+    pub async fn announce_again(&self, local: &str) -> Result<(), String> {
+        let local = local.to_owned();
+        self.run(move |c| announce(c, &local)).await?;
+        self.status_stored.notify_one();
+        Ok(())
+    }
+
+    /// Stores an outcome for HQ of a job that was never queued (refused, expired on arrival).
+    pub async fn outcome(
+        &self,
+        job_id: Option<String>,
+        state: &'static str,
+        error: Option<String>,
+    ) -> Result<(), String> {
+        let payload = status_payload(job_id.as_deref(), state, error.as_deref());
+        self.run(move |c| add_status(c, payload)).await?;
+        self.status_stored.notify_one();
+        Ok(())
+    }
+
+    /// Outcomes for HQ after `after`, oldest first, as (seq, payload).
+    pub async fn statuses_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, String> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, payload FROM remote_status WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows =
+                stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The broker has these outcomes: they are not sent again.
+    pub async fn statuses_sent(&self, seqs: Vec<i64>) -> Result<(), String> {
+        self.run(move |c| {
+            let list = serde_json::Value::from(seqs).to_string();
+            c.execute(
+                "DELETE FROM remote_status WHERE seq IN (SELECT value FROM json_each(?1))",
+                [list],
+            )
+            .map(|_| ())
         })
         .await
     }
@@ -364,14 +580,30 @@ impl JobStore {
         let now = crate::clock::now_rfc3339();
         self.run(move |c| {
             let list = serde_json::Value::from(printers).to_string();
-            c.execute(
-                "UPDATE job SET state = 'failed', reason = 'printer_removed', finished_at = ?2
-                 WHERE state IN ('queued', 'printing', 'held')
-                   AND printer NOT IN (SELECT value FROM json_each(?1))",
-                params![list, now],
-            )
+            let tx = c.unchecked_transaction()?;
+            let orphans: Vec<String> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id FROM job WHERE state IN ('queued', 'printing', 'held')
+                       AND printer NOT IN (SELECT value FROM json_each(?1))",
+                )?;
+                let ids = stmt.query_map([&list], |r| r.get(0))?;
+                ids.collect::<rusqlite::Result<_>>()?
+            };
+            for id in &orphans {
+                tx.execute(
+                    "UPDATE job SET state = 'failed', reason = 'printer_removed', finished_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
+                announce(&tx, id)?;
+            }
+            tx.commit().map(|_| orphans.len())
         })
         .await
+        .inspect(|n| {
+            if *n > 0 {
+                self.status_stored.notify_one();
+            }
+        })
     }
 
     /// Deletes finished jobs older than `retain`; unfinished ones are never touched.

@@ -13,7 +13,7 @@
 
 use super::members::Members;
 use super::outbox::{AckMode, Outbox, Pending};
-use super::window::Window;
+use super::window::{Tracked, Window};
 use super::RelayStatus;
 use crate::config::{BrokerAddr, UplinkConfig};
 use crate::event::{Bus, Filter, Resume};
@@ -46,6 +46,8 @@ const STABLE: Duration = Duration::from_secs(10);
 /// Member pushes can be large; transactions are at most 256 KiB plus envelope.
 const MAX_INCOMING: usize = 4 * 1024 * 1024;
 const MAX_OUTGOING: usize = 1024 * 1024;
+/// Print-job outcomes awaiting their PUBACK at once (with `WINDOW`, under `INFLIGHT`).
+const STATUS_WINDOW: usize = 16;
 /// Lookups waiting for HQ at once; more are answered "none" at once.
 const MAX_WAITING_LOOKUPS: usize = 256;
 const GOODBYE: Duration = Duration::from_secs(2);
@@ -63,6 +65,8 @@ struct Topics {
     lookup_request: String,
     lookup_response: String,
     events: String,
+    print: String,
+    print_status: String,
 }
 
 impl Topics {
@@ -77,6 +81,8 @@ impl Topics {
             lookup_request: format!("{s}/lookup/request"),
             lookup_response: format!("{s}/lookup/response"),
             events: format!("{s}/events"),
+            print: format!("{s}/print"),
+            print_status: format!("{s}/print/status"),
         }
     }
 }
@@ -107,11 +113,21 @@ pub struct Relay {
     /// When the last too-large message came: a second one soon after the
     /// clean session is a retained message, which every subscribe brings back.
     last_oversize: Mutex<Option<std::time::Instant>>,
+    /// The printers, for print jobs from HQ; attached before the relay runs.
+    printers: std::sync::OnceLock<Arc<crate::print::Printers>>,
 }
 
 /// A mutex whose holder panicked still guards plain data.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits for a print-job outcome to be stored, or for ever without printers.
+async fn status_stored(printers: Option<&Arc<crate::print::Printers>>) {
+    match printers {
+        Some(p) => p.status_stored().notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `at`, or for ever when there is no deadline.
@@ -287,6 +303,8 @@ struct Session {
     window: Window,
     /// PUBACKed batches queued to the outbox writer, until their commit.
     recording: FuturesUnordered<oneshot::Receiver<Result<u64, String>>>,
+    /// No print-job outcome is waiting to be read (until one is stored).
+    statuses_drained: bool,
 }
 
 impl Relay {
@@ -323,7 +341,14 @@ impl Relay {
             to_cache: Mutex::default(),
             drop_session: std::sync::atomic::AtomicBool::new(false),
             last_oversize: Mutex::new(None),
+            printers: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Hands the relay the printers, so it takes print jobs from HQ and
+    /// reports their outcomes. Called once, before `run`.
+    pub fn attach_printers(&self, printers: Arc<crate::print::Printers>) {
+        let _ = self.printers.set(printers);
     }
 
     fn options(&self) -> MqttOptions {
@@ -436,6 +461,7 @@ impl Relay {
             client,
             window: Window::new(WINDOW),
             recording: FuturesUnordered::new(),
+            statuses_drained: false,
         };
         self.go_online(&mut s, session_present, cmd_rx).await?;
         let t = &self.topics;
@@ -446,6 +472,9 @@ impl Relay {
             self.cache_answers().await;
             if s.window.wants_more() {
                 self.fill(&mut s).await?;
+            }
+            if !s.statuses_drained {
+                self.fill_statuses(&mut s).await?;
             }
             tokio::select! {
                 biased;
@@ -464,6 +493,7 @@ impl Relay {
                     self.on_events(&mut s, batch).await?;
                 }
                 _ = self.outbox.stored.notified(), if s.window.drained() => s.window.wake(),
+                _ = status_stored(self.printers.get()), if s.statuses_drained => s.statuses_drained = false,
                 Some(done) = s.recording.next(), if !s.recording.is_empty() => {
                     done.map_err(|_| "the outbox writer stopped".to_owned())??;
                 }
@@ -555,6 +585,9 @@ impl Relay {
     ) -> Result<Option<tokio::time::Instant>, String> {
         let t = &self.topics;
         let mut topics = vec![&t.tx_ack, &t.lookup_response];
+        if self.printers.get().is_some() {
+            topics.push(&t.print);
+        }
         let members_resume = self
             .status
             .members_pause()
@@ -625,6 +658,38 @@ impl Relay {
         Ok(())
     }
 
+    /// Publishes print-job outcomes HQ has not had yet, a few at a time
+    /// (QoS 1; each deleted once the broker has it, so at least once).
+    async fn fill_statuses(&self, s: &mut Session) -> Result<(), String> {
+        let Some(printers) = self.printers.get() else {
+            s.statuses_drained = true;
+            return Ok(());
+        };
+        let room = s.window.status_room(STATUS_WINDOW);
+        if room == 0 {
+            return Ok(());
+        }
+        let rows = printers
+            .statuses_after(s.window.status_cursor(), room)
+            .await?;
+        if rows.is_empty() {
+            s.statuses_drained = true;
+        }
+        for (seq, payload) in rows {
+            let topic = &self.topics.print_status;
+            self.publish(
+                s,
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                payload,
+                Some(Tracked::Status(seq)),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Publishes these transactions at QoS 1, each counted in the window
     /// until its PUBACK, and counts the attempts.
     async fn publish_txs(&self, s: &mut Session, rows: &[&Pending]) -> Result<(), String> {
@@ -637,7 +702,7 @@ impl Relay {
                 QoS::AtLeastOnce,
                 false,
                 payload,
-                Some(p.seq),
+                Some(Tracked::Tx(p.seq)),
             )
             .await?;
             seqs.push(p.seq);
@@ -679,7 +744,7 @@ impl Relay {
         qos: QoS,
         retain: bool,
         payload: impl Into<Vec<u8>>,
-        tx: Option<i64>,
+        tracked: Option<Tracked>,
     ) -> Result<(), String> {
         match tokio::time::timeout(REQUEST_WAIT, s.client.publish(topic, qos, retain, payload)).await {
             Ok(Ok(())) => {}
@@ -691,8 +756,9 @@ impl Relay {
                 ))
             }
         }
-        match tx {
-            Some(seq) => s.window.requested_tx(seq),
+        match tracked {
+            Some(Tracked::Tx(seq)) => s.window.requested_tx(seq),
+            Some(Tracked::Status(seq)) => s.window.requested_status(seq),
             None => s.window.requested_other(),
         }
         Ok(())
@@ -706,6 +772,7 @@ impl Relay {
         batch: Vec<Option<Result<MqEvent, ConnectionError>>>,
     ) -> Result<(), String> {
         let mut acked = Vec::new();
+        let mut outcomes = Vec::new();
         let mut failure = None;
         for ev in batch {
             match ev {
@@ -723,8 +790,10 @@ impl Relay {
                     }
                 }
                 Some(Ok(MqEvent::Incoming(Packet::PubAck(ack)))) => {
-                    if let Some(seq) = s.window.puback(ack.pkid) {
-                        acked.push(seq);
+                    match s.window.puback_any(ack.pkid) {
+                        Some(Tracked::Tx(seq)) => acked.push(seq),
+                        Some(Tracked::Status(seq)) => outcomes.push(seq),
+                        None => {}
                     }
                 }
                 Some(Ok(MqEvent::Incoming(Packet::SubAck(ack)))) => {
@@ -779,6 +848,7 @@ impl Relay {
         }
         // Marked even when the connection just broke: these did reach the broker.
         self.record_sent(s, &mut acked).await?;
+        self.outcomes_sent(s, outcomes).await;
         match failure {
             Some(e) => Err(e),
             None => Ok(()),
@@ -801,6 +871,19 @@ impl Relay {
         s.recording.push(done);
         s.window.wake();
         Ok(())
+    }
+
+    /// Print-job outcomes the broker has: deleted, never sent again. A
+    /// failed delete only means they go again (HQ takes `job_id` states
+    /// as idempotent).
+    async fn outcomes_sent(&self, s: &mut Session, seqs: Vec<i64>) {
+        let Some(printers) = self.printers.get().filter(|_| !seqs.is_empty()) else {
+            return;
+        };
+        if let Err(e) = printers.statuses_sent(seqs).await {
+            tracing::warn!(error = %e, "could not record print outcomes as sent; they go again");
+        }
+        s.statuses_drained = false;
     }
 
     fn connection_lost(&self, e: ConnectionError) -> String {
@@ -861,12 +944,22 @@ impl Relay {
             Topic::Members
         } else if p.topic == t.lookup_response {
             Topic::LookupResponse
+        } else if p.topic == t.print {
+            Topic::Print
         } else {
             return bad("unexpected topic".into());
         };
         // Parsing is sans-IO (drivers/src/downlink.rs, fuzzed); only applying is here.
         let msg = match downlink::parse(topic, &p.payload) {
             Ok(m) => m,
+            // Even a print message that is not JSON gets its `failed` answer.
+            Err(e) if topic == Topic::Print => {
+                self.status.bad_downlink.fetch_add(1, Relaxed);
+                Downlink::Print(Err(downlink::BadJob {
+                    job_id: None,
+                    why: e.0,
+                }))
+            }
             Err(e) => return bad(e.0),
         };
         match msg {
@@ -886,6 +979,10 @@ impl Relay {
                 }
                 Ok(())
             }
+            Downlink::Print(job) => match self.printers.get() {
+                Some(printers) => printers.take_remote(job).await,
+                None => bad("print jobs are not taken here".into()),
+            },
             Downlink::Upsert { members } => self.apply_members(Ok(members), bad).await,
             Downlink::Delete { ids } => self.apply_members(Err(ids), bad).await,
             Downlink::Lookup { corr, member } => {

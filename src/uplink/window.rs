@@ -1,6 +1,7 @@
 //! The relay's accounting for one connection, apart from its I/O: which
-//! requested publishes are transactions, the packet id each one got, how many
-//! await their PUBACK, and how far this connection has read the outbox. No
+//! requested publishes are transactions (or print-job outcomes, tracked the
+//! same way), the packet id each one got, how many await their PUBACK, and
+//! how far this connection has read the outbox. No
 //! socket, no clock, no async: the MQTT task tells it what happened and asks
 //! it what to do, and the unit tests below play a broker.
 //!
@@ -10,18 +11,31 @@
 
 use std::collections::{HashMap, VecDeque};
 
+/// A publish whose PUBACK matters: the stored row it carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracked {
+    /// A transaction, by its outbox `seq`.
+    Tx(i64),
+    /// A print job's outcome, by its `remote_status` `seq`.
+    Status(i64),
+}
+
 /// One connection's publish window. A new connection starts a new one: the
 /// outbox, not this, remembers what HQ may lack.
 #[derive(Debug)]
 pub struct Window {
     limit: usize,
-    /// Each requested publish in request order: `Some(seq)` for a
-    /// transaction, `None` for anything else (status, lookups, events).
-    requested: VecDeque<Option<i64>>,
-    /// Transactions on the wire, by packet id.
-    by_pkid: HashMap<u16, i64>,
+    /// Each requested publish in request order: `None` for those nobody
+    /// waits on (status, lookups, events).
+    requested: VecDeque<Option<Tracked>>,
+    /// Tracked publishes on the wire, by packet id.
+    by_pkid: HashMap<u16, Tracked>,
     /// Transactions requested and not yet PUBACKed.
     outstanding: usize,
+    /// Print-job outcomes requested and not yet PUBACKed.
+    statuses: usize,
+    /// The last outcome `seq` read on this connection.
+    status_cursor: i64,
     /// The last `seq` read from the outbox on this connection.
     cursor: i64,
     /// Nothing more to read until the outbox says something was stored.
@@ -42,6 +56,8 @@ impl Window {
             requested: VecDeque::new(),
             by_pkid: HashMap::new(),
             outstanding: 0,
+            statuses: 0,
+            status_cursor: 0,
             cursor: 0,
             drained: false,
         }
@@ -86,8 +102,26 @@ impl Window {
 
     /// A transaction's publish was handed to the client (a first send or a re-send).
     pub fn requested_tx(&mut self, seq: i64) {
-        self.requested.push_back(Some(seq));
+        self.requested.push_back(Some(Tracked::Tx(seq)));
         self.outstanding += 1;
+    }
+
+    /// A print job's outcome was handed to the client.
+    pub fn requested_status(&mut self, seq: i64) {
+        self.requested.push_back(Some(Tracked::Status(seq)));
+        self.statuses += 1;
+        self.status_cursor = self.status_cursor.max(seq);
+    }
+
+    /// Outcomes that may be published now (a few at a time, beside the
+    /// transactions' window, within the client's in-flight limit).
+    pub fn status_room(&self, limit: usize) -> usize {
+        limit.saturating_sub(self.statuses)
+    }
+
+    /// The last outcome read on this connection; the next read starts after it.
+    pub fn status_cursor(&self) -> i64 {
+        self.status_cursor
     }
 
     /// Any other publish was handed to the client.
@@ -98,8 +132,8 @@ impl Window {
     /// The client sent the oldest requested publish with packet id `pkid`.
     pub fn sent(&mut self, pkid: u16) -> Result<(), Unrequested> {
         match self.requested.pop_front() {
-            Some(Some(seq)) => {
-                self.by_pkid.insert(pkid, seq);
+            Some(Some(t)) => {
+                self.by_pkid.insert(pkid, t);
                 Ok(())
             }
             Some(None) => Ok(()),
@@ -109,9 +143,20 @@ impl Window {
 
     /// The broker acknowledged `pkid`: the transaction it carried, if any.
     pub fn puback(&mut self, pkid: u16) -> Option<i64> {
-        let seq = self.by_pkid.remove(&pkid)?;
-        self.outstanding = self.outstanding.saturating_sub(1);
-        Some(seq)
+        match self.puback_any(pkid)? {
+            Tracked::Tx(seq) => Some(seq),
+            Tracked::Status(_) => None,
+        }
+    }
+
+    /// The broker acknowledged `pkid`: what it carried, if tracked.
+    pub fn puback_any(&mut self, pkid: u16) -> Option<Tracked> {
+        let t = self.by_pkid.remove(&pkid)?;
+        match t {
+            Tracked::Tx(_) => self.outstanding = self.outstanding.saturating_sub(1),
+            Tracked::Status(_) => self.statuses = self.statuses.saturating_sub(1),
+        }
+        Some(t)
     }
 }
 
@@ -162,6 +207,22 @@ mod tests {
         w.read_to(Some(5));
         w.read_to(Some(3));
         assert_eq!(w.cursor(), 5, "the cursor never goes back");
+    }
+
+    #[test]
+    fn print_outcomes_are_tracked_beside_transactions() {
+        let mut w = Window::new(2);
+        w.requested_tx(1);
+        w.requested_status(40);
+        w.requested_status(41);
+        assert_eq!((w.room(), w.status_room(4), w.status_cursor()), (1, 2, 41));
+        for pkid in 1..=3 {
+            w.sent(pkid).expect("requested");
+        }
+        assert_eq!(w.puback_any(2), Some(Tracked::Status(40)));
+        assert_eq!(w.puback(3), None, "an outcome is not a transaction");
+        assert_eq!(w.puback(1), Some(1));
+        assert_eq!((w.room(), w.status_room(4)), (2, 4));
     }
 
     #[test]

@@ -106,6 +106,18 @@ impl Daemon {
             .expect("metrics text")
     }
 
+    /// Waits until `GET /v1/uplink` says connected.
+    pub async fn uplink_connected(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.get_json("/v1/uplink").await["connected"] != true {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "uplink never connected"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))

@@ -10,10 +10,11 @@ fuzz_target!(|data: &[u8]| {
         Some((s, rest)) => (*s, rest),
         None => return,
     };
-    let topic = match sel % 3 {
+    let topic = match sel % 4 {
         0 => Topic::TxAck,
         1 => Topic::Members,
-        _ => Topic::LookupResponse,
+        2 => Topic::LookupResponse,
+        _ => Topic::Print,
     };
     match parse(topic, payload) {
         Ok(Downlink::TxAck { .. }) => assert_eq!(topic, Topic::TxAck),
@@ -23,6 +24,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(Downlink::Lookup { member, .. }) => {
             assert_eq!(topic, Topic::LookupResponse);
             assert!(member.is_none_or(|m| m.is_object()));
+        }
+        Ok(Downlink::Print(job)) => {
+            assert_eq!(topic, Topic::Print);
+            match job {
+                Ok(j) => assert!(!j.job_id.is_empty() && !j.printer.is_empty()),
+                Err(bad) => assert!(!bad.why.is_empty(), "a refused job says why"),
+            }
         }
         Err(e) => assert!(!e.0.is_empty(), "an error says why"),
     }
