@@ -867,8 +867,6 @@ impl Config {
         self.validate_tokens(err);
     }
 
-    /// `[qz]` on its own and beside `[api]`: loopback only (there is no
-    /// `allow_remote` for it), its ports its own, its origins the API's.
     /// Logo names are what documents say (`{"logo": "shop"}`): one each, plain.
     fn validate_logos(&self, err: &mut impl FnMut(String, String)) {
         for (i, l) in self.print.logos.iter().enumerate() {
@@ -886,6 +884,8 @@ impl Config {
         }
     }
 
+    /// `[qz]` on its own and beside `[api]`: loopback only (there is no
+    /// `allow_remote` for it), its ports its own, its origins the API's.
     fn validate_qz(&self, err: &mut impl FnMut(String, String)) {
         let qz = &self.qz;
         for (key, addr) in [

@@ -214,12 +214,30 @@ impl Store<'_> {
         else {
             return 0;
         };
-        let cols = self.columns.join(", ");
+        // Only the columns the damaged file has: one from an older version
+        // lacks those added since.
+        let present: Vec<&str> = self
+            .columns
+            .iter()
+            .copied()
+            .filter(|c| {
+                old.query_row(
+                    &format!(
+                        "SELECT COUNT(*) FROM pragma_table_info('{}') WHERE name = ?1",
+                        self.table
+                    ),
+                    [c],
+                    |r| r.get::<_, i64>(0),
+                )
+                .is_ok_and(|n| n > 0)
+            })
+            .collect();
+        let cols = present.join(", ");
         let Ok(mut stmt) = old.prepare(&format!("SELECT {cols} FROM {} ORDER BY seq", self.table))
         else {
             return 0;
         };
-        let n_cols = self.columns.len();
+        let n_cols = present.len();
         let Ok(rows) = stmt.query_map([], |r| {
             (0..n_cols)
                 .map(|i| r.get::<_, Value>(i))

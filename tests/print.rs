@@ -640,3 +640,69 @@ async fn serial_and_usb_printers_print_and_hold() {
     d.stop().await;
     drop(slave);
 }
+
+/// `print.db` as versions before HQ's print jobs made it.
+const OLD_SCHEMA: &str = "
+CREATE TABLE job (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    printer     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    bytes       BLOB NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'queued',
+    reason      TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL,
+    printed_at  TEXT,
+    finished_at TEXT
+);
+CREATE INDEX job_open ON job(printer, seq) WHERE state IN ('queued', 'printing', 'held');
+CREATE INDEX job_done ON job(finished_at) WHERE state IN ('printed', 'failed');
+";
+
+#[tokio::test]
+async fn a_print_queue_from_an_older_version_is_upgraded_and_its_jobs_print() {
+    let p = FakePrinter::start(NORMAL).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    {
+        let c = rusqlite::Connection::open(state.join("print.db")).expect("old db");
+        c.execute_batch(OLD_SCHEMA).expect("old schema");
+        c.execute(
+            "INSERT INTO job (id, printer, kind, bytes, created_at) VALUES ('01OLD', 'printer-1', 'raw', ?1, '2026-01-01T00:00:00Z')",
+            [b"from before the upgrade\n".to_vec()],
+        )
+        .expect("old job");
+    }
+    let b = Binary::start(&state, &printer("printer-1", p.addr, ""), &[]).await;
+    let job = wait_job(
+        async |path: &str| b.get_json(path).await,
+        "01OLD",
+        "printed",
+    )
+    .await;
+    assert_eq!(job["attempts"], 1, "{job}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/print", b.url))
+        .json(&raw("printer-1", b"after\n"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 202);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while p.data() != b"from before the upgrade\nafter\n" {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", p.data());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(b);
+    let c = rusqlite::Connection::open(state.join("print.db")).expect("db");
+    let cols: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('job') WHERE name IN ('remote_id', 'expire_at')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("columns");
+    assert_eq!(cols, 2, "the job table gained HQ's columns");
+}

@@ -52,7 +52,7 @@ async fn a_job_from_hq_prints_once_and_every_message_gets_an_outcome() {
     let kitchen = FakePrinter::start(NORMAL).await;
     let front = FakePrinter::start(NORMAL).await;
     let devices = format!(
-        "{}{}",
+        "{}{}[[device]]\nid = \"label-1\"\ndriver = \"label\"\ntransport = \"sim\"\naccept_remote = true\nwidth_mm = 40\nheight_mm = 30\n",
         printer("kitchen-1", kitchen.addr, "accept_remote = true"),
         printer("front-1", front.addr, "")
     );
@@ -107,6 +107,15 @@ async fn a_job_from_hq_prints_once_and_every_message_gets_an_outcome() {
             json!({"job_id": "j-6", "printer": "kitchen-1", "raw": b64(b"x"), "expire_at": "soon"}),
             "expire_at \"soon\" is not an RFC 3339 time",
         ),
+        (
+            json!({"job_id": "j-8", "printer": "kitchen-1",
+                "document": {"lines": [{"text": "x"}], "open_drawer": true}}),
+            "document.open_drawer: the cash drawer is not opened from HQ",
+        ),
+        (
+            json!({"job_id": "j-9", "printer": "label-1", "label": {"items": [{"text": "a", "x": 999, "y": 0}]}}),
+            "label.items[0].x: 999 is outside the label",
+        ),
     ];
     for (msg, why) in refused {
         let id = msg["job_id"].as_str().map(str::to_owned);
@@ -119,6 +128,10 @@ async fn a_job_from_hq_prints_once_and_every_message_gets_an_outcome() {
         "document": {"lines": [{"text": "后厨单"}, {"cut": true}]}});
     hq.publish(&topic, doc).await;
     outcome(&mut hq, Some("j-7"), "printed").await;
+    let label = json!({"job_id": "j-10", "printer": "label-1",
+        "label": {"items": [{"text": "取餐号 88", "x": 8, "y": 8}]}});
+    hq.publish(&topic, label).await;
+    outcome(&mut hq, Some("j-10"), "printed").await;
     let gb = encoding_rs::GB18030.encode("后厨单\n").0.into_owned();
     let data = kitchen.data();
     assert!(data.starts_with(ticket), "j-1 once, first");
@@ -164,6 +177,44 @@ async fn an_outcome_reached_while_the_broker_is_away_arrives_when_it_is_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     broker.resume();
     outcome(&mut hq, Some("j-away"), "printed").await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_that_expires_while_it_waits_for_paper_is_never_printed() {
+    let broker = Broker::start();
+    let status = format!("{PREFIX}/print/status");
+    let mut hq = Hq::connect(broker.port, "hq-print-expire", &[&status]).await;
+    let kitchen = FakePrinter::start(PAPER_OUT).await;
+    let d = Daemon::start(&with_uplink(
+        &printer("kitchen-1", kitchen.addr, "accept_remote = true"),
+        &broker,
+    ))
+    .await;
+    d.uplink_connected().await;
+    let topic = format!("{PREFIX}/print");
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    hq.publish(
+        &topic,
+        json!({"job_id": "j-first", "printer": "kitchen-1", "raw": b64(b"first\n")}),
+    )
+    .await;
+    hq.publish(
+        &topic,
+        json!({"job_id": "j-lunch", "printer": "kitchen-1", "raw": b64(b"lunch\n"),
+        "expire_at": soon}),
+    )
+    .await;
+    outcome(&mut hq, Some("j-lunch"), "queued").await;
+    // Behind a job held for paper, it expires on time all the same.
+    outcome(&mut hq, Some("j-lunch"), "expired").await;
+    kitchen.set(NORMAL);
+    outcome(&mut hq, Some("j-first"), "printed").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kitchen.data(), b"first\n", "the expired job never printed");
     d.stop().await;
 }
 

@@ -7,7 +7,7 @@
 //! bytes a Chinese character); a `"` inside a quoted string is `\["]`.
 //! Pictures go as `BITMAP` in mode 0 (overwrite), where a 0 bit prints.
 
-use crate::escpos::image::{raster, Raster};
+use crate::escpos::image::{raster, Raster, MAX_PICTURES};
 use crate::escpos::{barcode_payload, picture_bytes, Barcode, BarcodeType, Paper, PrinterStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -211,6 +211,16 @@ impl Label {
             .enumerate()
             .map(|(i, v)| parse_item(i, v))
             .collect::<Result<Vec<_>, _>>()?;
+        let pictures = items
+            .iter()
+            .filter(|i| matches!(i, Item::Image { .. } | Item::Logo { .. }))
+            .count();
+        if pictures > MAX_PICTURES {
+            return Err(LabelError::new(
+                "items",
+                format!("{pictures} pictures; at most {MAX_PICTURES}"),
+            ));
+        }
         Ok(Label {
             width_mm,
             height_mm,

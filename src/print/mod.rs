@@ -692,6 +692,19 @@ impl Worker {
         // Learn the printer's state now, not at the first job.
         let _ = self.check().await;
         while !self.cancel.is_cancelled() {
+            // Jobs from HQ past their expire_at, wherever they wait in the
+            // queue (not one that printed and awaits its record).
+            match self
+                .store
+                .expire_due(&id, self.unsaved_printed.clone(), remote::expired)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(printer = %id, jobs = n, "print job(s) from HQ expired before they could print")
+                }
+                Err(e) => tracing::error!(printer = %id, error = %e, "cannot expire print jobs"),
+            }
             let job = match self.store.next(&id).await {
                 Ok(j) => j,
                 Err(e) => {
@@ -719,20 +732,6 @@ impl Worker {
                 }
                 continue;
             };
-            if job
-                .expire_at
-                .as_deref()
-                .is_some_and(|t| remote::expired(t).unwrap_or(false))
-            {
-                tracing::info!(printer = %id, job = %job.id, "print job from HQ expired before it could print");
-                if let Err(e) = self.store.failed(&job.id, "expired".into()).await {
-                    tracing::error!(printer = %id, job = %job.id, error = %e, "cannot record an expired job");
-                    if !self.pause(RETRY).await {
-                        break;
-                    }
-                }
-                continue;
-            }
             if self.unsaved_printed.as_deref() == Some(job.id.as_str()) {
                 match self.store.printed(&job.id).await {
                     Ok(()) => self.unsaved_printed = None,

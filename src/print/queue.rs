@@ -155,20 +155,24 @@ fn announce(c: &Connection, id: &str) -> rusqlite::Result<()> {
 }
 
 /// Print databases from before jobs came from HQ gain its columns.
+/// Each column is checked on its own and all is one transaction, so a stop
+/// halfway leaves either the old table or the new one.
 fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    let has: i64 = c.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('job') WHERE name = 'remote_id'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        c.execute_batch(
-            "ALTER TABLE job ADD COLUMN remote_id TEXT; ALTER TABLE job ADD COLUMN expire_at TEXT;",
+    let tx = c.unchecked_transaction()?;
+    for column in ["remote_id", "expire_at"] {
+        let has: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('job') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
         )?;
+        if has == 0 {
+            tx.execute_batch(&format!("ALTER TABLE job ADD COLUMN {column} TEXT;"))?;
+        }
     }
-    c.execute_batch(
+    tx.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS job_remote ON job(remote_id) WHERE remote_id IS NOT NULL;",
-    )
+    )?;
+    tx.commit()
 }
 
 /// What `cancel` found.
@@ -210,6 +214,8 @@ const STORE: crate::storage::Store<'static> = crate::storage::Store {
         "created_at",
         "printed_at",
         "finished_at",
+        "remote_id",
+        "expire_at",
     ],
 };
 
@@ -521,6 +527,49 @@ impl JobStore {
             .optional()
         })
         .await
+    }
+
+    /// Ends the printer's waiting jobs whose `expire_at` has passed (by
+    /// `expired`), except `keep`: `failed` with reason `expired`, told to HQ.
+    pub async fn expire_due(
+        &self,
+        printer: &str,
+        keep: Option<String>,
+        expired: fn(&str) -> Result<bool, String>,
+    ) -> Result<usize, String> {
+        let printer = printer.to_owned();
+        let now = crate::clock::now_rfc3339();
+        let n = self
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let due: Vec<String> = {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT id, expire_at FROM job WHERE printer = ?1
+                           AND expire_at IS NOT NULL AND state IN ('queued', 'held')",
+                    )?;
+                    let rows = stmt.query_map([&printer], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()?
+                        .into_iter()
+                        .filter(|(id, at)| Some(id) != keep.as_ref() && expired(at).unwrap_or(false))
+                        .map(|(id, _)| id)
+                        .collect()
+                };
+                for id in &due {
+                    tx.execute(
+                        "UPDATE job SET state = 'failed', reason = 'expired', finished_at = ?2 WHERE id = ?1",
+                        params![id, now],
+                    )?;
+                    announce(&tx, id)?;
+                }
+                tx.commit().map(|_| due.len())
+            })
+            .await?;
+        if n > 0 {
+            self.status_stored.notify_one();
+        }
+        Ok(n)
     }
 
     /// Tells HQ a job's outcome again (HQ sent a job it already has).

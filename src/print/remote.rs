@@ -9,6 +9,26 @@ use posbridge_drivers::downlink::{BadJob, JobBody, PrintJob};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// `why` with every double-quoted run replaced by `"…"`.
+fn unquoted(why: &str) -> String {
+    let mut out = String::with_capacity(why.len());
+    let mut inside = false;
+    for c in why.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…");
+            }
+            inside = !inside;
+            if !inside {
+                out.push('"');
+            }
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Whether an RFC 3339 time has passed.
 pub fn expired(at: &str) -> Result<bool, String> {
     OffsetDateTime::parse(at, &Rfc3339)
@@ -20,6 +40,17 @@ impl Printers {
     /// Takes one message from `P/S/print`. `Err` only when the queue could
     /// not store it: the message is then not acknowledged, and comes again.
     pub async fn take_remote(&self, job: Result<PrintJob, BadJob>) -> Result<(), String> {
+        // A job_id taken before keeps its outcome, whatever this copy says.
+        let known = match &job {
+            Ok(j) => Some(j.job_id.as_str()),
+            Err(bad) => bad.job_id.as_deref(),
+        };
+        if let Some(job_id) = known {
+            if let Some(local) = self.store.remote_known(job_id).await? {
+                tracing::info!(remote = %job_id, job = %local, "HQ sent a print job again; it is not printed twice");
+                return self.store.announce_again(&local).await;
+            }
+        }
         let job = match job {
             Ok(j) => j,
             Err(bad) => return self.refuse(bad.job_id, bad.why).await,
@@ -32,10 +63,6 @@ impl Printers {
         if !p.accept_remote {
             return self.refuse(id, "not accepted".into()).await;
         }
-        if let Some(local) = self.store.remote_known(&job.job_id).await? {
-            tracing::info!(printer = %p.id, remote = %job.job_id, job = %local, "HQ sent a print job again; it is not printed twice");
-            return self.store.announce_again(&local).await;
-        }
         match job.expire_at.as_deref().map(expired).transpose() {
             Err(why) => return self.refuse(id, why).await,
             Ok(Some(true)) => {
@@ -43,6 +70,12 @@ impl Printers {
                 return self.store.outcome(id, "expired", None).await;
             }
             Ok(_) => {}
+        }
+        if let JobBody::Document(d) = &job.what {
+            if d.get("open_drawer").and_then(serde_json::Value::as_bool) == Some(true) {
+                let why = "document.open_drawer: the cash drawer is not opened from HQ";
+                return self.refuse(id, why.into()).await;
+            }
         }
         let payload = match job.what {
             JobBody::Document(v) => Payload::Document(v),
@@ -77,7 +110,9 @@ impl Printers {
 
     /// Answers a message that is not a job this store prints: `failed` with why.
     async fn refuse(&self, job_id: Option<String>, why: String) -> Result<(), String> {
-        tracing::warn!(remote = ?job_id, "print job from HQ refused: {why}");
+        // Orders carry names and addresses, and parse errors quote values:
+        // the log gets the reason with quoted text left out; HQ gets it whole.
+        tracing::warn!(remote = ?job_id, "print job from HQ refused: {}", unquoted(&why));
         self.store.outcome(job_id, "failed", Some(why)).await
     }
 
@@ -98,5 +133,22 @@ impl Printers {
     /// The broker has these outcomes.
     pub async fn statuses_sent(&self, seqs: Vec<i64>) -> Result<(), String> {
         self.store.statuses_sent(seqs).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_text_stays_out_of_the_log() {
+        assert_eq!(
+            super::unquoted(
+                r#"document.lines[0].text: invalid type: string "北京市朝阳区", expected x"#
+            ),
+            r#"document.lines[0].text: invalid type: string "…", expected x"#
+        );
+        assert_eq!(
+            super::unquoted(r#"unknown printer "a"b"#),
+            r#"unknown printer "…"b"#
+        );
     }
 }

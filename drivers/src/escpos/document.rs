@@ -274,6 +274,17 @@ impl Document {
                 self.lines.len()
             )));
         }
+        let pictures = self
+            .lines
+            .iter()
+            .filter(|l| matches!(l, Line::Image(_) | Line::Logo(_)))
+            .count();
+        if pictures > super::image::MAX_PICTURES {
+            return Err(DocumentError::whole(format!(
+                "too many pictures: {pictures} (at most {})",
+                super::image::MAX_PICTURES
+            )));
+        }
         let mut total = 0usize;
         for (i, line) in self.lines.iter().enumerate() {
             validate_line(line).map_err(|m| DocumentError::at(i, m))?;

@@ -17,6 +17,11 @@ use std::io::Cursor;
 
 /// Most dots an image may be tall once scaled (about 51 cm of paper at 8 dots/mm).
 pub const MAX_IMAGE_ROWS: u32 = 4096;
+/// Most dots in one picture once scaled (2048 × 4096: 1 MiB of raster), so a
+/// tiny file asked to print large cannot cost more than a large one.
+pub const MAX_PRINTED_DOTS: u64 = 2048 * 4096;
+/// Most pictures in one document or label.
+pub const MAX_PICTURES: usize = 16;
 /// Most rows one `GS v 0` band carries; cheap printers have small input
 /// buffers, and a band is also kept under [`MAX_BAND_BYTES`].
 pub const MAX_BAND_ROWS: u32 = 128;
@@ -127,6 +132,11 @@ pub fn printed_size(
     if h > MAX_IMAGE_ROWS {
         return Err(format!(
             "the image would print {h} dots tall at {w} dots wide; at most {MAX_IMAGE_ROWS}"
+        ));
+    }
+    if u64::from(w) * u64::from(h) > MAX_PRINTED_DOTS {
+        return Err(format!(
+            "the image would print {w}×{h} dots; at most {MAX_PRINTED_DOTS} dots"
         ));
     }
     Ok((w, h))

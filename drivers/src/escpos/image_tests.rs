@@ -66,7 +66,7 @@ fn alignment_shifts_by_white_dots() {
     gs_v_0(&mut out, &r, 188);
     // 196 dots: 25 bytes; dots 188..196 are the low nibble of byte 23 and the high of 24.
     assert_eq!(out[4..8], [25, 0, 1, 0]);
-    let mut row = vec![0u8; 25];
+    let mut row = [0u8; 25];
     row[23] = 0x0f;
     row[24] = 0xf0;
     assert_eq!(out[8..], row[..]);
