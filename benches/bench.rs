@@ -1233,12 +1233,17 @@ fn member_phone(i: u64) -> String {
     format!("139{i:08}")
 }
 
+/// Member `i`'s magstripe card number.
+fn member_card(i: u64) -> String {
+    format!("88{i:08}")
+}
+
 /// `n` members straight into members.db (schema from `Members::open`, keys
 /// from its `phone_keys`), as HQ's pushes would have left them.
 fn seed_members(state: &Path, n: u64) {
-    use posbridge::uplink::members::{phone_keys, Members};
+    use posbridge::uplink::members::{card_key, phone_keys, Members};
     std::fs::create_dir_all(state).expect("state");
-    drop(Members::open(state).expect("members schema"));
+    drop(Members::open(state, None).expect("members schema"));
     let mut conn = rusqlite::Connection::open(state.join("members.db")).expect("members");
     conn.busy_timeout(Duration::from_secs(5)).expect("busy");
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -1253,10 +1258,14 @@ fn seed_members(state: &Path, n: u64) {
         let mut p = t
             .prepare("INSERT OR IGNORE INTO member_phone (key, member_id) VALUES (?1, ?2)")
             .expect("prepare");
+        let mut c = t
+            .prepare("INSERT OR IGNORE INTO member_card (key, member_id) VALUES (?1, ?2)")
+            .expect("prepare");
         for i in 0..n {
             let id = format!("m-{i:07}");
             let phone = member_phone(i);
-            let j = json!({"id": id, "name": format!("会员{i}"), "tier": "金卡", "points": i % 5000, "balance_fen": i % 100_000, "last_visit": "2026-11-01", "phones": [phone]});
+            let card = member_card(i);
+            let j = json!({"id": id, "name": format!("会员{i}"), "tier": "金卡", "points": i % 5000, "balance_fen": i % 100_000, "last_visit": "2026-11-01", "phones": [phone], "cards": [{"type": "magstripe", "value": card}]});
             m.execute(rusqlite::params![
                 id,
                 j.to_string(),
@@ -1266,6 +1275,8 @@ fn seed_members(state: &Path, n: u64) {
             for k in phone_keys(&phone) {
                 p.execute(rusqlite::params![k, id]).expect("phone");
             }
+            let key = card_key("magstripe", &card).expect("card key");
+            c.execute(rusqlite::params![key, id]).expect("card");
         }
     }
     t.commit().expect("commit");
@@ -1394,15 +1405,19 @@ async fn bench_popup(members: u64, calls: u64, floor_1: &[f64]) {
     let responder = hq_responder(broker.port).await;
     let link = dir.path().join("ttyCid");
     let mut dev = plug(&link);
+    let msr_link = dir.path().join("ttyMsr");
+    let mut msr = plug(&msr_link);
     let (pb, _) = Pb::start(
         &state,
         &format!(
-            "[uplink]\nurl = \"{}\"\nclient_id = \"bench-popup\"\n[[device]]\nid = \"phone-1\"\ndriver = \"callerid\"\ntransport = \"serial\"\npath = \"{}\"\nformat = \"modem\"\n",
+            "[uplink]\nurl = \"{}\"\nclient_id = \"bench-popup\"\n[[device]]\nid = \"phone-1\"\ndriver = \"callerid\"\ntransport = \"serial\"\npath = \"{}\"\nformat = \"modem\"\n[[device]]\nid = \"msr-1\"\ndriver = \"magstripe\"\ntransport = \"serial\"\npath = \"{}\"\n",
             broker.url(),
-            link.display()
+            link.display(),
+            msr_link.display()
         ),
     )
     .await;
+    pb.wait_device("msr-1").await;
     pb.wait_for("/v1/uplink", "uplink never connected", |v| {
         v["connected"] == true
     })
@@ -1461,6 +1476,10 @@ async fn bench_popup(members: u64, calls: u64, floor_1: &[f64]) {
         }
         results.push((label, source, sorted(lat), sorted(took), wrong));
     }
+    progress(&format!(
+        "identify: {calls} swipes of cached members' cards"
+    ));
+    let identified = identify_swipes(&pb, &mut msr, members, calls).await;
     progress("popup baseline: bare MQTT request/response round trips");
     let rtt = sorted(mqtt_round_trips(broker.port, calls, true).await);
     // The same client without TCP_NODELAY (rumqttc's default): what Nagle's
@@ -1469,6 +1488,7 @@ async fn bench_popup(members: u64, calls: u64, floor_1: &[f64]) {
     pb.stop();
     responder.abort();
 
+    emit_identify(&identified, members, floor_1);
     for (label, source, lat, took, wrong) in results {
         for (stat, p) in [("p50", 50.0), ("p99", 99.0)] {
             let (bname, bval) = if source == "cache" {
@@ -1519,6 +1539,75 @@ async fn bench_popup(members: u64, calls: u64, floor_1: &[f64]) {
                 ),
             );
         }
+    }
+}
+
+/// Swipes of cached members' cards on the magstripe pty: (latency from the
+/// last byte to `member.identified` at a client, daemon-side `took_ms`, wrong answers).
+async fn identify_swipes(
+    pb: &Pb,
+    msr: &mut FakeSerial,
+    members: u64,
+    swipes: u64,
+) -> (Vec<f64>, Vec<f64>, usize) {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(pb.ws_url("/v1/events?types=member.identified"))
+            .await
+            .expect("ws");
+    let mut rng = fastrand::Rng::with_seed(11);
+    let (mut lat, mut took, mut wrong) = (Vec::new(), Vec::new(), 0);
+    for i in 0..swipes + 3 {
+        let m = rng.u64(0..members);
+        let t0 = Instant::now();
+        msr.master
+            // Tracks 2 and 3: nothing can follow track 3, so the swipe is
+            // decided at its last byte, not after the reader's idle gap.
+            .write_all(format!(";{c}?;{c}?\r\n", c = member_card(m)).as_bytes())
+            .expect("pty write");
+        let v = loop {
+            let f = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("member.identified in time")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(t) = f {
+                break serde_json::from_str::<Value>(&t).expect("json");
+            }
+        };
+        let at = Instant::now();
+        if i < 3 {
+            continue; // warm-up
+        }
+        if v["data"]["member"]["id"] != format!("m-{m:07}") || v["data"]["source"] != "cache" {
+            wrong += 1;
+        }
+        lat.push(ms(at - t0));
+        took.push(v["data"]["took_ms"].as_f64().unwrap_or(f64::NAN));
+        // A person swipes the next card a moment later (magstripe.rs).
+        tokio::time::sleep(Duration::from_millis(350)).await;
+    }
+    (sorted(lat), sorted(took), wrong)
+}
+
+fn emit_identify(r: &(Vec<f64>, Vec<f64>, usize), members: u64, floor_1: &[f64]) {
+    let (lat, took, wrong) = r;
+    for (stat, p) in [("p50", 50.0), ("p99", 99.0)] {
+        emit(
+            &format!("identify.cache_hit.{stat}"),
+            pct(lat, p),
+            "ms",
+            Some(Base {
+                name: &format!("floor.pty_to_tungstenite.1_client.{stat}"),
+                value: pct(floor_1, p),
+                unit: "ms",
+            }),
+            &format!(
+                "magstripe reader on a pty: last byte of a member's swipe (tracks 2 and 3, so decided at once) → member.identified (source cache) at a WebSocket client; {} swipes of distinct members' cards among {members} members in members.db; daemon-side took_ms {stat} {}{}; baseline: the pty → tokio-tungstenite floor (1 client)",
+                lat.len(),
+                pct(took, p),
+                if *wrong > 0 { format!("; {wrong} answers were wrong!") } else { String::new() },
+            ),
+        );
     }
 }
 

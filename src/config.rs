@@ -37,6 +37,9 @@ pub struct Config {
     /// `[print]`: images on receipts and the logos printed by name.
     #[serde(default)]
     pub print: PrintConfig,
+    /// `[members]`: the member cache (the ID-card key).
+    #[serde(default)]
+    pub members: MembersConfig,
 }
 
 /// `[print]`: what receipts may carry beyond text.
@@ -319,6 +322,9 @@ pub struct DeviceConfig {
     pub stop_bits: Option<u8>,
     /// Serial flow control (default none).
     pub flow_control: Option<FlowControl>,
+    /// Card readers and scanners: publish `member.identified` for what they
+    /// read (default: when `[uplink]` is set or the member cache holds members).
+    pub identify: Option<bool>,
     /// The family's own keys, as written; see `crate::family::FamilyOptions`.
     #[serde(skip)]
     pub options: toml::Table,
@@ -781,6 +787,15 @@ impl Config {
         self.validate_api(&mut err);
         self.validate_qz(&mut err);
         self.validate_logos(&mut err);
+        if let Some(k) = &self.members.id_key {
+            if k.chars().count() < 16 {
+                err(
+                    "members.id_key".into(),
+                    "must be at least 16 characters (a random secret, e.g. `openssl rand -hex 32`)"
+                        .into(),
+                );
+            }
+        }
         if let Err(why) = check_log_level(&self.log.level) {
             err("log.level".into(), why);
         }
@@ -978,6 +993,15 @@ impl Config {
             } else if !ids.insert(d.id.as_str()) {
                 err(key("id"), format!("duplicate device id {:?}", d.id));
             }
+            if d.identify.is_some() && !IDENTIFIERS.contains(&d.driver.as_str()) {
+                err(
+                    key("identify"),
+                    format!(
+                        "only card readers and scanners identify members ({}); remove it",
+                        IDENTIFIERS.join(", ")
+                    ),
+                );
+            }
         }
     }
 }
@@ -1033,9 +1057,30 @@ impl UplinkConfig {
     }
 }
 
+/// The drivers whose reads identify members (`identify`).
+pub const IDENTIFIERS: [&str; 5] = ["magstripe", "rfid-wedge", "pcsc", "barcode", "idcard-sam"];
+
+/// `[members]`: the member cache.
+#[derive(Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MembersConfig {
+    /// The store's key for ID-card numbers: the cache keeps and HQ is asked
+    /// for HMAC-SHA256(id_key, number), never the number.
+    pub id_key: Option<String>,
+}
+
+impl fmt::Debug for MembersConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MembersConfig")
+            .field("id_key", &self.id_key.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
 /// The config's sections, in the order they are read and reported.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "store", "api", "storage", "events", "log", "device", "devices", "uplink", "qz", "print",
+    "members",
 ];
 
 /// Where a problem's key sits in the file: its section (in the order the
@@ -1150,6 +1195,7 @@ fn deserialize_all(
         plug: PlugConfig::default(),
         qz: QzConfig::default(),
         print: PrintConfig::default(),
+        members: MembersConfig::default(),
     };
     let mut device_index = Vec::new();
     let mut have_store = false;
@@ -1171,6 +1217,9 @@ fn deserialize_all(
             "log" => config.log = each("log", v, &[], problems, left_out).unwrap_or_default(),
             "qz" => config.qz = each("qz", v, &[], problems, left_out).unwrap_or_default(),
             "print" => config.print = each("print", v, &[], problems, left_out).unwrap_or_default(),
+            "members" => {
+                config.members = each("members", v, &[], problems, left_out).unwrap_or_default()
+            }
             "uplink" => config.uplink = each("uplink", v, &["url"], problems, left_out),
             "devices" => {
                 config.plug = each("devices", v, &[], problems, left_out).unwrap_or_default()

@@ -11,6 +11,7 @@ pub mod config;
 pub mod device;
 pub mod event;
 pub mod family;
+pub mod identify;
 pub mod load;
 pub mod metrics;
 pub mod print;
@@ -79,6 +80,7 @@ pub async fn run_reloadable(
     let outbox = uplink.outbox.clone();
     // Before the devices, so the first call is already watched.
     let calls = calls::Calls::start(&config.storage.dir, &bus, &uplink, &tracker, &cancel);
+    identify::start(&config, &bus, &uplink, &tracker, &cancel);
     let devices = device::Devices::start(&config.devices, &bus, &metrics, &tracker, &cancel)?;
     // After the devices, whose list holds the printers' /v1/devices entries;
     // nothing is served before both are up.
@@ -221,7 +223,8 @@ fn start_uplink(config: &Config, bus: &Arc<event::Bus>) -> anyhow::Result<Arc<up
     let outbox = Outbox::open(dir, config.storage.max_backlog, mode, retain)
         .map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?;
     let members = Arc::new(
-        uplink::members::Members::open(dir).map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?,
+        uplink::members::Members::open(dir, config.members.id_key.as_deref())
+            .map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?,
     );
     let status = Arc::new(uplink::RelayStatus::default());
     let relay = match &config.uplink {
@@ -313,6 +316,7 @@ async fn apply_reloads(
             ("uplink", differs(&current.uplink, &new.uplink)),
             ("qz", differs(&current.qz, &new.qz)),
             ("print", differs(&current.print, &new.print)),
+            ("members", current.members.id_key != new.members.id_key),
         ] {
             if changed {
                 restart.push(name);

@@ -18,6 +18,7 @@ mod guards;
 mod hostile;
 mod hotplug;
 mod idcard;
+mod identify;
 mod images;
 mod labels;
 mod layers;

@@ -103,6 +103,20 @@ pub enum Event {
         source: String,
         took_ms: u64,
     },
+    /// The member a card, a member code or an ID card belongs to (built by
+    /// the daemon from the card event; a member's ID number is never in it).
+    #[serde(rename = "member.identified")]
+    MemberIdentified {
+        /// `magstripe`, `rfid`, `code` or `idcard`.
+        via: String,
+        /// The envelope `id` of the card event.
+        event_id: String,
+        /// The member record, `null` when none was found.
+        member: Option<serde_json::Value>,
+        /// `cache`, `hq` or `none`.
+        source: String,
+        took_ms: u64,
+    },
     /// A printer's status changed (ESC/POS `DLE EOT`, TSPL `ESC ! ?`).
     #[serde(rename = "printer.status")]
     PrinterStatus {
@@ -199,6 +213,7 @@ pub const KINDS: &[&str] = &[
     "device.error",
     "passthrough.data",
     "scale.weight",
+    "member.identified",
 ];
 
 impl Event {
@@ -228,6 +243,7 @@ impl Event {
             Event::DeviceError { .. } => 15,
             Event::PassthroughData { .. } => 16,
             Event::ScaleWeight(_) => 17,
+            Event::MemberIdentified { .. } => 18,
         }
     }
 
@@ -638,6 +654,13 @@ mod tests {
             },
             Event::PassthroughData { data: s(), len: 0 },
             Event::ScaleWeight(Weight::default()),
+            Event::MemberIdentified {
+                via: s(),
+                event_id: s(),
+                member: None,
+                source: s(),
+                took_ms: 0,
+            },
         ];
         assert_eq!(one_of_each.len(), KINDS.len());
         for (i, e) in one_of_each.iter().enumerate() {

@@ -809,6 +809,8 @@ async fn list_calls(
 #[derive(Deserialize)]
 struct LookupQuery {
     phone: Option<String>,
+    card_type: Option<String>,
+    card: Option<String>,
 }
 
 async fn lookup_member(
@@ -816,12 +818,40 @@ async fn lookup_member(
     Query(q): Query<LookupQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let phone = q
-        .phone
-        .filter(|p| !p.trim().is_empty() && p.len() <= 64)
-        .ok_or_else(|| ApiError::bad_request("?phone= is required (at most 64 characters)"))?;
     let may_ask_hq = guard::may_reach_out(&headers);
-    let (member, source) = st.uplink.lookup_from(&phone, may_ask_hq).await;
+    let (member, source) = match (q.phone, q.card_type, q.card) {
+        (Some(phone), None, None) => {
+            if phone.trim().is_empty() || phone.len() > 64 {
+                return Err(ApiError::bad_request(
+                    "phone: at most 64 characters, not empty",
+                ));
+            }
+            st.uplink.lookup_from(&phone, may_ask_hq).await
+        }
+        (None, Some(kind), Some(card)) => {
+            let value = match kind.as_str() {
+                // The number is hashed here and forgotten: only its HMAC is looked up.
+                "idcard" => st.uplink.members.id_hmac(&card).ok_or_else(|| {
+                    ApiError::bad_request("card_type=idcard needs members.id_key in the config")
+                })?,
+                k if crate::uplink::members::CARD_TYPES.contains(&k) => card,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "card_type: magstripe, rfid, code or idcard",
+                    ))
+                }
+            };
+            if crate::uplink::members::card_key(&kind, &value).is_none() {
+                return Err(ApiError::bad_request("card: 1 to 128 characters"));
+            }
+            st.uplink.lookup_card(&kind, &value, may_ask_hq).await
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give ?phone=, or ?card_type= and ?card=",
+            ))
+        }
+    };
     Ok(Json(serde_json::json!({"member": member, "source": source})).into_response())
 }
 

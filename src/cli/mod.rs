@@ -114,6 +114,7 @@ fn redact(v: &mut toml::Value) {
         }
     }
     hide(v.get_mut("uplink").and_then(|u| u.get_mut("password")));
+    hide(v.get_mut("members").and_then(|m| m.get_mut("id_key")));
     if let Some(devices) = v.get_mut("device") {
         hide_all(devices, DEVICE_SECRETS);
     }

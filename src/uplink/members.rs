@@ -1,6 +1,12 @@
 //! The local member cache (SQLite): HQ pushes members over MQTT, the caller-ID
-//! popup and `GET /v1/members/lookup` read them by phone number without asking
-//! HQ. It is a cache: a damaged file is set aside and rebuilt from HQ's pushes.
+//! popup and `GET /v1/members/lookup` read them by phone number, and card
+//! reads find them by card (`cards: [{"type", "value"}]`), without asking HQ.
+//! It is a cache: a damaged file is set aside and rebuilt from HQ's pushes.
+//!
+//! ID-card numbers are never kept: an `idcard` card is filed, and stored in
+//! the member's JSON, as HMAC-SHA256 under the store's `members.id_key`
+//! (hex), or as the `hmac` HQ computed the same way; a clear number that
+//! cannot be hashed (no key) is dropped.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
@@ -19,12 +25,25 @@ CREATE TABLE IF NOT EXISTS member_phone (
     PRIMARY KEY (key, member_id)
 );
 CREATE INDEX IF NOT EXISTS member_phone_by_member ON member_phone(member_id);
+CREATE TABLE IF NOT EXISTS member_card (
+    key       TEXT NOT NULL,
+    member_id TEXT NOT NULL REFERENCES member(id) ON DELETE CASCADE,
+    PRIMARY KEY (key, member_id)
+);
+CREATE INDEX IF NOT EXISTS member_card_by_member ON member_card(member_id);
 ";
+
+/// The card types a member may carry, as events name what read them.
+pub const CARD_TYPES: [&str; 4] = ["magstripe", "rfid", "code", "idcard"];
+/// Longest card value kept.
+const MAX_CARD: usize = 128;
 
 const MAX_ID: usize = 128;
 
 pub struct Members {
     conn: Mutex<Connection>,
+    /// `members.id_key`: what ID-card numbers are hashed with.
+    id_key: Option<ring::hmac::Key>,
     /// HQ's lookup answers handed to a popup and not written yet, by phone
     /// key (see `remember`).
     fresh: Mutex<std::collections::HashMap<String, Value>>,
@@ -57,15 +76,56 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
-/// Every key a member is filed under (its phones', in every style).
+/// Every key a member is filed under: its phones' in every style, and its
+/// cards' (of a sanitized member: ID cards as their HMAC).
 fn member_keys(m: &Value) -> Vec<String> {
-    m.get("phones")
+    let mut keys: Vec<String> = m
+        .get("phones")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
         .flat_map(phone_keys)
+        .collect();
+    keys.extend(filed_cards(m));
+    keys
+}
+
+/// The card keys of a sanitized member.
+fn filed_cards(m: &Value) -> Vec<String> {
+    let cards = m.get("cards").and_then(Value::as_array);
+    cards
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let kind = c.get("type")?.as_str()?;
+            let v = if kind == "idcard" {
+                c.get("hmac")
+            } else {
+                c.get("value")
+            };
+            card_key(kind, v?.as_str()?)
+        })
         .collect()
+}
+
+/// The key a card is filed and looked up under: `type:value`, the value
+/// trimmed (RFID ids in upper case, ID-card HMACs in lower case).
+pub fn card_key(kind: &str, value: &str) -> Option<String> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > MAX_CARD || !CARD_TYPES.contains(&kind) {
+        return None;
+    }
+    Some(match kind {
+        "rfid" => format!("rfid:{}", v.to_ascii_uppercase()),
+        "idcard" => format!("idcard:{}", v.to_ascii_lowercase()),
+        _ => format!("{kind}:{v}"),
+    })
+}
+
+/// Whether `s` is an HMAC-SHA256 as hex.
+fn is_hmac(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The keys a phone number is filed and looked up under, so `138 1234 5678`,
@@ -75,8 +135,9 @@ pub fn phone_keys(phone: &str) -> Vec<String> {
 }
 
 impl Members {
-    /// Opens `dir/members.db`; a damaged cache is moved aside and started anew.
-    pub fn open(dir: &Path) -> Result<Members, String> {
+    /// Opens `dir/members.db`; a damaged cache is moved aside and started
+    /// anew. `id_key` is `members.id_key`.
+    pub fn open(dir: &Path, id_key: Option<&str>) -> Result<Members, String> {
         let path = dir.join("members.db");
         let conn = match open_conn(&path) {
             Ok(c) => c,
@@ -103,8 +164,54 @@ impl Members {
         };
         Ok(Members {
             conn: Mutex::new(conn),
+            id_key: id_key.map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.as_bytes())),
             fresh: Mutex::default(),
         })
+    }
+
+    /// HMAC-SHA256 of an ID-card number under `members.id_key`, as lower-case
+    /// hex (the number trimmed and upper-cased: the check digit may be `X`).
+    /// `None` without a key.
+    pub fn id_hmac(&self, number: &str) -> Option<String> {
+        let key = self.id_key.as_ref()?;
+        let tag = ring::hmac::sign(key, number.trim().to_ascii_uppercase().as_bytes());
+        Some(hex::encode(tag.as_ref()))
+    }
+
+    /// The member as it may be kept and shown: each `idcard` card's clear
+    /// `value` replaced by its `hmac` (or the card dropped when there is no
+    /// key to hash it with); cards that are not objects with a known type dropped.
+    pub fn sanitize(&self, mut m: Value) -> Value {
+        let Some(cards) = m.get_mut("cards").and_then(Value::as_array_mut) else {
+            return m;
+        };
+        cards.retain_mut(|c| {
+            let Some(kind) = c.get("type").and_then(Value::as_str) else {
+                return false;
+            };
+            if !CARD_TYPES.contains(&kind) {
+                return false;
+            }
+            if kind != "idcard" {
+                return c.get("value").and_then(Value::as_str).is_some();
+            }
+            let hmac = match (
+                c.get("hmac").and_then(Value::as_str),
+                c.get("value").and_then(Value::as_str),
+            ) {
+                (Some(h), _) if is_hmac(h) => Some(h.to_ascii_lowercase()),
+                (_, Some(number)) => self.id_hmac(number),
+                _ => None,
+            };
+            match hmac {
+                Some(h) => {
+                    *c = serde_json::json!({"type": "idcard", "hmac": h});
+                    true
+                }
+                None => false,
+            }
+        });
+        m
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -114,6 +221,8 @@ impl Members {
     /// Stores or replaces members (HQ's objects as they are; `id` and `phones`
     /// are what the cache indexes).
     pub fn upsert(&self, members: &[Value]) -> Result<Upserted, String> {
+        let members: Vec<Value> = members.iter().map(|m| self.sanitize(m.clone())).collect();
+        let members = &members[..];
         let stored = self.write(members);
         let mut fresh = self.fresh();
         if !fresh.is_empty() {
@@ -128,6 +237,7 @@ impl Members {
     /// popup goes out before the write (~1 ms of WAL pages), and a lookup
     /// made after the popup still finds the member.
     pub fn remember(&self, member: &Value) {
+        let member = &self.sanitize(member.clone());
         let mut fresh = self.fresh();
         for key in member_keys(member) {
             // At most a burst of answers wait here; never more than this.
@@ -176,6 +286,14 @@ impl Members {
                 for key in phones.iter().flat_map(|p| phone_keys(p)) {
                     phone.execute(params![key, id])?;
                 }
+                t.prepare_cached("DELETE FROM member_card WHERE member_id = ?1")?
+                    .execute([id])?;
+                let mut card = t.prepare_cached(
+                    "INSERT OR IGNORE INTO member_card (key, member_id) VALUES (?1, ?2)",
+                )?;
+                for key in filed_cards(m) {
+                    card.execute(params![key, id])?;
+                }
                 Ok::<_, rusqlite::Error>(())
             })();
             stored.map_err(|e| e.to_string())?;
@@ -218,7 +336,11 @@ impl Members {
     /// (HQ's bulk pushes can hold it for seconds), so a caller on an async
     /// worker can go the slow way instead of stalling it.
     pub fn by_phone_now(&self, phone: &str) -> Option<Result<Option<Value>, String>> {
-        let keys = phone_keys(phone);
+        self.find_now(PHONE_QUERY, phone_keys(phone))
+    }
+
+    /// The remembered answers, else `sql` over `keys` if the cache is free now.
+    fn find_now(&self, sql: &str, keys: Vec<String>) -> Option<Result<Option<Value>, String>> {
         if let Some(m) = self.remembered(&keys) {
             return Some(Ok(Some(m)));
         }
@@ -227,7 +349,31 @@ impl Members {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
-        Some(query(&c, keys))
+        Some(query_in(&c, sql, keys))
+    }
+
+    /// The member who carries this card (`key` from [`card_key`]; an ID
+    /// card's is its HMAC), if any.
+    pub fn by_card(&self, key: &str) -> Result<Option<Value>, String> {
+        let keys = vec![key.to_owned()];
+        match self.remembered(&keys) {
+            Some(m) => Ok(Some(m)),
+            None => query_in(&self.lock(), CARD_QUERY, keys),
+        }
+    }
+
+    /// `by_card` without waiting: `None` while a write holds the cache.
+    pub fn by_card_now(&self, key: &str) -> Option<Result<Option<Value>, String>> {
+        self.find_now(CARD_QUERY, vec![key.to_owned()])
+    }
+
+    /// Whether the cache holds any member.
+    pub fn has_any(&self) -> bool {
+        self.lock()
+            .query_row("SELECT EXISTS (SELECT 1 FROM member)", [], |r| {
+                r.get::<_, bool>(0)
+            })
+            .unwrap_or(false)
     }
 
     fn remembered(&self, keys: &[String]) -> Option<Value> {
@@ -243,15 +389,20 @@ impl Members {
     }
 }
 
-/// The member filed under the first of `keys` that has one.
+const PHONE_QUERY: &str = "SELECT m.json FROM member_phone p JOIN member m ON m.id = p.member_id
+     WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1";
+const CARD_QUERY: &str = "SELECT m.json FROM member_card p JOIN member m ON m.id = p.member_id
+     WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1";
+
+/// The member filed under the first of these phone `keys` that has one.
 fn query(c: &Connection, keys: Vec<String>) -> Result<Option<Value>, String> {
+    query_in(c, PHONE_QUERY, keys)
+}
+
+/// The member `sql` finds under the first of `keys` that has one.
+fn query_in(c: &Connection, sql: &str, keys: Vec<String>) -> Result<Option<Value>, String> {
     // Prepared once per connection: a popup pays for the lookup, not the parse.
-    let mut st = c
-        .prepare_cached(
-            "SELECT m.json FROM member_phone p JOIN member m ON m.id = p.member_id
-                 WHERE p.key = ?1 ORDER BY m.updated_at DESC LIMIT 1",
-        )
-        .map_err(|e| e.to_string())?;
+    let mut st = c.prepare_cached(sql).map_err(|e| e.to_string())?;
     for key in keys {
         let json: Option<String> = st
             .query_row([&key], |r| r.get(0))
@@ -274,7 +425,7 @@ mod tests {
     #[test]
     fn a_remembered_answer_is_found_until_it_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Members::open(dir.path()).unwrap();
+        let m = Members::open(dir.path(), None).unwrap();
         let member = json!({"id": "m9", "name": "李雷", "phones": ["13900001234"]});
         m.remember(&member);
         // Found in any style before the write, and not stored yet.
@@ -296,7 +447,7 @@ mod tests {
     #[test]
     fn upsert_lookup_delete_by_any_phone_style() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Members::open(dir.path()).unwrap();
+        let m = Members::open(dir.path(), None).unwrap();
         let r = m
             .upsert(&[
                 json!({"id": "m1", "name": "王芳", "phones": ["138 1234 5678"], "tier": "gold"}),
@@ -332,7 +483,7 @@ mod tests {
             b"this is not sqlite at all, not even close....",
         )
         .unwrap();
-        let m = Members::open(dir.path()).unwrap();
+        let m = Members::open(dir.path(), None).unwrap();
         assert_eq!(m.count(), 0);
         let aside = std::fs::read_dir(dir.path())
             .unwrap()
@@ -343,5 +494,69 @@ mod tests {
                     .contains("members.db.corrupt-")
             });
         assert!(aside);
+    }
+
+    #[test]
+    fn cards_find_their_member_and_id_numbers_are_kept_only_as_hmacs() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Members::open(dir.path(), Some("a store secret of 32 characters..")).unwrap();
+        let number = "11010519491231002X";
+        let hmac = m.id_hmac(number).unwrap();
+        assert_eq!(
+            m.id_hmac("11010519491231002x ").unwrap(),
+            hmac,
+            "trimmed, upper-cased"
+        );
+        m.upsert(&[
+            json!({"id": "m1", "name": "张三", "cards": [
+                {"type": "magstripe", "value": "88001234"},
+                {"type": "rfid", "value": "04a1b2c3"},
+                {"type": "idcard", "value": number},
+                {"type": "bank", "value": "6222000011112222"},
+            ]}),
+            json!({"id": "m2", "cards": [{"type": "idcard", "hmac": "AB".repeat(32)}]}),
+        ])
+        .unwrap();
+        let key = |t: &str, v: &str| card_key(t, v).unwrap();
+        assert_eq!(
+            m.by_card(&key("magstripe", " 88001234")).unwrap().unwrap()["id"],
+            "m1"
+        );
+        assert_eq!(
+            m.by_card(&key("rfid", "04A1B2C3")).unwrap().unwrap()["id"],
+            "m1"
+        );
+        let found = m.by_card(&key("idcard", &hmac)).unwrap().unwrap();
+        assert_eq!(found["id"], "m1");
+        assert!(
+            !found.to_string().contains("1231002"),
+            "no clear number: {found}"
+        );
+        assert_eq!(
+            found["cards"].as_array().unwrap().len(),
+            3,
+            "an unknown card type is dropped"
+        );
+        assert_eq!(
+            m.by_card(&key("idcard", &"ab".repeat(32)))
+                .unwrap()
+                .unwrap()["id"],
+            "m2"
+        );
+        assert!(
+            m.by_card(&key("code", "88001234")).unwrap().is_none(),
+            "types do not mix"
+        );
+        drop(m);
+        let raw = std::fs::read(dir.path().join("members.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("members.db-wal")).unwrap_or_default();
+        for bytes in [raw, wal] {
+            assert!(!bytes.windows(number.len()).any(|w| w == number.as_bytes()));
+        }
+        // Without a key a clear number cannot be kept at all.
+        let dir = tempfile::tempdir().unwrap();
+        let m = Members::open(dir.path(), None).unwrap();
+        let kept = m.sanitize(json!({"id": "m", "cards": [{"type": "idcard", "value": number}]}));
+        assert_eq!(kept["cards"], json!([]));
     }
 }

@@ -129,6 +129,52 @@ impl Uplink {
         }))
     }
 
+    /// The member who carries a card: the cache, then HQ (when connected and
+    /// `may_ask_hq`, within `uplink.lookup_timeout_ms`), else none. `value`
+    /// is as the cache files it (an ID card's HMAC, never its number).
+    pub async fn lookup_card(
+        &self,
+        kind: &str,
+        value: &str,
+        may_ask_hq: bool,
+    ) -> (Option<Value>, Source) {
+        let Some(key) = members::card_key(kind, value) else {
+            return (None, Source::None);
+        };
+        let found = match self.cached_card_now(&key) {
+            Some(found) => found,
+            None => {
+                let members = self.members.clone();
+                tokio::task::spawn_blocking(move || members.by_card(&key))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "member cache lookup failed; asking HQ");
+                        None
+                    })
+            }
+        };
+        if let Some(m) = found {
+            return (Some(m), Source::Cache);
+        }
+        if let Some(relay) = self.relay.as_ref().filter(|_| may_ask_hq) {
+            if let Some(m) = relay.lookup_card(kind, value).await {
+                return (Some(m), Source::Hq);
+            }
+        }
+        (None, Source::None)
+    }
+
+    /// The cache by card key without waiting; `None` while a write holds it.
+    fn cached_card_now(&self, key: &str) -> Option<Option<Value>> {
+        let found = self.members.by_card_now(key)?;
+        Some(found.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "member cache lookup failed; asking HQ");
+            None
+        }))
+    }
+
     /// HQ, when connected and `may`, within `uplink.lookup_timeout_ms`.
     pub async fn ask_hq(&self, phone: &str, may: bool) -> (Option<Value>, Source) {
         if let Some(relay) = self.relay.as_ref().filter(|_| may) {

@@ -88,7 +88,8 @@ impl Topics {
 }
 
 enum Cmd {
-    Lookup { corr: String, phone: String },
+    /// `{"corr", "phone"}` or `{"corr", "card": {"type", "value"}}`.
+    Lookup { body: Value },
 }
 
 pub struct Relay {
@@ -507,8 +508,8 @@ impl Relay {
                     self.resume_members(&s).await?;
                 }
                 Some(cmd) = cmd_rx.recv() => match cmd {
-                    Cmd::Lookup { corr, phone } => {
-                        let body = serde_json::json!({"corr": corr, "phone": phone}).to_string();
+                    Cmd::Lookup { body } => {
+                        let body = body.to_string();
                         self.publish(&mut s, &t.lookup_request, QoS::AtLeastOnce, false, body, None).await?;
                     }
                 },
@@ -986,6 +987,9 @@ impl Relay {
             Downlink::Upsert { members } => self.apply_members(Ok(members), bad).await,
             Downlink::Delete { ids } => self.apply_members(Err(ids), bad).await,
             Downlink::Lookup { corr, member } => {
+                // An ID number HQ put in the answer stays out of the popup,
+                // the event and the cache: only its HMAC is kept.
+                let member = member.map(|m| self.members.sanitize(m));
                 // Only an answer to a question this daemon asked and still
                 // waits for: anyone else's would fill the cache.
                 let waiter = self
@@ -1101,6 +1105,19 @@ impl Relay {
     /// Asks HQ for the member with this phone; `None` on no answer within
     /// `uplink.lookup_timeout_ms`, when offline, or when HQ has none.
     pub async fn lookup(&self, phone: &str) -> Option<Value> {
+        self.ask(serde_json::json!({ "phone": phone })).await
+    }
+
+    /// Asks HQ for the member who carries a card (`value` as the cache files
+    /// it: an ID card's HMAC), within `uplink.lookup_timeout_ms`.
+    pub async fn lookup_card(&self, kind: &str, value: &str) -> Option<Value> {
+        self.ask(serde_json::json!({ "card": {"type": kind, "value": value} }))
+            .await
+    }
+
+    /// Publishes a lookup request with a fresh `corr` added to `question`
+    /// and waits for HQ's answer.
+    async fn ask(&self, mut question: Value) -> Option<Value> {
         if !self.status.connected.load(Relaxed) {
             return None;
         }
@@ -1119,10 +1136,8 @@ impl Relay {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&corr);
         };
-        let cmd = Cmd::Lookup {
-            corr: corr.clone(),
-            phone: phone.to_owned(),
-        };
+        question["corr"] = corr.clone().into();
+        let cmd = Cmd::Lookup { body: question };
         if self.cmds.try_send(cmd).is_err() {
             forget();
             return None;
