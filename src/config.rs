@@ -40,6 +40,27 @@ pub struct Config {
     /// `[members]`: the member cache (the ID-card key).
     #[serde(default)]
     pub members: MembersConfig,
+    /// `[popup]`: the front desk's caller popup page.
+    #[serde(default)]
+    pub popup: PopupConfig,
+}
+
+/// `[popup]`: how the caller popup words things.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PopupConfig {
+    /// `hotel` (上次入住), `restaurant` or `retail` (上次到店; the default).
+    pub business: Business,
+}
+
+/// The kind of business the popup speaks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Business {
+    Hotel,
+    Restaurant,
+    #[default]
+    Retail,
 }
 
 /// `[print]`: what receipts may carry beyond text.
@@ -1078,9 +1099,9 @@ impl fmt::Debug for MembersConfig {
 }
 
 /// The config's sections, in the order they are read and reported.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "store", "api", "storage", "events", "log", "device", "devices", "uplink", "qz", "print",
-    "members",
+    "members", "popup",
 ];
 
 /// Where a problem's key sits in the file: its section (in the order the
@@ -1196,6 +1217,7 @@ fn deserialize_all(
         qz: QzConfig::default(),
         print: PrintConfig::default(),
         members: MembersConfig::default(),
+        popup: PopupConfig::default(),
     };
     let mut device_index = Vec::new();
     let mut have_store = false;
@@ -1220,6 +1242,7 @@ fn deserialize_all(
             "members" => {
                 config.members = each("members", v, &[], problems, left_out).unwrap_or_default()
             }
+            "popup" => config.popup = each("popup", v, &[], problems, left_out).unwrap_or_default(),
             "uplink" => config.uplink = each("uplink", v, &["url"], problems, left_out),
             "devices" => {
                 config.plug = each("devices", v, &[], problems, left_out).unwrap_or_default()

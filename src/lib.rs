@@ -317,6 +317,7 @@ async fn apply_reloads(
             ("qz", differs(&current.qz, &new.qz)),
             ("print", differs(&current.print, &new.print)),
             ("members", current.members.id_key != new.members.id_key),
+            ("popup", differs(&current.popup, &new.popup)),
         ] {
             if changed {
                 restart.push(name);

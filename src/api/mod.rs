@@ -230,6 +230,7 @@ async fn health(State(st): State<AppState>) -> Json<serde_json::Value> {
             "enabled": !st.qz.is_empty(),
             "urls": st.qz,
         },
+        "popup": { "business": st.config.popup.business },
     }))
 }
 

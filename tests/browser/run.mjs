@@ -20,6 +20,7 @@ import {
 const DEVICE = "scan-1";
 const STORE = "browser-test";
 const PHONE = "phone-1";
+const PHONE2 = "phone-2";
 const TESTS = 6; // A, B, C, D, E, F
 const TEST_TIMEOUT_MS = 20_000;
 
@@ -61,6 +62,16 @@ driver = "callerid"
 transport = "sim"
 format = "modem"
 ring_timeout_ms = 1500
+
+[[device]]
+id = "${PHONE2}"
+driver = "callerid"
+transport = "sim"
+format = "modem"
+ring_timeout_ms = 1500
+
+[popup]
+business = "hotel"
 
 [api]
 listen = "127.0.0.1:${port}"
@@ -315,11 +326,13 @@ async function main() {
     }
   });
 
-  await runTest("E: the front-desk popup shows a calling member live", async () => {
+  await runTest("E: the front-desk popup shows the whole member, withheld numbers and concurrent calls", async () => {
     const base = `http://127.0.0.1:${ctx.port}`;
     await waitFor(async () => (await (await fetch(`${base}/v1/uplink`)).json()).connected, "the uplink to connect to mosquitto");
     // HQ pushes a member (mosquitto_pub plays HQ).
-    const member = { id: "m-7", name: "王芳", tier: "金卡", points: 1280, balance_fen: 35000, last_visit: "2026-11-20", phones: ["138 1234 5678"] };
+    const member = { id: "m-7", name: "王芳", tier: "金卡", points: 1280, balance_fen: 35000, phones: ["138 1234 5678"],
+      preferences: ["无烟房", "高楼层"], tags: ["常住"], note: "<b>对花生过敏</b>",
+      history: [{ date: "2026-11-20", store: "北京王府井店", what: "豪华大床房 2晚" }, { date: "2026-10-02", store: "上海店", what: "标准间" }] };
     const pub = spawn("mosquitto_pub", ["-p", String(ctx.brokerPort), "-q", "1", "-t", `posbridge/${STORE}/members`,
       "-m", JSON.stringify({ op: "upsert", members: [member] })], { stdio: "ignore" });
     await new Promise((r) => pub.on("exit", r));
@@ -330,33 +343,90 @@ async function main() {
     consoleOf(page, "popup");
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
+    const text = (sel) => page.textContent(sel);
     try {
       const resp = await page.goto(`${base}/popup`);
       check(resp && resp.status() === 200, `GET /popup answered ${resp && resp.status()}`);
       await page.waitForSelector("#conn.up", { timeout: WAIT_MS });
+      check(await page.isHidden("#banner"), "no banner while connected");
       const t0 = Date.now();
-      await simulate("RING\r\nDATE = 1124\r\nTIME = 1015\r\nNMBR = 13812345678\r\n\r\n", PHONE);
-      await waitFor(async () => (await page.textContent("#name")) === "王芳",
-        async () => `#name to say 王芳; it says ${JSON.stringify(await page.textContent("#name"))}`);
+      await simulate("RING\r\nDATE = 1124\r\nTIME = 1015\r\nNMBR = 13812345678\r\nNAME = WANG FANG\r\n\r\n", PHONE);
+      await waitFor(async () => (await page.locator(".card .name").first().textContent()) === "王芳",
+        async () => `the card to say 王芳; it says ${JSON.stringify(await page.locator(".card .name").first().textContent())}`);
       log(`popup on screen ${Date.now() - t0} ms after the box spoke`);
-      check((await page.textContent("#points")) === "1280", `#points: ${await page.textContent("#points")}`);
-      check((await page.textContent("#balance")) === "¥350.00", `#balance: ${await page.textContent("#balance")}`);
-      check((await page.textContent("#tier")) === "金卡", `#tier: ${await page.textContent("#tier")}`);
-      check((await page.textContent("#number")) === "13812345678", `#number: ${await page.textContent("#number")}`);
+      const card = page.locator(".card").first();
+      const inCard = (cls) => card.locator("." + cls).textContent();
+      check((await inCard("points")) === "1280", `points: ${await inCard("points")}`);
+      check((await inCard("balance")) === "¥350.00", `balance: ${await inCard("balance")}`);
+      check((await inCard("tier")) === "金卡", `tier: ${await inCard("tier")}`);
+      check((await inCard("number")) === "138 1234 5678", `number grouped: ${await inCard("number")}`);
+      check((await inCard("visit-label")) === "上次入住", `hotel wording: ${await inCard("visit-label")}`);
+      check((await inCard("visit")) === "2026-11-20", `last stay: ${await inCard("visit")}`);
+      const prefs = await inCard("prefs");
+      check(prefs.includes("无烟房") && prefs.includes("高楼层") && prefs.includes("常住"), `preferences and tags: ${prefs}`);
+      check((await inCard("note")) === "<b>对花生过敏</b>", `the note, escaped: ${await inCard("note")}`);
+      check((await card.locator(".note b").count()) === 0, "the note's markup is not markup");
+      const history = await inCard("history");
+      check(history.includes("北京王府井店") && history.includes("豪华大床房 2晚"), `history: ${history}`);
+      check((await inCard("caller")).includes("WANG FANG"), `the box's caller name: ${await inCard("caller")}`);
+      const shown = await page.innerText("body");
+      check(!/ms\b|cache|本地/.test(shown), `no internal jargon on the page: ${shown.slice(0, 200)}`);
       mkdirSync(SHOT_DIR, { recursive: true });
       const shot = path.join(SHOT_DIR, "popup.png");
       await page.screenshot({ path: shot, fullPage: true, animations: "disabled" });
       log(`screenshot: ${path.relative(process.cwd(), shot)}`);
 
-      // The call ends; then a caller nobody knows (HQ does not answer lookups here).
-      await waitFor(async () => (await page.locator("#calls tr").count()) >= 1 && /未接/.test(await page.textContent("#calls")),
-        async () => `the ended call in the recent list; it has ${JSON.stringify(await page.textContent("#calls"))}`);
-      await simulate("RING\r\nNMBR = 02087654321\r\n\r\n", PHONE);
-      await waitFor(async () => /未知来电/.test(await page.textContent("#name")),
-        async () => `#name to say unknown caller; it says ${JSON.stringify(await page.textContent("#name"))}`);
+      // The rings stop without the box saying answered or not: ended, not "missed".
+      await waitFor(async () => /通话结束/.test(await text("#calls")),
+        async () => `the ended call in the recent list; it has ${JSON.stringify(await text("#calls"))}`);
+      check(!/未接/.test(await text("#calls")), `a call the box did not call missed is not shown missed: ${await text("#calls")}`);
+
+      // A withheld number, and two lines ringing at once: one card each.
+      await simulate("RING\r\nNMBR = P\r\n\r\n", PHONE);
+      await simulate("RING\r\nNMBR = 02087654321\r\n\r\n", PHONE2);
+      await waitFor(async () => {
+        const names = await page.locator(".card .name").allTextContents();
+        return names.includes("号码隐藏") && names.includes("未知来电");
+      }, async () => `cards for both calls; they say ${JSON.stringify(await page.locator(".card .name").allTextContents())}`);
+      const numbers = await page.locator(".card .number").allTextContents();
+      check(numbers.includes("020 8765 4321"), `landline grouped: ${numbers}`);
+
+      // A recent call clicked brings its card back.
+      await waitFor(async () => (await page.locator("#calls tr").count()) >= 3, "three calls in the recent list");
+      await page.locator("#calls tr", { hasText: "138 1234 5678" }).first().click();
+      await waitFor(async () => (await page.locator(".card .name").first().textContent()) === "王芳",
+        "the clicked call's card on top");
       check(errors.length === 0, `popup page threw: ${errors.join("; ")}`);
     } finally {
       await page.close().catch(() => {});
+    }
+  });
+
+  await runTest("E2: the popup says why when it cannot get in", async () => {
+    // A second daemon with a token: the popup opened without ?token= says so across the page.
+    const port = await freePort();
+    const cfg = path.join(ctx.tmp, "tokens.toml");
+    writeFileSync(cfg, `[store]\nid = "tokens"\n[api]\nlisten = "127.0.0.1:${port}"\n[[api.tokens]]\nname = "desk"\ntoken = "desk-token-0123456789abcdef"\nscopes = ["events", "members"]\n[storage]\ndir = "${path.join(ctx.tmp, "state-tokens")}"\n`);
+    const d = startDaemon(cfg);
+    const page = await ctx.context.newPage();
+    try {
+      check(await waitHealthy(d, port), `the token daemon did not start\n${daemonTail(d)}`);
+      await page.goto(`http://127.0.0.1:${port}/popup`);
+      await page.waitForSelector("#banner:not([hidden])", { timeout: WAIT_MS });
+      const title = await page.textContent("#banner-title");
+      check(title === "需要令牌", `banner: ${title}`);
+      check((await page.textContent("#banner-text")).includes("?token="), "the banner says how");
+      // With the token it gets in.
+      await page.goto(`http://127.0.0.1:${port}/popup?token=desk-token-0123456789abcdef`);
+      await page.waitForSelector("#conn.up", { timeout: WAIT_MS });
+      check(await page.isHidden("#banner"), "no banner with the token");
+      // The daemon stops: the page says it lost the connection.
+      await stopDaemon(d);
+      await page.waitForSelector("#banner:not([hidden])", { timeout: WAIT_MS });
+      check((await page.textContent("#banner-title")) === "连接已断开", `banner: ${await page.textContent("#banner-title")}`);
+    } finally {
+      await page.close().catch(() => {});
+      await stopDaemon(d);
     }
   });
 
