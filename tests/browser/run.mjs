@@ -312,6 +312,12 @@ async function main() {
       const devCells = await dev.locator("td").allTextContents();
       check(devCells[0] === DEVICE, `device row id cell: ${JSON.stringify(devCells)}`);
       await waitFor(async () => (await page.textContent("#store")) === STORE, `#store to say ${STORE}`);
+      // The uplink and printers tables, and times in the machine's zone.
+      await waitFor(async () => /yes/.test(await page.textContent("#uplink tbody")),
+        async () => `#uplink to say connected; it says ${JSON.stringify(await page.textContent("#uplink tbody"))}`);
+      check(/no printers configured/.test(await page.textContent("#printers tbody")), `#printers: ${await page.textContent("#printers tbody")}`);
+      check(!/Z$/.test(cells[1]) && cells[1].length > 0, `event time in local time: ${cells[1]}`);
+      check((await page.textContent("#zone")).length > 0, "the page names its time zone");
       // A Chinese member code too, for the screenshot to show CJK rendering.
       const cjk = "会员卡 M000123";
       await simulate(cjk);
@@ -416,6 +422,11 @@ async function main() {
       const title = await page.textContent("#banner-title");
       check(title === "需要令牌", `banner: ${title}`);
       check((await page.textContent("#banner-text")).includes("?token="), "the banner says how");
+      // The status page says why its tables are empty.
+      await page.goto(`http://127.0.0.1:${port}/`);
+      await waitFor(async () => /needs a token/.test(await page.textContent("#devices tbody")),
+        async () => `#devices to say a token is needed; it says ${JSON.stringify(await page.textContent("#devices tbody"))}`);
+      check(/needs a token/.test(await page.textContent("#printers tbody")), "the printers table says why too");
       // With the token it gets in.
       await page.goto(`http://127.0.0.1:${port}/popup?token=desk-token-0123456789abcdef`);
       await page.waitForSelector("#conn.up", { timeout: WAIT_MS });
