@@ -260,9 +260,33 @@ fn stop_pcscd(mut child: Child) {
 #[tokio::test(flavor = "multi_thread")]
 async fn taps_removals_block_reads_and_a_pcscd_restart() {
     let pcscd = start_pcscd();
-    let cfg = "[store]\nid = \"s\"\n[[device]]\nid = \"ic-1\"\ndriver = \"pcsc\"\nreader = \"Virtual PCD\"\nblocks = [4, 5, 8]\nkey = \"FFFFFFFFFFFF\"\n";
-    let d = Daemon::start(cfg).await;
-    let mut ws = d.ws("/v1/events?since=0&types=card.*,device.*").await;
+    // HQ, to push the member whose card is tapped below.
+    let broker = common::mqtt::Broker::start();
+    let hq = common::mqtt::Hq::connect(broker.port, "hq-pcsc", &[]).await;
+    let cfg = format!(
+        "[store]\nid = \"s\"\n[uplink]\nurl = \"{}\"\nclient_id = \"pcsc-test\"\n[[device]]\nid = \"ic-1\"\ndriver = \"pcsc\"\nreader = \"Virtual PCD\"\nblocks = [4, 5, 8]\nkey = \"FFFFFFFFFFFF\"\n",
+        broker.url()
+    );
+    let d = Daemon::start(&cfg).await;
+    d.uplink_connected().await;
+    let member = serde_json::json!({"op": "upsert", "members": [
+        {"id": "m-ic", "name": "会员卡", "cards": [{"type": "rfid", "value": "04a1b2c3"}]}]});
+    hq.publish("posbridge/s/members", member).await;
+    let deadline = Instant::now() + WAIT;
+    while d
+        .get_json("/v1/members/lookup?card_type=rfid&card=04A1B2C3")
+        .await["source"]
+        != "cache"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the member never reached the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ws = d
+        .ws("/v1/events?since=0&types=card.*,device.*,member.identified")
+        .await;
     next_of_type(&mut ws, "device.attached").await;
 
     // Tap a MIFARE Classic 1K: UID, ATR, type, reader and the configured blocks.
@@ -276,6 +300,18 @@ async fn taps_removals_block_reads_and_a_pcscd_restart() {
     assert_eq!(data["blocks"]["4"], "04".repeat(16));
     assert_eq!(data["blocks"]["5"], "05".repeat(16));
     assert_eq!(data["blocks"]["8"], "08".repeat(16));
+    // The tap identifies the member HQ pushed with this card.
+    let who = next_of_type(&mut ws, "member.identified").await;
+    assert_eq!(who["data"]["event_id"], ev["id"], "{who}");
+    assert_eq!(
+        (
+            who["data"]["via"].as_str(),
+            who["data"]["member"]["id"].as_str(),
+            who["data"]["source"].as_str()
+        ),
+        (Some("rfid"), Some("m-ic"), Some("cache")),
+        "{who}"
+    );
     // One event per tap, even while the card stays.
     assert_quiet(&mut ws, Duration::from_millis(700)).await;
     // A forced re-read.
