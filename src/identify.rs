@@ -71,6 +71,17 @@ fn read(kind: &str, d: &Value, uplink: &Uplink) -> Option<Read> {
     }
 }
 
+/// Which devices may identify members, and their `identify`: read at start,
+/// so a reload that changes it is reported as needing a restart.
+pub fn readers(config: &Config) -> HashMap<String, Option<bool>> {
+    config
+        .devices
+        .iter()
+        .filter(|d| IDENTIFIERS.contains(&d.driver.as_str()))
+        .map(|d| (d.id.clone(), d.identify))
+        .collect()
+}
+
 /// Starts the watcher.
 pub fn start(
     config: &Config,
@@ -79,12 +90,7 @@ pub fn start(
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) {
-    let devices: HashMap<String, Option<bool>> = config
-        .devices
-        .iter()
-        .filter(|d| IDENTIFIERS.contains(&d.driver.as_str()))
-        .map(|d| (d.id.clone(), d.identify))
-        .collect();
+    let devices = readers(config);
     if devices.values().all(|v| *v == Some(false)) {
         return;
     }

@@ -318,6 +318,10 @@ async fn apply_reloads(
             ("print", differs(&current.print, &new.print)),
             ("members", current.members.id_key != new.members.id_key),
             ("popup", differs(&current.popup, &new.popup)),
+            (
+                "member identification (card readers' identify)",
+                identify::readers(&current) != identify::readers(&new),
+            ),
         ] {
             if changed {
                 restart.push(name);

@@ -151,18 +151,25 @@ async fn a_job_from_hq_prints_once_and_every_message_gets_an_outcome() {
     d.stop().await;
 }
 
-#[tokio::test]
-async fn an_outcome_reached_while_the_broker_is_away_arrives_when_it_is_back() {
-    let mut broker = Broker::start();
+/// A broker, HQ reading outcomes as `hq_id`, a kitchen printer that takes
+/// HQ's jobs answering status with `answers`, and the daemon, connected.
+async fn kitchen(hq_id: &str, answers: [u8; 3]) -> (Broker, Hq, FakePrinter, Daemon) {
+    let broker = Broker::start();
     let status = format!("{PREFIX}/print/status");
-    let mut hq = Hq::connect(broker.port, "hq-print-away", &[&status]).await;
-    let kitchen = FakePrinter::start(PAPER_OUT).await;
+    let hq = Hq::connect(broker.port, hq_id, &[&status]).await;
+    let kitchen = FakePrinter::start(answers).await;
     let d = Daemon::start(&with_uplink(
         &printer("kitchen-1", kitchen.addr, "accept_remote = true"),
         &broker,
     ))
     .await;
     d.uplink_connected().await;
+    (broker, hq, kitchen, d)
+}
+
+#[tokio::test]
+async fn an_outcome_reached_while_the_broker_is_away_arrives_when_it_is_back() {
+    let (mut broker, mut hq, kitchen, d) = kitchen("hq-print-away", PAPER_OUT).await;
     let job = json!({"job_id": "j-away", "printer": "kitchen-1", "raw": b64(b"ticket\n")});
     hq.publish(&format!("{PREFIX}/print"), job).await;
     outcome(&mut hq, Some("j-away"), "queued").await;
@@ -182,16 +189,7 @@ async fn an_outcome_reached_while_the_broker_is_away_arrives_when_it_is_back() {
 
 #[tokio::test]
 async fn a_job_that_expires_while_it_waits_for_paper_is_never_printed() {
-    let broker = Broker::start();
-    let status = format!("{PREFIX}/print/status");
-    let mut hq = Hq::connect(broker.port, "hq-print-expire", &[&status]).await;
-    let kitchen = FakePrinter::start(PAPER_OUT).await;
-    let d = Daemon::start(&with_uplink(
-        &printer("kitchen-1", kitchen.addr, "accept_remote = true"),
-        &broker,
-    ))
-    .await;
-    d.uplink_connected().await;
+    let (_broker, mut hq, kitchen, d) = kitchen("hq-print-expire", PAPER_OUT).await;
     let topic = format!("{PREFIX}/print");
     let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let soon = soon

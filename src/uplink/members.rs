@@ -44,6 +44,9 @@ pub struct Members {
     conn: Mutex<Connection>,
     /// `members.id_key`: what ID-card numbers are hashed with.
     id_key: Option<ring::hmac::Key>,
+    /// Whether the cache holds a member: kept by the writes, so a card read
+    /// asks it without taking the cache (a bulk push holds it for seconds).
+    nonempty: std::sync::atomic::AtomicBool,
     /// HQ's lookup answers handed to a popup and not written yet, by phone
     /// key (see `remember`).
     fresh: Mutex<std::collections::HashMap<String, Value>>,
@@ -162,9 +165,11 @@ impl Members {
             }
             Err(e) => return Err(format!("member cache {}: {e}", path.display())),
         };
+        let nonempty = any_member(&conn);
         Ok(Members {
             conn: Mutex::new(conn),
             id_key: id_key.map(|k| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.as_bytes())),
+            nonempty: nonempty.into(),
             fresh: Mutex::default(),
         })
     }
@@ -174,7 +179,11 @@ impl Members {
     /// `None` without a key.
     pub fn id_hmac(&self, number: &str) -> Option<String> {
         let key = self.id_key.as_ref()?;
-        let tag = ring::hmac::sign(key, number.trim().to_ascii_uppercase().as_bytes());
+        let number = number.trim();
+        if number.is_empty() {
+            return None;
+        }
+        let tag = ring::hmac::sign(key, number.to_ascii_uppercase().as_bytes());
         Some(hex::encode(tag.as_ref()))
     }
 
@@ -182,6 +191,12 @@ impl Members {
     /// `value` replaced by its `hmac` (or the card dropped when there is no
     /// key to hash it with); cards that are not objects with a known type dropped.
     pub fn sanitize(&self, mut m: Value) -> Value {
+        // `cards` that is not a list could hold anything: it is not kept.
+        if m.get("cards").is_some_and(|c| !c.is_array()) {
+            if let Some(o) = m.as_object_mut() {
+                o.remove("cards");
+            }
+        }
         let Some(cards) = m.get_mut("cards").and_then(Value::as_array_mut) else {
             return m;
         };
@@ -300,6 +315,10 @@ impl Members {
             r.stored += 1;
         }
         t.commit().map_err(|e| e.to_string())?;
+        if r.stored > 0 {
+            self.nonempty
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(r)
     }
 
@@ -319,6 +338,8 @@ impl Members {
                 .map_err(|e| e.to_string())?;
         }
         t.commit().map_err(|e| e.to_string())?;
+        self.nonempty
+            .store(any_member(&c), std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 
@@ -367,13 +388,9 @@ impl Members {
         self.find_now(CARD_QUERY, vec![key.to_owned()])
     }
 
-    /// Whether the cache holds any member.
+    /// Whether the cache holds any member (without touching the cache).
     pub fn has_any(&self) -> bool {
-        self.lock()
-            .query_row("SELECT EXISTS (SELECT 1 FROM member)", [], |r| {
-                r.get::<_, bool>(0)
-            })
-            .unwrap_or(false)
+        self.nonempty.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn remembered(&self, keys: &[String]) -> Option<Value> {
@@ -387,6 +404,11 @@ impl Members {
             .map(|n| n.max(0) as u64)
             .unwrap_or(0)
     }
+}
+
+fn any_member(c: &Connection) -> bool {
+    c.query_row("SELECT EXISTS (SELECT 1 FROM member)", [], |r| r.get(0))
+        .unwrap_or(false)
 }
 
 const PHONE_QUERY: &str = "SELECT m.json FROM member_phone p JOIN member m ON m.id = p.member_id
@@ -470,9 +492,14 @@ mod tests {
             .unwrap();
         assert!(m.by_phone("13812345678").unwrap().is_none());
         assert!(m.by_phone("13900000000").unwrap().is_some());
+        assert!(m.has_any());
+        drop(m);
+        let m = Members::open(dir.path(), None).unwrap();
+        assert!(m.has_any(), "known at open");
         assert_eq!(m.delete(&["m1".into(), "nope".into()]).unwrap(), 1);
         assert!(m.by_phone("13900000000").unwrap().is_none());
         assert_eq!(m.count(), 0);
+        assert!(!m.has_any(), "the last member deleted");
     }
 
     #[test]
@@ -502,6 +529,17 @@ mod tests {
         let m = Members::open(dir.path(), Some("a store secret of 32 characters..")).unwrap();
         let number = "11010519491231002X";
         let hmac = m.id_hmac(number).unwrap();
+        // As README says HQ computes it: `echo -n 11010519491231002X | openssl dgst -sha256 -hmac KEY`.
+        assert_eq!(
+            hmac,
+            "c100bc39239a0e540f692a63f49e2ef03356439a42cf8933a413a4970c1ed2a4"
+        );
+        assert_eq!(m.id_hmac("  "), None, "no number, no hash");
+        let odd = m.sanitize(json!({"id": "x", "cards": {"idcard": number}}));
+        assert!(
+            odd.get("cards").is_none(),
+            "cards that is not a list is dropped: {odd}"
+        );
         assert_eq!(
             m.id_hmac("11010519491231002x ").unwrap(),
             hmac,

@@ -145,6 +145,7 @@ impl Uplink {
             Some(found) => found,
             None => {
                 let members = self.members.clone();
+                let key = key.clone();
                 tokio::task::spawn_blocking(move || members.by_card(&key))
                     .await
                     .map_err(|e| e.to_string())
@@ -159,7 +160,9 @@ impl Uplink {
             return (Some(m), Source::Cache);
         }
         if let Some(relay) = self.relay.as_ref().filter(|_| may_ask_hq) {
-            if let Some(m) = relay.lookup_card(kind, value).await {
+            // HQ is asked for the card as the cache files it (trimmed, RFID upper-case).
+            let filed = key.get(kind.len() + 1..).unwrap_or(value);
+            if let Some(m) = relay.lookup_card(kind, filed).await {
                 return (Some(m), Source::Hq);
             }
         }

@@ -21,7 +21,7 @@ const DEVICE = "scan-1";
 const STORE = "browser-test";
 const PHONE = "phone-1";
 const PHONE2 = "phone-2";
-const TESTS = 6; // A, B, C, D, E, F
+const TESTS = 7; // A, B, C, D, E, E2, F
 const TEST_TIMEOUT_MS = 20_000;
 
 // ---------------------------------------------------------------- test page servers
