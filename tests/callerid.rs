@@ -531,6 +531,101 @@ async fn a_whozz_calling_unit_is_heard_over_udp_and_other_senders_are_not() {
     d.stop().await;
 }
 
+/// NCID parity: a Whozz Calling unit with several lines. Two callers ring
+/// at once on lines 1 and 2 and each gets its own call and popup; a phone
+/// lifted on line 2 answers only line 2's call; a call dialed out on line 3
+/// is `call.outgoing`; line 1's caller gives up.
+#[tokio::test]
+async fn two_lines_of_one_unit_ring_at_once_and_a_call_out_is_reported() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let cfg = format!(
+        "[store]\nid = \"store-test\"\n[[device]]\nid = \"wc-1\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\nfrom = \"127.0.0.1\"\nring_timeout_ms = 20000\n"
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut ws = d
+        .ws("/v1/events?types=call.*,device.attached&since=0")
+        .await;
+    next_of_type(&mut ws, "device.attached").await;
+    let to = format!("127.0.0.1:{port}");
+    let unit = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    for record in [
+        "01 R             11/24 10:15:02",
+        "01 I S 0000 G A1 11/24 10:15 AM 13812345678   王芳",
+        "02 R             11/24 10:15:03",
+        "02 I S 0000 G A1 11/24 10:15 AM 13900000000   李雷",
+        "03 O S 0000 G A0 11/24 10:15 AM 02112345678",
+        "02 F             11/24 10:15:07",
+        "01 I E 0000 G A2 11/24 10:15 AM 13812345678   王芳",
+    ] {
+        unit.send_to(&whozz(record), &to).await.expect("send");
+    }
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|e: &&Value| e["type"] == "call.ended")
+        .count()
+        < 2
+    {
+        seen.push(next_event(&mut ws).await);
+    }
+    let of = |kind: &str| -> Vec<Value> {
+        seen.iter()
+            .filter(|e| e["type"] == kind)
+            .map(|e| e["data"].clone())
+            .collect()
+    };
+    let rung = of("call.ringing");
+    assert_eq!(rung.len(), 2, "{seen:?}");
+    let by_line = |l: &str| {
+        rung.iter()
+            .find(|c| c["line"] == l)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (one, two) = (by_line("1"), by_line("2"));
+    assert_eq!(
+        (one["number"].as_str(), two["number"].as_str()),
+        (Some("13812345678"), Some("13900000000"))
+    );
+    assert_ne!(one["call_id"], two["call_id"]);
+    let out = of("call.outgoing");
+    assert_eq!(out.len(), 1, "{seen:?}");
+    assert_eq!(out[0]["number"], "02112345678");
+    assert_eq!(out[0]["normalized"], "+862112345678");
+    assert_eq!(out[0]["line"], "3");
+    let ended = of("call.ended");
+    let end_of = |id: &Value| {
+        ended
+            .iter()
+            .find(|e| e["call_id"] == *id)
+            .map(|e| e["answered"].clone())
+    };
+    assert_eq!(
+        end_of(&two["call_id"]),
+        Some(Value::Bool(true)),
+        "{ended:?}"
+    );
+    assert_eq!(
+        end_of(&one["call_id"]),
+        Some(Value::Bool(false)),
+        "{ended:?}"
+    );
+    // Both calls are in the call log, each with its own line.
+    let calls = d.get_json("/v1/calls").await;
+    let lines: Vec<&str> = calls
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["line"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(lines.len(), 2, "{calls}");
+    assert!(lines.contains(&"1") && lines.contains(&"2"), "{calls}");
+    d.stop().await;
+}
+
 #[test]
 fn udp_settings_are_checked_by_key() {
     let problems = |dev: &str| match posbridge::Config::parse(

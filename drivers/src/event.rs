@@ -92,6 +92,19 @@ pub enum Event {
         /// caller gave up first, `null` when the rings just stopped.
         answered: Option<bool>,
     },
+    /// A phone on a line the box watches dialed out (boxes that report
+    /// outgoing calls: Whozz Calling units, NCID servers). One per call.
+    #[serde(rename = "call.outgoing")]
+    CallOutgoing {
+        call_id: String,
+        /// Digits as the box reported them.
+        number: String,
+        /// E.164 when it can be derived from `number`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        normalized: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        line: Option<String>,
+    },
     /// The member looked up for a ringing call (built by the daemon).
     #[serde(rename = "call.popup")]
     CallPopup {
@@ -214,6 +227,7 @@ pub const KINDS: &[&str] = &[
     "passthrough.data",
     "scale.weight",
     "member.identified",
+    "call.outgoing",
 ];
 
 impl Event {
@@ -244,6 +258,7 @@ impl Event {
             Event::PassthroughData { .. } => 16,
             Event::ScaleWeight(_) => 17,
             Event::MemberIdentified { .. } => 18,
+            Event::CallOutgoing { .. } => 19,
         }
     }
 
@@ -660,6 +675,12 @@ mod tests {
                 member: None,
                 source: s(),
                 took_ms: 0,
+            },
+            Event::CallOutgoing {
+                call_id: s(),
+                number: s(),
+                normalized: None,
+                line: None,
             },
         ];
         assert_eq!(one_of_each.len(), KINDS.len());

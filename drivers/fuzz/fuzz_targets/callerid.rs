@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
 
     let (rung, over) = check_call_life(&out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rung, over);
-    assert!(p.current_call().is_none());
+    assert!(p.calls_in_progress().is_empty());
 
     let _ = detect_format(bytes);
     if let Ok(s) = std::str::from_utf8(bytes) {

@@ -35,5 +35,5 @@ fuzz_target!(|data: &[u8]| {
 
     let (rung, over) = check_call_life(&out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rung, over);
-    assert!(p.current_call().is_none());
+    assert!(p.calls_in_progress().is_empty());
 });

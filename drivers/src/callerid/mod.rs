@@ -32,9 +32,14 @@
 //!   when the rings just stopped (plain modems and FSK boxes cannot tell
 //!   an answered call from an abandoned one).
 //!
-//! One call at a time: boxes with several lines (NCID `LINE`) get the line
-//! label on the event, but a second line ringing during a call is folded
-//! into the first.
+//! - Boxes that serve several lines (Whozz Calling units, NCID servers, TCI
+//!   units) name the line on each record; each line has its own call, with
+//!   its own timers, so two callers at once are two calls. Records without
+//!   a line (modems, FSK, DTMF, HID boxes) belong to the box's one call.
+//!   At most [`MAX_CALLS`] calls are followed at once; a further one ends
+//!   the oldest.
+//! - `call.outgoing` goes out once for a call dialed out, where the box
+//!   reports one (Whozz Calling `O` records, NCID `OUT:`).
 
 pub mod dtmf;
 pub mod fsk;
@@ -57,6 +62,8 @@ pub const PRIVATE: &str = "private";
 /// `number` when the line did not deliver it.
 pub const UNAVAILABLE: &str = "unavailable";
 
+/// Calls followed at once: units have 2, 4 or 8 lines.
+pub const MAX_CALLS: usize = 8;
 /// Longest number kept; E.164 allows 15 digits, exchanges add prefixes.
 const MAX_NUMBER: usize = 32;
 /// Longest name kept, in characters.
@@ -155,6 +162,8 @@ pub enum Signal {
     Answered,
     /// The box says the call is over; `answered` as far as it knows.
     Ended { answered: Option<bool> },
+    /// A call was dialed out (the number dialed).
+    Outgoing(CallInfo),
 }
 
 /// The number as delivered, without separators or junk; [`UNAVAILABLE`]
@@ -267,14 +276,14 @@ fn accept(format: Format) -> Accept {
 #[derive(Debug)]
 struct Call {
     id: String,
+    /// The box's line label; `None` for boxes with one line.
+    line: Option<String>,
     announced: bool,
     /// The digits announced, when a real number was.
     announced_number: Option<String>,
     rings: u32,
     cid_deadline: Instant,
     end_deadline: Instant,
-    /// The line, where the box names it per record (Whozz Calling).
-    line: Option<String>,
 }
 
 /// A caller-ID box: see the module docs for the call life it reports.
@@ -285,8 +294,10 @@ pub struct CallerId {
     block: modem::Block,
     block_deadline: Instant,
     last_byte: Instant,
-    call: Option<Call>,
-    calls: u64,
+    /// Calls in progress, oldest first; at most one per line.
+    calls: Vec<Call>,
+    /// Call ids handed out so far (incoming and outgoing).
+    count: u64,
     armed: Option<Instant>,
     /// The HID ring bit in the previous report (a ring is its rising edge).
     hid_ringing: bool,
@@ -303,8 +314,8 @@ impl CallerId {
             block: modem::Block::default(),
             block_deadline: Instant(0),
             last_byte: Instant(0),
-            call: None,
-            calls: 0,
+            calls: Vec::new(),
+            count: 0,
             armed: None,
             hid_ringing: false,
             detected: None,
@@ -318,9 +329,9 @@ impl CallerId {
         self.detected
     }
 
-    /// The id of the call in progress, if any.
-    pub fn current_call(&self) -> Option<&str> {
-        self.call.as_ref().map(|c| c.id.as_str())
+    /// The ids of the calls in progress, oldest first.
+    pub fn calls_in_progress(&self) -> Vec<&str> {
+        self.calls.iter().map(|c| c.id.as_str()).collect()
     }
 
     fn units(&mut self, now: Instant, units: Vec<Unit>, out: &mut Vec<Action>) {
@@ -330,7 +341,9 @@ impl CallerId {
             }
             match unit {
                 Unit::Message(m) => match fsk::parse_message(&m) {
-                    Ok(fsk::FskMessage::Call(info)) => self.signal(now, Signal::Info(info), out),
+                    Ok(fsk::FskMessage::Call(info)) => {
+                        self.signal(now, None, Signal::Info(info), out);
+                    }
                     Ok(fsk::FskMessage::Other(_)) => {}
                     Err(e) => out.push(Action::Malformed(e.to_string())),
                 },
@@ -343,7 +356,7 @@ impl CallerId {
 
     fn dtmf(&mut self, now: Instant, s: &[u8], out: &mut Vec<Action>) {
         match dtmf::parse(s) {
-            Ok(info) => self.signal(now, Signal::Info(info), out),
+            Ok(info) => self.signal(now, None, Signal::Info(info), out),
             Err(e) => out.push(Action::Malformed(e.to_string())),
         }
     }
@@ -352,14 +365,14 @@ impl CallerId {
         let s = String::from_utf8_lossy(raw);
         let format = self.opts.format;
         if matches!(format, Format::Auto | Format::Ncid) {
-            if let Some(signals) = ncid::parse_ncid(&s) {
-                for sig in signals {
-                    self.signal(now, sig, out);
+            if let Some(record) = ncid::parse_ncid(&s) {
+                for sig in record.signals {
+                    self.signal(now, record.line.clone(), sig, out);
                 }
                 return;
             }
             if let Some(sig) = ncid::parse_netcallerid(&s) {
-                self.signal(now, sig, out);
+                self.signal(now, None, sig, out);
                 return;
             }
             if s.trim_start().starts_with("###") {
@@ -371,7 +384,12 @@ impl CallerId {
             match modem::parse_line(&s) {
                 modem::ModemLine::Ring => {
                     self.flush_block(now, out);
-                    self.signal(now, Signal::Ring, out);
+                    self.signal(now, None, Signal::Ring, out);
+                    return;
+                }
+                modem::ModemLine::Call(info) => {
+                    self.flush_block(now, out);
+                    self.signal(now, None, Signal::Info(info), out);
                     return;
                 }
                 modem::ModemLine::Field(field, value) => {
@@ -404,7 +422,7 @@ impl CallerId {
 
     fn flush_block(&mut self, now: Instant, out: &mut Vec<Action>) {
         if let Some(info) = self.block.take() {
-            self.signal(now, Signal::Info(info), out);
+            self.signal(now, None, Signal::Info(info), out);
         }
     }
 
@@ -431,6 +449,7 @@ impl CallerId {
                 modem::withheld(&n).map_or_else(|| clean_number(n.as_bytes()), str::to_string);
             self.signal(
                 now,
+                None,
                 Signal::Info(CallInfo {
                     number,
                     ..CallInfo::default()
@@ -439,14 +458,15 @@ impl CallerId {
             );
         }
         if rising {
-            self.signal(now, Signal::Ring, out);
+            self.signal(now, None, Signal::Ring, out);
         }
         if r.off_hook {
-            self.signal(now, Signal::Answered, out);
+            self.signal(now, None, Signal::Answered, out);
         }
         if r.hang_up {
             self.signal(
                 now,
+                None,
                 Signal::Ended {
                     answered: Some(false),
                 },
@@ -461,16 +481,6 @@ impl CallerId {
             out.push(Action::Malformed(p));
         }
         self.whozz_deluxe |= d.detail;
-        // One call at a time: another line's records leave it alone (a
-        // phone lifted on line 2 must not answer line 1's call).
-        let other_line = self
-            .call
-            .as_ref()
-            .and_then(|c| c.line.as_ref())
-            .is_some_and(|l| d.line.as_ref().is_some_and(|m| m != l));
-        if other_line {
-            return;
-        }
         if !d.signals.is_empty() {
             self.detected = Some(Format::Whozz);
         }
@@ -483,82 +493,145 @@ impl CallerId {
                 },
                 s => s,
             };
-            self.signal(now, sig, out);
-        }
-        if let Some(c) = &mut self.call {
-            if c.line.is_none() {
-                c.line = d.line;
-            }
+            self.signal(now, d.line.clone(), sig, out);
         }
     }
 
-    fn start_call(&mut self, now: Instant, rings: u32) -> &mut Call {
-        self.calls += 1;
+    /// The call a signal about `line` belongs to. A record that names a
+    /// line may claim a call a ring without a line started (its caller ID
+    /// still to come); a record without one goes to the call without a
+    /// line, or to the only call there is.
+    fn find(&mut self, line: Option<&str>) -> Option<usize> {
+        let Some(l) = line else {
+            let unlined = self.calls.iter().position(|c| c.line.is_none());
+            return unlined.or_else(|| (self.calls.len() == 1).then_some(0));
+        };
+        if let Some(i) = self.calls.iter().position(|c| c.line.as_deref() == Some(l)) {
+            return Some(i);
+        }
+        let i = self
+            .calls
+            .iter()
+            .position(|c| c.line.is_none() && !c.announced)?;
+        if let Some(c) = self.calls.get_mut(i) {
+            c.line = Some(l.to_string());
+        }
+        Some(i)
+    }
+
+    fn next_id(&mut self) -> String {
+        self.count += 1;
+        format!("{}{}", self.opts.call_id_prefix, self.count)
+    }
+
+    /// Starts a call on `line`; the oldest call ends first when
+    /// [`MAX_CALLS`] are in progress.
+    fn start_call(
+        &mut self,
+        now: Instant,
+        line: Option<String>,
+        rings: u32,
+        out: &mut Vec<Action>,
+    ) -> usize {
+        if self.calls.len() >= MAX_CALLS {
+            self.finish(0, None, out);
+        }
         let call = Call {
-            id: format!("{}{}", self.opts.call_id_prefix, self.calls),
+            id: self.next_id(),
+            line,
             announced: false,
             announced_number: None,
             rings,
             cid_deadline: now.plus_ms(self.opts.cid_wait_ms),
             end_deadline: now.plus_ms(self.opts.ring_timeout_ms),
-            line: None,
         };
-        self.call.insert(call)
+        self.calls.push(call);
+        self.calls.len() - 1
     }
 
-    /// Feeds one signal into the call's life.
-    fn signal(&mut self, now: Instant, sig: Signal, out: &mut Vec<Action>) {
+    /// Feeds one signal into the life of the call on `line` (caller data
+    /// names its own line).
+    fn signal(&mut self, now: Instant, line: Option<String>, sig: Signal, out: &mut Vec<Action>) {
+        let line = match &sig {
+            Signal::Info(i) | Signal::Outgoing(i) => i.line.clone().or(line),
+            _ => line,
+        };
+        let found = self.find(line.as_deref());
+        match (sig, found) {
+            (Signal::Ring, None) => {
+                self.start_call(now, line, 1, out);
+            }
+            (Signal::Ring, Some(i)) => self.ring(now, i, out),
+            (Signal::Info(info), None) => {
+                let i = self.start_call(now, line, 0, out);
+                self.announce(i, Some(info), out);
+            }
+            (Signal::Info(info), Some(i)) => self.info(now, i, info, out),
+            (Signal::Answered, Some(i)) => self.finish(i, Some(true), out),
+            (Signal::Ended { answered }, Some(i)) => self.finish(i, answered, out),
+            (Signal::Answered | Signal::Ended { .. }, None) => {}
+            (Signal::Outgoing(info), _) => self.outgoing(info, out),
+        }
+    }
+
+    fn ring(&mut self, now: Instant, i: usize, out: &mut Vec<Action>) {
         let timeout = self.opts.ring_timeout_ms;
-        match sig {
-            Signal::Ring => {
-                let Some(c) = &mut self.call else {
-                    self.start_call(now, 1);
-                    return;
-                };
-                c.rings = c.rings.saturating_add(1);
-                c.end_deadline = now.plus_ms(timeout);
-                if c.rings >= 2 && !c.announced {
-                    self.announce(None, out);
-                }
-            }
-            Signal::Info(info) => {
-                let Some(c) = &mut self.call else {
-                    self.start_call(now, 0);
-                    self.announce(Some(info), out);
-                    return;
-                };
-                c.end_deadline = c.end_deadline.max(now.plus_ms(timeout));
-                if !c.announced {
-                    self.announce(Some(info), out);
-                    return;
-                }
-                let other = is_digits(&info.number)
-                    && c.announced_number
-                        .as_ref()
-                        .is_some_and(|n| *n != info.number);
-                if other {
-                    // A different caller: the previous call is over.
-                    self.end(None, out);
-                    self.start_call(now, 0);
-                    self.announce(Some(info), out);
-                }
-            }
-            Signal::Answered => self.finish(Some(true), out),
-            Signal::Ended { answered } => self.finish(answered, out),
+        let Some(c) = self.calls.get_mut(i) else {
+            return;
+        };
+        c.rings = c.rings.saturating_add(1);
+        c.end_deadline = now.plus_ms(timeout);
+        if c.rings >= 2 && !c.announced {
+            self.announce(i, None, out);
         }
     }
 
-    /// Ends the call in progress (announcing it first if it never was).
-    fn finish(&mut self, answered: Option<bool>, out: &mut Vec<Action>) {
-        if self.call.as_ref().is_some_and(|c| !c.announced) {
-            self.announce(None, out);
+    fn info(&mut self, now: Instant, i: usize, info: CallInfo, out: &mut Vec<Action>) {
+        let timeout = self.opts.ring_timeout_ms;
+        let Some(c) = self.calls.get_mut(i) else {
+            return;
+        };
+        c.end_deadline = c.end_deadline.max(now.plus_ms(timeout));
+        if !c.announced {
+            self.announce(i, Some(info), out);
+            return;
         }
-        self.end(answered, out);
+        let other = is_digits(&info.number)
+            && c.announced_number
+                .as_ref()
+                .is_some_and(|n| *n != info.number);
+        if other {
+            // A different caller on this line: the previous call is over.
+            let line = c.line.clone();
+            self.end(i, None, out);
+            let i = self.start_call(now, line, 0, out);
+            self.announce(i, Some(info), out);
+        }
     }
 
-    /// Emits `call.ringing` for the call in progress; `None` = no number came.
-    fn announce(&mut self, info: Option<CallInfo>, out: &mut Vec<Action>) {
-        let Some(c) = &mut self.call else { return };
+    fn outgoing(&mut self, info: CallInfo, out: &mut Vec<Action>) {
+        let call_id = self.next_id();
+        out.push(Action::Emit(Event::CallOutgoing {
+            call_id,
+            normalized: number::normalize(&info.number, &self.opts.country),
+            number: info.number,
+            line: info.line,
+        }));
+    }
+
+    /// Ends call `i` (announcing it first if it never was).
+    fn finish(&mut self, i: usize, answered: Option<bool>, out: &mut Vec<Action>) {
+        if self.calls.get(i).is_some_and(|c| !c.announced) {
+            self.announce(i, None, out);
+        }
+        self.end(i, answered, out);
+    }
+
+    /// Emits `call.ringing` for call `i`; `None` = no number came.
+    fn announce(&mut self, i: usize, info: Option<CallInfo>, out: &mut Vec<Action>) {
+        let Some(c) = self.calls.get_mut(i) else {
+            return;
+        };
         if c.announced {
             return;
         }
@@ -573,14 +646,15 @@ impl CallerId {
             normalized: number::normalize(&info.number, &self.opts.country),
             number: info.number,
             name: info.name,
-            line: info.line,
+            line: info.line.or_else(|| c.line.clone()),
             at: None,
             box_time: info.box_time,
         }));
     }
 
-    fn end(&mut self, answered: Option<bool>, out: &mut Vec<Action>) {
-        if let Some(c) = self.call.take() {
+    fn end(&mut self, i: usize, answered: Option<bool>, out: &mut Vec<Action>) {
+        if i < self.calls.len() {
+            let c = self.calls.remove(i);
             out.push(Action::Emit(Event::CallEnded {
                 call_id: c.id,
                 answered,
@@ -598,7 +672,7 @@ impl CallerId {
         if self.block.started() {
             consider(self.block_deadline);
         }
-        if let Some(c) = &self.call {
+        for c in &self.calls {
             if !c.announced {
                 consider(c.cid_deadline);
             }
@@ -611,16 +685,35 @@ impl CallerId {
             self.armed = next;
         }
     }
+
+    /// Announces calls whose number is overdue and ends calls whose rings
+    /// stopped.
+    fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let overdue: Vec<usize> = (0..self.calls.len())
+            .filter(|&i| {
+                self.calls
+                    .get(i)
+                    .is_some_and(|c| !c.announced && now >= c.cid_deadline)
+            })
+            .collect();
+        for i in overdue {
+            self.announce(i, None, out);
+        }
+        while let Some(i) = self.calls.iter().position(|c| now >= c.end_deadline) {
+            self.finish(i, None, out);
+        }
+    }
 }
 
 /// Checks the call life a run of actions describes, as the module docs
-/// promise it: every `call.ringing` has a number and a call id not seen
-/// before, a normalized number is E.164, and every `call.ended` follows its
-/// call's ringing, once; no other event. Returns how many calls rang and
+/// promise it: every `call.ringing` and `call.outgoing` has a number and a
+/// call id not seen before, a normalized number is E.164, and every
+/// `call.ended` follows its call's ringing, once; no other event. Returns how many calls rang and
 /// ended (for the property test and the fuzz targets).
 pub fn check_call_life(actions: &[Action]) -> Result<(usize, usize), String> {
     let mut rung: Vec<&str> = Vec::new();
     let mut over: Vec<&str> = Vec::new();
+    let mut dialed: Vec<&str> = Vec::new();
     for a in actions {
         match a {
             Action::Emit(Event::CallRinging {
@@ -629,7 +722,7 @@ pub fn check_call_life(actions: &[Action]) -> Result<(usize, usize), String> {
                 normalized,
                 ..
             }) => {
-                if rung.contains(&call_id.as_str()) {
+                if rung.contains(&call_id.as_str()) || dialed.contains(&call_id.as_str()) {
                     return Err(format!("{call_id} announced twice"));
                 }
                 if number.is_empty() {
@@ -644,6 +737,17 @@ pub fn check_call_life(actions: &[Action]) -> Result<(usize, usize), String> {
                     }
                 }
                 rung.push(call_id);
+            }
+            Action::Emit(Event::CallOutgoing {
+                call_id, number, ..
+            }) => {
+                if rung.contains(&call_id.as_str()) || dialed.contains(&call_id.as_str()) {
+                    return Err(format!("{call_id} used twice"));
+                }
+                if number.is_empty() {
+                    return Err(format!("{call_id} dialed without a number"));
+                }
+                dialed.push(call_id);
             }
             Action::Emit(Event::CallEnded { call_id, .. }) => {
                 if !rung.contains(&call_id.as_str()) {
@@ -710,14 +814,7 @@ impl Protocol for CallerId {
         if self.block.started() && now >= self.block_deadline {
             self.flush_block(now, out);
         }
-        if let Some(c) = &self.call {
-            if !c.announced && now >= c.cid_deadline {
-                self.announce(None, out);
-            }
-        }
-        if self.call.as_ref().is_some_and(|c| now >= c.end_deadline) {
-            self.finish(None, out);
-        }
+        self.expire(now, out);
         self.arm(out);
     }
 }

@@ -12,9 +12,14 @@
 //! - `HUP:` / `BLK:` the same fields as `CID:` for a call the server hung up
 //!   on or blocked.
 //!
+//! - `OUT:` the same fields for a call dialed out on the line.
+//!
+//! Every record names its `LINE` (`-` when the server has one line): calls
+//! on different lines are different calls.
+//!
 //! Everything else — the `200`/`300` start-up banners, the call log replayed
-//! at connect (`CIDLOG:`, `LOG:` …), outgoing calls (`OUT:`), options and
-//! messages — has no live incoming call and is ignored.
+//! at connect (`CIDLOG:`, `LOG:` …), options and messages — has no live call
+//! and is ignored.
 //!
 //! NetCallerID prints `###DATE08082225...NMBR14075551212...NAMEJOHN+++`.
 
@@ -68,9 +73,7 @@ fn call_info(pairs: &[(&str, &str)]) -> CallInfo {
             withheld(n).is_none() && up != "NO NAME" && up != "-"
         })
         .and_then(|n| clean_name(n.as_bytes()));
-    let line = get(pairs, "LINE")
-        .filter(|l| !matches!(*l, "" | "-" | "NO-LINE"))
-        .and_then(|l| clean_name(l.as_bytes()));
+    let line = line_of(pairs);
     // NCID's DATE is MMDDYYYY (DDMMYYYY where configured so); its first four
     // digits and TIME's HHMM make the box time either way it reads.
     let box_time = match (get(pairs, "DATE"), get(pairs, "TIME")) {
@@ -89,12 +92,20 @@ fn call_info(pairs: &[(&str, &str)]) -> CallInfo {
     }
 }
 
-/// Reads one NCID server line. `None` when it is not NCID at all; an empty
-/// list for NCID lines without a live incoming call.
-pub fn parse_ncid(line: &str) -> Option<Vec<Signal>> {
+/// What one NCID line says, about which line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// The `LINE` label; `None` for `-` (a one-line server).
+    pub line: Option<String>,
+    pub signals: Vec<Signal>,
+}
+
+/// Reads one NCID server line. `None` when it is not NCID at all; no
+/// signals for NCID lines without a live call.
+pub fn parse_ncid(line: &str) -> Option<Record> {
     let s = line.trim();
     if s.starts_with("200 ") || s.starts_with("300 ") || s == "200" || s == "300" {
-        return Some(Vec::new());
+        return Some(Record::default());
     }
     let (label, rest) = s.split_once(':')?;
     let label = label.trim();
@@ -108,6 +119,7 @@ pub fn parse_ncid(line: &str) -> Option<Vec<Signal>> {
     let p = pairs(rest);
     let signals = match label {
         "CID" => vec![Signal::Info(call_info(&p))],
+        "OUT" => vec![Signal::Outgoing(call_info(&p))],
         "HUP" | "BLK" => vec![
             Signal::Info(call_info(&p)),
             Signal::Ended { answered: None },
@@ -133,7 +145,16 @@ pub fn parse_ncid(line: &str) -> Option<Vec<Signal>> {
         }
         _ => Vec::new(),
     };
-    Some(signals)
+    Some(Record {
+        line: line_of(&p),
+        signals,
+    })
+}
+
+fn line_of(pairs: &[(&str, &str)]) -> Option<String> {
+    get(pairs, "LINE")
+        .filter(|l| !matches!(*l, "" | "-" | "NO-LINE"))
+        .and_then(|l| clean_name(l.as_bytes()))
 }
 
 /// Reads one NetCallerID line (`###…+++`). `None` when it is not one.
@@ -178,10 +199,14 @@ mod tests {
         })
     }
 
+    fn signals(line: &str) -> Option<Vec<Signal>> {
+        parse_ncid(line).map(|r| r.signals)
+    }
+
     #[test]
     fn ncid_lines() {
         assert_eq!(
-            parse_ncid("CID: *DATE*05112002*TIME*1525*LINE*1*NMBR*4075555000*MESG*NONE*NAME*CALL*"),
+            signals("CID: *DATE*05112002*TIME*1525*LINE*1*NMBR*4075555000*MESG*NONE*NAME*CALL*"),
             Some(vec![info(
                 "4075555000",
                 Some("CALL"),
@@ -190,13 +215,11 @@ mod tests {
             )])
         );
         assert_eq!(
-            parse_ncid("CID: *DATE*11242026*TIME*1015*LINE*-*NMBR*PRIVATE*MESG*NONE*NAME*NO NAME*"),
+            signals("CID: *DATE*11242026*TIME*1015*LINE*-*NMBR*PRIVATE*MESG*NONE*NAME*NO NAME*"),
             Some(vec![info("private", None, None, Some("11-24 10:15"))])
         );
         assert_eq!(
-            parse_ncid(
-                "CID: *DATE*11242026*TIME*1015*LINE*POTS*NMBR*OUT-OF-AREA*MESG*NONE*NAME*O*"
-            ),
+            signals("CID: *DATE*11242026*TIME*1015*LINE*POTS*NMBR*OUT-OF-AREA*MESG*NONE*NAME*O*"),
             Some(vec![info(
                 "unavailable",
                 None,
@@ -205,43 +228,68 @@ mod tests {
             )])
         );
         assert_eq!(
-            parse_ncid("CIDINFO: *LINE*1*RING*2*TIME*16:20:05*"),
+            signals("CIDINFO: *LINE*1*RING*2*TIME*16:20:05*"),
             Some(vec![Signal::Ring])
         );
         assert_eq!(
-            parse_ncid("CIDINFO: *LINE*POTS*RING*0*TIME*16:20:05*"),
+            signals("CIDINFO: *LINE*POTS*RING*0*TIME*16:20:05*"),
             Some(vec![Signal::Ended { answered: None }])
         );
         assert_eq!(
-            parse_ncid("CIDINFO: *LINE*VOIP*RING*-1*TIME*16:20:05*"),
+            signals("CIDINFO: *LINE*VOIP*RING*-1*TIME*16:20:05*"),
             Some(vec![Signal::Ended {
                 answered: Some(false)
             }])
         );
         assert_eq!(
-            parse_ncid("CIDINFO: *LINE*VOIP*RING*-2*TIME*16:20:05*"),
+            signals("CIDINFO: *LINE*VOIP*RING*-2*TIME*16:20:05*"),
             Some(vec![Signal::Ended {
                 answered: Some(true)
             }])
         );
         assert_eq!(
-            parse_ncid("END: *HTYPE*BYE*DATE*01152017*TIME*0011*SCALL*01/15/2017 00:10:47*ECALL*01/15/2017 00:11:01*CTYPE*IN*LINE*4901*NMBR*0123456*NAME*NONAME*"),
+            signals("END: *HTYPE*BYE*DATE*01152017*TIME*0011*SCALL*01/15/2017 00:10:47*ECALL*01/15/2017 00:11:01*CTYPE*IN*LINE*4901*NMBR*0123456*NAME*NONAME*"),
             Some(vec![Signal::Ended { answered: Some(true) }])
         );
-        assert_eq!(parse_ncid("END: *HTYPE*CANCEL*CTYPE*OUT*"), Some(vec![]));
+        assert_eq!(signals("END: *HTYPE*CANCEL*CTYPE*OUT*"), Some(vec![]));
         for ignored in [
             "200 Server: ncidd (NCID) 1.11",
             "300 End of server startup",
             "CIDLOG: *DATE*05112002*TIME*1525*LINE*1*NMBR*4075555000*MESG*NONE*NAME*CALL*",
-            "OUT: *DATE*01152017*TIME*0010*LINE*4901*NMBR*012345611*MESG*NONE*NAME*NO NAME*",
             "OPT: country: US*",
             "OPT: hangup-1",
             "MSG: Caller ID Logfile too big: (95000 > 90000) bytes",
         ] {
-            assert_eq!(parse_ncid(ignored), Some(vec![]), "{ignored}");
+            assert_eq!(signals(ignored), Some(vec![]), "{ignored}");
         }
-        assert_eq!(parse_ncid("NMBR = 123"), None);
-        assert_eq!(parse_ncid("RING"), None);
+        assert_eq!(signals("NMBR = 123"), None);
+        assert_eq!(
+            signals(
+                "OUT: *DATE*01152017*TIME*0010*LINE*4901*NMBR*012345611*MESG*NONE*NAME*NO NAME*"
+            ),
+            Some(vec![Signal::Outgoing(CallInfo {
+                number: "012345611".into(),
+                name: None,
+                line: Some("4901".into()),
+                box_time: Some("01-15 00:10".into()),
+            })])
+        );
+        assert_eq!(signals("RING"), None);
+    }
+
+    #[test]
+    fn every_record_names_its_line() {
+        let line = |l: &str| parse_ncid(l).and_then(|r| r.line);
+        assert_eq!(
+            line("CIDINFO: *LINE*2*RING*1*TIME*16:20:05*").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            line("END: *HTYPE*BYE*CTYPE*IN*LINE*VOIP*").as_deref(),
+            Some("VOIP")
+        );
+        assert_eq!(line("CIDINFO: *LINE*-*RING*1*TIME*16:20:05*"), None);
+        assert_eq!(line("200 Server: ncidd (NCID) 1.11"), None);
     }
 
     #[test]

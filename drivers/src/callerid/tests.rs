@@ -523,50 +523,230 @@ fn whozz_calling_deluxe_and_basic_units_give_one_call_each() {
         &whozz("01 I S 0000 B A1 09/26 11:31 AM 13812345678   王芳"),
     );
     s.advance(30_000);
-    assert_eq!(
-        s.events(),
-        [
-            ringing("phone-1-1", "unavailable", None, None),
-            ended("phone-1-1", None)
-        ]
-    );
+    let mut unavailable = ringing("phone-1-1", "unavailable", None, None);
+    if let Event::CallRinging { line, .. } = &mut unavailable {
+        *line = Some("1".into());
+    }
+    assert_eq!(s.events(), [unavailable, ended("phone-1-1", None)]);
     assert_eq!(s.malformed().len(), 1);
-    // Two lines: a phone lifted on line 2 does not answer line 1's call, and
-    // line 2's caller does not end it; on a Deluxe unit an end record with
-    // no off-hook before it means nobody answered.
+    assert_eq!(
+        super::detect_format(&whozz("01 R             09/26 11:28:03")),
+        Some(Format::Whozz)
+    );
+}
+
+/// The line and answer of each `call.ended`, by call id.
+fn ends(ev: &[Event]) -> Vec<(String, Option<bool>)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::CallEnded { call_id, answered } => Some((call_id.clone(), *answered)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The call id, number and line of each `call.ringing`.
+fn rings(ev: &[Event]) -> Vec<(String, String, Option<String>)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::CallRinging {
+                call_id,
+                number,
+                line,
+                ..
+            } => Some((call_id.clone(), number.clone(), line.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn r(id: &str, number: &str, line: &str) -> (String, String, Option<String>) {
+    (id.into(), number.into(), Some(line.into()))
+}
+
+#[test]
+fn two_lines_of_one_whozz_unit_are_two_calls() {
+    // Line 1 rings; while it does, line 2 rings too. A phone lifted on line
+    // 2 answers line 2's call only; line 1's caller gives up (a Deluxe unit:
+    // an end with no off-hook before it).
     let mut s = Shell::new(Format::Whozz);
     s.feed_at(0, &whozz("01 R             09/26 11:40:00"));
     s.feed_at(
         1500,
         &whozz("01 I S 0000 G A1 09/26 11:40 AM 13812345678   王芳"),
     );
-    s.feed_at(2000, &whozz("02 F             09/26 11:40:02"));
+    s.feed_at(2000, &whozz("02 R             09/26 11:40:02"));
     s.feed_at(
         2500,
         &whozz("02 I S 0000 G A1 09/26 11:40 AM 13900000000   李雷"),
     );
     s.feed_at(5500, &whozz("01 R             09/26 11:40:05"));
+    s.feed_at(7000, &whozz("02 F             09/26 11:40:07"));
     s.feed_at(
         9000,
         &whozz("01 I E 0000 G A2 09/26 11:40 AM 13812345678   王芳"),
     );
+    s.feed_at(
+        9500,
+        &whozz("02 I E 0003 G A1 09/26 11:40 AM 13900000000   李雷"),
+    );
     let ev = s.events();
-    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(
+        rings(&ev),
+        [
+            r("phone-1-1", "13812345678", "1"),
+            r("phone-1-2", "13900000000", "2")
+        ]
+    );
+    assert_eq!(
+        ends(&ev),
+        [
+            ("phone-1-2".into(), Some(true)),
+            ("phone-1-1".into(), Some(false))
+        ]
+    );
+    // Each line keeps its own ring timer: line 2 goes quiet and ends while
+    // line 1 still rings.
+    let mut s = Shell::new(Format::Whozz);
+    s.feed_at(
+        0,
+        &whozz("01 I S 0000 G A1 09/26 11:50 AM 13812345678   王芳"),
+    );
+    s.feed_at(
+        1000,
+        &whozz("02 I S 0000 G A1 09/26 11:50 AM 13900000000   李雷"),
+    );
+    for t in [5000, 10_000, 15_000] {
+        s.feed_at(t, &whozz("01 R             09/26 11:50:05"));
+    }
+    let ev = s.events();
+    assert_eq!(ends(&ev), [("phone-1-2".into(), None)], "{ev:?}");
+    s.advance(40_000);
+    assert_eq!(ends(&s.events()).len(), 2);
+}
+
+#[test]
+fn outgoing_calls_are_reported_once_and_do_not_disturb_incoming_ones() {
+    let mut s = Shell::new(Format::Whozz);
+    s.feed_at(
+        0,
+        &whozz("01 I S 0000 G A1 09/26 11:32 AM 13812345678   王芳"),
+    );
+    s.feed_at(1000, &whozz("02 O S 0000 G A0 09/26 11:32 AM 02112345678"));
+    s.feed_at(9000, &whozz("02 O E 0009 G A0 09/26 11:32 AM 02112345678"));
+    s.advance(30_000);
+    let ev = s.events();
     assert!(
-        matches!(&ev[0], Event::CallRinging { number, .. } if number == "13812345678"),
+        ev.contains(&Event::CallOutgoing {
+            call_id: "phone-1-2".into(),
+            number: "02112345678".into(),
+            normalized: Some("+862112345678".into()),
+            line: Some("2".into()),
+        }),
         "{ev:?}"
     );
-    assert_eq!(ev[1], ended("phone-1-1", Some(false)));
-    // Outgoing calls are not calls to pop.
-    let mut s = Shell::new(Format::Whozz);
-    s.feed_at(0, &whozz("01 O S 0000 G A0 09/26 11:32 AM 13812345678"));
-    s.feed_at(9000, &whozz("01 O E 0009 G A0 09/26 11:32 AM 13812345678"));
-    s.advance(30_000);
-    assert!(s.events().is_empty());
+    assert_eq!(rings(&ev), [r("phone-1-1", "13812345678", "1")]);
+    assert_eq!(ends(&ev), [("phone-1-1".into(), None)]);
+    // NCID reports outgoing calls as `OUT:` lines.
+    let mut s = Shell::new(Format::Ncid);
+    s.feed(b"OUT: *DATE*01152017*TIME*0010*LINE*4901*NMBR*13900000000*MESG*NONE*NAME*NO NAME*\r\n");
     assert_eq!(
-        super::detect_format(&whozz("01 R             09/26 11:28:03")),
-        Some(Format::Whozz)
+        s.events(),
+        [Event::CallOutgoing {
+            call_id: "phone-1-1".into(),
+            number: "13900000000".into(),
+            normalized: Some("+8613900000000".into()),
+            line: Some("4901".into()),
+        }]
     );
+}
+
+#[test]
+fn ncid_lines_ring_separately() {
+    let mut s = Shell::new(Format::Ncid);
+    s.feed_at(
+        0,
+        b"CID: *DATE*05112002*TIME*1525*LINE*1*NMBR*13812345678*MESG*NONE*NAME*A*\r\n",
+    );
+    s.feed_at(
+        500,
+        b"CID: *DATE*05112002*TIME*1525*LINE*2*NMBR*13900000000*MESG*NONE*NAME*B*\r\n",
+    );
+    s.feed_at(3000, b"CIDINFO: *LINE*2*RING*-2*TIME*15:25:03*\r\n");
+    s.feed_at(4000, b"CIDINFO: *LINE*1*RING*-1*TIME*15:25:04*\r\n");
+    let ev = s.events();
+    assert_eq!(
+        rings(&ev),
+        [
+            r("phone-1-1", "13812345678", "1"),
+            r("phone-1-2", "13900000000", "2")
+        ]
+    );
+    assert_eq!(
+        ends(&ev),
+        [
+            ("phone-1-2".into(), Some(true)),
+            ("phone-1-1".into(), Some(false))
+        ]
+    );
+}
+
+#[test]
+fn more_lines_than_followed_end_the_oldest_call() {
+    let mut s = Shell::new(Format::Whozz);
+    for n in 1..=super::MAX_CALLS + 1 {
+        let rec = format!("{n:02} I S 0000 G A1 09/26 11:32 AM 138000000{n:02}   X");
+        s.feed_at(n as u64 * 10, &whozz(&rec));
+    }
+    let ev = s.events();
+    assert_eq!(rings(&ev).len(), super::MAX_CALLS + 1);
+    assert_eq!(ends(&ev), [("phone-1-1".into(), None)]);
+    s.advance(60_000);
+    assert_eq!(ends(&s.events()).len(), super::MAX_CALLS + 1);
+}
+
+#[test]
+fn modems_of_every_ncid_label_and_tci_units_give_their_calls() {
+    // Kortex (France Telecom): `CID RING`, a block framed by CALLING/END MSG.
+    let kortex = b"CID RING\r\n\r\nCALLING MSG\r\n\r\nDATE TIME=11/24 22:10\r\n\r\nNBR=0632727751\r\n\r\nEND MSG\r\n";
+    for format in [Format::Auto, Format::Modem] {
+        let mut s = Shell::new(format);
+        s.feed_at(0, kortex);
+        s.advance(20_000);
+        let ev = s.events();
+        assert_eq!(
+            ev.first(),
+            Some(&ringing(
+                "phone-1-1",
+                "0632727751",
+                None,
+                Some("11-24 22:10")
+            )),
+            "{format:?}"
+        );
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert!(s.malformed().is_empty(), "{:?}", s.malformed());
+    }
+    // A TCI unit: one line per call, two lines at once are two calls.
+    let mut s = Shell::new(Format::Auto);
+    s.feed_at(
+        0,
+        b"01      9/03      2:23 PM       407-555-1212           WIRELESS CALLER\r\n",
+    );
+    s.feed_at(
+        800,
+        b"02      9/03      2:23 PM            PRIVATE           PRIVATE        \r\n",
+    );
+    s.advance(30_000);
+    let ev = s.events();
+    assert_eq!(
+        rings(&ev),
+        [
+            r("phone-1-1", "4075551212", "1"),
+            r("phone-1-2", "private", "2")
+        ]
+    );
+    assert_eq!(ends(&ev).len(), 2);
 }
 
 #[test]
@@ -768,7 +948,7 @@ fn no_panic_and_one_ringing_per_call_on_arbitrary_bytes() {
         x ^= x << 17;
         x
     };
-    let pieces: [&[u8]; 16] = [
+    let pieces: [&[u8]; 24] = [
         MODEM_TRANSCRIPT,
         &MDMF_EXAMPLE,
         &SDMF_EXAMPLE,
@@ -785,6 +965,14 @@ fn no_panic_and_one_ringing_per_call_on_arbitrary_bytes() {
         b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$01 I S 0000 G A1 09/26 11:28 AM 13812345678   W",
         b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$01 I E 0000 G A1 09/26 11:28 AM 13812345678   W",
         b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$01 F             09/26 11:28:10",
+        b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$02 I S 0000 G A1 09/26 11:28 AM 13900000000   L",
+        b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$03 O S 0000 G A0 09/26 11:28 AM 13900000000",
+        b"^^<U>\x00\x01\x0d\x0a\xff\x24<S>\x10\x20\x5e\x5e\x00\x7f$02 F             09/26 11:28:10",
+        b"CIDINFO: *LINE*2*RING*-1*\r\n",
+        b"CID: *LINE*2*NMBR*13700000000*\r\n",
+        b"OUT: *LINE*3*NMBR*13700000000*\r\n",
+        b"03      9/03      2:23 PM       407-555-1212           WIRELESS CALLER\r\n",
+        b"DATE TIME=11/24 22:10\r\nNBR=0632727751\r\n",
     ];
     for format in [
         Format::Auto,
@@ -823,6 +1011,6 @@ fn no_panic_and_one_ringing_per_call_on_arbitrary_bytes() {
         }
         let (rung, over) = check_call_life(&out).unwrap_or_else(|e| panic!("{format:?}: {e}"));
         assert_eq!(rung, over, "{format:?}: every call ends");
-        assert!(p.current_call().is_none());
+        assert!(p.calls_in_progress().is_empty());
     }
 }

@@ -10,9 +10,10 @@
 //! - a detail record (Deluxe units), `01 R             09/26 11:28:03`: `R` the
 //!   line rang, `F` off hook, `N` on hook.
 //!
-//! Outgoing calls carry no caller and are ignored. A record whose caller-ID
-//! checksum was bad still means a call: it rings, with no number (a wrong
-//! number would pop the wrong member's card).
+//! An outgoing call's start record (`O S`) gives the dialed number; its end
+//! record is not reported. A record whose caller-ID checksum was bad still
+//! means a call: it rings, with no number (a wrong number would pop the
+//! wrong member's card).
 
 use super::modem::withheld;
 use super::{clean_name, clean_number, date_mmddhhmm, CallInfo, Signal};
@@ -108,10 +109,10 @@ pub fn decode(datagram: &[u8]) -> Decoded {
         "F" => return out(vec![Signal::Answered], true),
         // On hook again: the call's end comes with its `E` record (or silence).
         "N" => return out(Vec::new(), true),
-        "O" => return out(Vec::new(), false),
-        "I" => {}
+        "I" | "O" => {}
         _ => return bad("unknown record type"),
     }
+    let outgoing = kind == "O";
     let fields: Vec<&str> = cols.by_ref().take(7).collect();
     let [se, duration, checksum, _rings, date, time, ampm] = fields[..] else {
         return bad("a call record cut short");
@@ -120,9 +121,13 @@ pub fn decode(datagram: &[u8]) -> Decoded {
         return bad("no duration");
     }
     match se {
+        "E" if outgoing => return out(Vec::new(), false),
         "E" => return out(vec![Signal::Ended { answered: None }], false),
         "S" | "B" => {}
         _ => return bad("neither start nor end"),
+    }
+    if checksum == "B" && outgoing {
+        return bad("an outgoing call heard with a bad checksum");
     }
     if checksum == "B" {
         return Decoded {
@@ -150,15 +155,18 @@ pub fn decode(datagram: &[u8]) -> Decoded {
         .split_once('/')
         .zip(hhmm_24(time, ampm))
         .and_then(|((mm, dd), hhmm)| date_mmddhhmm(format!("{mm}{dd}{hhmm}").as_bytes()));
-    out(
-        vec![Signal::Info(CallInfo {
-            number,
-            name,
-            line: line.clone(),
-            box_time,
-        })],
-        false,
-    )
+    let info = CallInfo {
+        number,
+        name,
+        line: line.clone(),
+        box_time,
+    };
+    let signal = if outgoing {
+        Signal::Outgoing(info)
+    } else {
+        Signal::Info(info)
+    };
+    out(vec![signal], false)
 }
 
 /// Columns the number is padded to.
@@ -282,7 +290,15 @@ mod tests {
             s("01 I E 0276 G A1 09/26 11:28 AM 800-240-4637  CallerID.com"),
             vec![Signal::Ended { answered: None }]
         );
-        assert_eq!(s("01 O S 0000 G A0 09/26 11:28 AM 800-240-4637"), vec![]);
+        assert_eq!(
+            s("03 O S 0000 G A0 09/26 11:28 AM 800-240-4637"),
+            vec![Signal::Outgoing(CallInfo {
+                number: "8002404637".into(),
+                name: None,
+                line: Some("3".into()),
+                box_time: Some("09-26 11:28".into()),
+            })]
+        );
         assert_eq!(s("01 O E 0035 G A0 09/26 11:28 AM 800-240-4637"), vec![]);
     }
 
