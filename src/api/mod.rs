@@ -816,6 +816,7 @@ struct LookupQuery {
 
 async fn lookup_member(
     State(st): State<AppState>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<LookupQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -831,6 +832,15 @@ async fn lookup_member(
         }
         (None, Some(kind), Some(card)) => {
             let value = match kind.as_str() {
+                // Asking who holds an ID number is reading ID data: the
+                // same scope as the number itself.
+                "idcard" if !grant.has(Scope::Idcard) => {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "insufficient_scope",
+                        "card_type=idcard needs a token with scope idcard",
+                    ))
+                }
                 // The number is hashed here and forgotten: only its HMAC is looked up.
                 "idcard" => st.uplink.members.id_hmac(&card).ok_or_else(|| {
                     ApiError::bad_request("card_type=idcard needs members.id_key in the config")

@@ -67,7 +67,7 @@ ring_timeout_ms = 1500
 id = "${PHONE2}"
 driver = "callerid"
 transport = "sim"
-format = "modem"
+format = "auto"
 ring_timeout_ms = 1500
 
 [popup]
@@ -402,6 +402,25 @@ async function main() {
       await page.locator("#calls tr", { hasText: "138 1234 5678" }).first().click();
       await waitFor(async () => (await page.locator(".card .name").first().textContent()) === "王芳",
         "the clicked call's card on top");
+
+      // An NCID server on PHONE2: six lines ring at once (and a call goes out
+      // on a seventh). The page keeps the newest four cards, never a card for
+      // the call out; a caller who gives up is 未接 in the recent list.
+      const cid = (line, n) => `CID: *DATE*11242026*TIME*1016*LINE*${line}*NMBR*1390000000${n}*MESG*NONE*NAME*NO NAME*\r\n`;
+      let burst = "";
+      for (let n = 1; n <= 6; n++) burst += cid(`L${n}`, n);
+      burst += "OUT: *DATE*11242026*TIME*1016*LINE*L7*NMBR*01088887777*MESG*NONE*NAME*NO NAME*\r\n";
+      await simulate(burst, PHONE2);
+      await waitFor(async () => (await page.locator(".card .number").allTextContents()).includes("139 0000 0006"),
+        async () => `the newest line's card; cards say ${JSON.stringify(await page.locator(".card .number").allTextContents())}`);
+      const onScreen = await page.locator(".card .number").allTextContents();
+      check(onScreen.length === 4, `at most four cards at once: ${JSON.stringify(onScreen)}`);
+      check(!onScreen.includes("010 8888 7777"), `no card for a call dialed out: ${JSON.stringify(onScreen)}`);
+      check((await page.locator(".card .headline").first().textContent()) === "来电 · 线路 L6", "the card names its line");
+      await simulate("CIDINFO: *LINE*L6*RING*-1*TIME*10:16:05*\r\n", PHONE2);
+      await waitFor(async () => (await page.locator("#calls tr.missed", { hasText: "139 0000 0006" }).count()) === 1,
+        async () => `the abandoned call shown missed; the list says ${JSON.stringify(await text("#calls"))}`);
+      check(/未接/.test(await page.locator("#calls tr.missed").first().textContent()), "and says 未接");
       check(errors.length === 0, `popup page threw: ${errors.join("; ")}`);
     } finally {
       await page.close().catch(() => {});
@@ -412,7 +431,7 @@ async function main() {
     // A second daemon with a token: the popup opened without ?token= says so across the page.
     const port = await freePort();
     const cfg = path.join(ctx.tmp, "tokens.toml");
-    writeFileSync(cfg, `[store]\nid = "tokens"\n[api]\nlisten = "127.0.0.1:${port}"\n[[api.tokens]]\nname = "desk"\ntoken = "desk-token-0123456789abcdef"\nscopes = ["events", "members"]\n[storage]\ndir = "${path.join(ctx.tmp, "state-tokens")}"\n`);
+    writeFileSync(cfg, `[store]\nid = "tokens"\n[api]\nlisten = "127.0.0.1:${port}"\n[[api.tokens]]\nname = "desk"\ntoken = "desk-token-0123456789abcdef"\nscopes = ["events", "members"]\n[[api.tokens]]\nname = "till"\ntoken = "till-token-0123456789abcdef"\nscopes = ["print"]\n[storage]\ndir = "${path.join(ctx.tmp, "state-tokens")}"\n`);
     const d = startDaemon(cfg);
     const page = await ctx.context.newPage();
     try {
@@ -427,6 +446,17 @@ async function main() {
       await waitFor(async () => /needs a token/.test(await page.textContent("#devices tbody")),
         async () => `#devices to say a token is needed; it says ${JSON.stringify(await page.textContent("#devices tbody"))}`);
       check(/needs a token/.test(await page.textContent("#printers tbody")), "the printers table says why too");
+      // A token without the scopes the popup needs: 没有权限.
+      await page.goto(`http://127.0.0.1:${port}/popup?token=till-token-0123456789abcdef`);
+      await page.waitForSelector("#banner:not([hidden])", { timeout: WAIT_MS });
+      check((await page.textContent("#banner-title")) === "没有权限", `banner: ${await page.textContent("#banner-title")}`);
+      check((await page.textContent("#banner-text")).includes("events"), "the banner names what is missing");
+      // The daemon does not answer the page's API at all: 无法连接.
+      await page.route("**/v1/calls**", (r) => r.abort());
+      await page.goto(`http://127.0.0.1:${port}/popup?token=desk-token-0123456789abcdef`);
+      await page.waitForSelector("#banner:not([hidden])", { timeout: WAIT_MS });
+      check((await page.textContent("#banner-title")) === "无法连接", `banner: ${await page.textContent("#banner-title")}`);
+      await page.unroute("**/v1/calls**");
       // With the token it gets in.
       await page.goto(`http://127.0.0.1:${port}/popup?token=desk-token-0123456789abcdef`);
       await page.waitForSelector("#conn.up", { timeout: WAIT_MS });

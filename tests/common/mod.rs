@@ -29,9 +29,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(toml: &str) -> Daemon {
+        Self::start_in(toml, tempfile::tempdir().expect("state dir")).await
+    }
+
+    /// Starts on a state directory that may already hold the daemon's files
+    /// (a cache left by an earlier run).
+    pub async fn start_in(toml: &str, state_dir: tempfile::TempDir) -> Daemon {
         let mut config = posbridge::Config::parse(toml, std::iter::empty(), "test config")
             .unwrap_or_else(|e| panic!("test config invalid: {e}"));
-        let state_dir = tempfile::tempdir().expect("state dir");
         config.storage.dir = state_dir.path().to_path_buf();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
