@@ -462,7 +462,12 @@ pub struct UsbMatch {
 #[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkConfig {
+    /// One broker. `urls` names several instead (not both).
+    #[serde(default)]
     pub url: String,
+    /// Brokers of one cluster, tried in this order: the first is preferred.
+    #[serde(default)]
+    pub urls: Vec<String>,
     pub client_id: Option<String>,
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
@@ -487,6 +492,13 @@ pub struct UplinkConfig {
     pub keep_alive_s: u64,
     #[serde(default)]
     pub forward_events: Vec<String>,
+    /// Reconnects wait a random time up to this (doubling while they fail,
+    /// to 30 s): a broker restart does not bring its stores back at once.
+    #[serde(default = "default_reconnect_spread")]
+    pub reconnect_spread_ms: u64,
+    /// After an outage the backlog goes up at most this many transactions
+    /// per second (unset: as fast as the broker acknowledges).
+    pub drain_rate: Option<u64>,
 }
 
 // The password never reaches a log line.
@@ -494,6 +506,7 @@ impl fmt::Debug for UplinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UplinkConfig")
             .field("url", &self.url)
+            .field("urls", &self.urls)
             .field("client_id", &self.client_id)
             .field("topic_prefix", &self.topic_prefix)
             .field("ack", &self.ack)
@@ -512,46 +525,82 @@ pub struct BrokerAddr {
 }
 
 impl UplinkConfig {
-    /// `mqtt://host[:port]` or `mqtts://host[:port]` (IPv6 in brackets).
-    pub fn broker(&self) -> Result<BrokerAddr, String> {
-        let (tls, rest) = if let Some(r) = self.url.strip_prefix("mqtts://") {
-            (true, r)
-        } else if let Some(r) = self.url.strip_prefix("mqtt://") {
-            (false, r)
+    /// The brokers in the order they are tried: `urls`, or `url` alone.
+    pub fn broker_urls(&self) -> Vec<&str> {
+        if self.urls.is_empty() {
+            vec![self.url.as_str()]
         } else {
-            return Err("must start with mqtt:// or mqtts://".into());
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let default_port = if tls { 8883 } else { 1883 };
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or("an IPv6 host needs its closing ]")?;
-            (h, after.strip_prefix(':'))
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (rest, None),
-            }
-        };
-        if host.is_empty() || host.contains(['/', '@', '?', '#']) {
-            return Err(format!("{:?} is not host[:port]", rest));
+            self.urls.iter().map(String::as_str).collect()
         }
-        let port = match port {
-            None => default_port,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("port {p:?} is not a number from 1 to 65535"))?,
-        };
-        Ok(BrokerAddr {
-            tls,
-            host: host.to_owned(),
-            port,
-        })
     }
 
+    /// Every broker, parsed, with its config key for errors.
+    pub fn brokers(&self) -> Result<Vec<(String, BrokerAddr)>, String> {
+        let key = |i: usize| {
+            if self.urls.is_empty() {
+                "uplink.url".to_owned()
+            } else {
+                format!("uplink.urls[{i}]")
+            }
+        };
+        self.broker_urls()
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                broker_addr(u)
+                    .map(|b| (u.to_owned(), b))
+                    .map_err(|e| format!("{}: {e}", key(i)))
+            })
+            .collect()
+    }
+
+    /// The first broker (`mqtt://host[:port]`, `mqtts://…`).
+    pub fn broker(&self) -> Result<BrokerAddr, String> {
+        broker_addr(self.broker_urls().first().copied().unwrap_or_default())
+    }
+}
+
+/// `mqtt://host[:port]` or `mqtts://host[:port]` (IPv6 in brackets).
+pub fn broker_addr(url: &str) -> Result<BrokerAddr, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err("must start with mqtt:// or mqtts://".into());
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let default_port = if tls { 8883 } else { 1883 };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 host needs its closing ]")?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        return Err(format!("{:?} is not host[:port]", rest));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("port {p:?} is not a number from 1 to 65535"))?,
+    };
+    Ok(BrokerAddr {
+        tls,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+impl UplinkConfig {
     pub fn client_id_for(&self, store: &str) -> String {
         self.client_id
             .clone()
@@ -561,6 +610,9 @@ impl UplinkConfig {
 
 fn default_topic_prefix() -> String {
     "posbridge".into()
+}
+fn default_reconnect_spread() -> u64 {
+    2000
 }
 fn default_members_pause() -> u64 {
     600_000
@@ -867,6 +919,13 @@ impl Config {
                 ("uplink.lookup_timeout_ms", u.lookup_timeout_ms, 100, 60_000),
                 ("uplink.resend_after_ms", u.resend_after_ms, 100, 86_400_000),
                 (
+                    "uplink.reconnect_spread_ms",
+                    u.reconnect_spread_ms,
+                    100,
+                    600_000,
+                ),
+                ("uplink.drain_rate", u.drain_rate.unwrap_or(1), 1, 1_000_000),
+                (
                     "uplink.members_pause_ms",
                     u.members_pause_ms,
                     1000,
@@ -1031,13 +1090,33 @@ impl UplinkConfig {
     /// What is wrong in `[uplink]` beyond the number ranges.
     fn validate(&self, store: &str, err: &mut impl FnMut(String, String)) {
         let u = self;
-        match u.broker() {
-            Err(why) => err("uplink.url".into(), why),
-            Ok(b) if !b.tls && (u.ca.is_some() || u.cert.is_some()) => err(
+        match (u.url.is_empty(), u.urls.is_empty()) {
+            (true, true) => err(
                 "uplink.url".into(),
-                "ca/cert/key are set but the url is mqtt://; use mqtts:// for TLS".into(),
+                "missing: give the broker as url, or several as urls".into(),
             ),
-            Ok(_) => {}
+            (false, false) => err("uplink.urls".into(), "give url or urls, not both".into()),
+            _ => {}
+        }
+        let urls = if u.urls.is_empty() && u.url.is_empty() {
+            Vec::new()
+        } else {
+            u.broker_urls()
+        };
+        for (i, url) in urls.into_iter().enumerate() {
+            let key = if u.urls.is_empty() {
+                "uplink.url".to_owned()
+            } else {
+                format!("uplink.urls[{i}]")
+            };
+            match broker_addr(url) {
+                Err(why) => err(key, why),
+                Ok(b) if !b.tls && (u.ca.is_some() || u.cert.is_some()) => err(
+                    key,
+                    "ca/cert/key are set but the url is mqtt://; use mqtts:// for TLS".into(),
+                ),
+                Ok(_) => {}
+            }
         }
         if u.cert.is_some() != u.key.is_some() {
             err(
@@ -1243,7 +1322,7 @@ fn deserialize_all(
                 config.members = each("members", v, &[], problems, left_out).unwrap_or_default()
             }
             "popup" => config.popup = each("popup", v, &[], problems, left_out).unwrap_or_default(),
-            "uplink" => config.uplink = each("uplink", v, &["url"], problems, left_out),
+            "uplink" => config.uplink = each("uplink", v, &[], problems, left_out),
             "devices" => {
                 config.plug = each("devices", v, &[], problems, left_out).unwrap_or_default()
             }

@@ -14,6 +14,7 @@ mod config;
 mod counter;
 mod deb;
 mod devices;
+mod fleet;
 mod guards;
 mod hostile;
 mod hotplug;

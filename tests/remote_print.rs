@@ -173,6 +173,9 @@ async fn an_outcome_reached_while_the_broker_is_away_arrives_when_it_is_back() {
     let job = json!({"job_id": "j-away", "printer": "kitchen-1", "raw": b64(b"ticket\n")});
     hq.publish(&format!("{PREFIX}/print"), job).await;
     outcome(&mut hq, Some("j-away"), "queued").await;
+    // HQ's subscription saved (autosave_interval 1) before the outage: the
+    // store may be back before HQ is.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     broker.kill();
     // Paper is back while the broker is down: the job prints now.
     kitchen.set(NORMAL);

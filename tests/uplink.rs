@@ -339,7 +339,10 @@ async fn with_hq_acks_only_hq_ends_a_transaction_and_reconnects_resend_the_rest(
         "sent is not done in hq mode"
     );
 
-    // A reconnect re-sends what HQ has not acked.
+    // A reconnect re-sends what HQ has not acked. First the broker saves
+    // HQ's session (autosave_interval 1): reconnects are jittered from 0 ms,
+    // and a store back before HQ must find HQ's subscription kept.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     broker.kill();
     broker.resume();
     let mut again = BTreeSet::new();
@@ -527,6 +530,9 @@ async fn username_and_password() {
 async fn a_full_backlog_refuses_new_transactions_then_drains() {
     let mut broker = Broker::start();
     let mut hq = Hq::connect(broker.port, "hq-full", &[&format!("{PREFIX}/tx")]).await;
+    // HQ's subscription saved (autosave_interval 1) before the outage: the
+    // store may be back before HQ is.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     broker.kill();
     let d = Daemon::start(&uplink(&broker.url(), "[storage]\nmax_backlog = 3")).await;
     let mut ws = d.ws("/v1/events?types=uplink.status").await;

@@ -776,6 +776,7 @@ async fn get_uplink(State(st): State<AppState>) -> Result<Response, ApiError> {
         "connected": st.uplink.connected(),
         "configured": st.config.uplink.is_some(),
         "ack": st.config.uplink.as_ref().map(|u| u.ack.as_str()),
+        "broker": st.uplink.relay.as_ref().map(|r| r.broker_url()),
         "backlog": backlog,
         "oldest_queued_at": oldest,
         "last_error": r.last_error().or_else(|| st.outbox.start_problem.clone()),

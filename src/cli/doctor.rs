@@ -382,7 +382,7 @@ pub fn doctor(
         out.push(pcscd_finding());
     }
     if let Some(u) = &config.uplink {
-        out.push(broker_finding(u));
+        out.extend(broker_findings(u));
     }
     out
 }
@@ -570,19 +570,35 @@ fn pcscd_finding() -> Finding {
     }
 }
 
-fn broker_finding(u: &crate::config::UplinkConfig) -> Finding {
-    let b = match u.broker() {
+/// One finding per broker. With several (`uplink.urls`), one that cannot
+/// be reached is only a problem when none can: the store fails over.
+fn broker_findings(u: &crate::config::UplinkConfig) -> Vec<Finding> {
+    let brokers = match u.brokers() {
         Ok(b) => b,
-        Err(e) => return Finding::problem(format!("uplink.url: {e}"), "fix uplink.url"),
+        Err(e) => return vec![Finding::problem(e, "fix uplink.url / uplink.urls")],
     };
-    let target = format!("{}:{}", b.host, b.port);
-    match broker_reachable(&target) {
-        Ok(()) => Finding::ok(format!("MQTT broker {target} is reachable")),
-        Err(e) => Finding::problem(
-            format!("MQTT broker {target} cannot be reached: {e}"),
-            "check uplink.url, that the broker runs and that the firewall lets this machine reach that port",
-        ),
-    }
+    let reach: Vec<(String, Result<(), String>)> = brokers
+        .iter()
+        .map(|(_, b)| {
+            let target = format!("{}:{}", b.host, b.port);
+            let r = broker_reachable(&target);
+            (target, r)
+        })
+        .collect();
+    let any = reach.iter().any(|(_, r)| r.is_ok());
+    reach
+        .into_iter()
+        .map(|(target, r)| match r {
+            Ok(()) => Finding::ok(format!("MQTT broker {target} is reachable")),
+            Err(e) if any => Finding::info(format!(
+                "MQTT broker {target} cannot be reached ({e}); the store uses the others in uplink.urls"
+            )),
+            Err(e) => Finding::problem(
+                format!("MQTT broker {target} cannot be reached: {e}"),
+                "check uplink.url(s), that the broker runs and that the firewall lets this machine reach that port",
+            ),
+        })
+        .collect()
 }
 
 /// A TCP connection to the broker within 3 s (name resolution included).

@@ -13,7 +13,7 @@
 
 use super::members::Members;
 use super::outbox::{AckMode, Outbox, Pending};
-use super::window::{Tracked, Window};
+use super::window::{Rate, Tracked, Window};
 use super::RelayStatus;
 use crate::config::{BrokerAddr, UplinkConfig};
 use crate::event::{Bus, Filter, Resume};
@@ -39,7 +39,7 @@ const WINDOW: usize = 64;
 const INFLIGHT: u16 = 100;
 /// rumqttc's request queue.
 const CHANNEL: usize = 512;
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Reconnect waits grow to this (or to `uplink.reconnect_spread_ms`, if longer).
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A connection that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
@@ -94,7 +94,10 @@ enum Cmd {
 
 pub struct Relay {
     cfg: UplinkConfig,
-    broker: BrokerAddr,
+    /// `uplink.urls` (or `url`), in the order they are tried.
+    brokers: Vec<(String, BrokerAddr)>,
+    /// The broker in use, or being tried.
+    current: std::sync::atomic::AtomicUsize,
     tls: Option<Arc<rustls::ClientConfig>>,
     client_id: String,
     store: String,
@@ -229,23 +232,31 @@ fn tx_payload(store: &str, p: &Pending) -> Vec<u8> {
     out
 }
 
-/// Exponential backoff with jitter: each wait is drawn from the upper half of
-/// the current step, so a store's many restarts don't hit the broker in step.
+/// Exponential backoff with full jitter: each wait is drawn from zero to the
+/// current step, which starts at `uplink.reconnect_spread_ms` and doubles
+/// while reconnects fail. When a broker restarts, its stores come back
+/// spread evenly over the first step instead of in the same second.
 struct Backoff {
+    min: Duration,
+    max: Duration,
     step: Duration,
 }
 
 impl Backoff {
-    fn new() -> Self {
-        Backoff { step: BACKOFF_MIN }
+    fn new(spread: Duration) -> Self {
+        Backoff {
+            min: spread,
+            max: BACKOFF_MAX.max(spread),
+            step: spread,
+        }
     }
     fn reset(&mut self) {
-        self.step = BACKOFF_MIN;
+        self.step = self.min;
     }
     fn next(&mut self) -> Duration {
         let ms = self.step.as_millis() as u64;
-        let wait = Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2));
-        self.step = (self.step * 2).min(BACKOFF_MAX);
+        let wait = Duration::from_millis(fastrand::u64(0..=ms));
+        self.step = (self.step * 2).min(self.max);
         wait
     }
 }
@@ -306,6 +317,9 @@ struct Session {
     recording: FuturesUnordered<oneshot::Receiver<Result<u64, String>>>,
     /// No print-job outcome is waiting to be read (until one is stored).
     statuses_drained: bool,
+    /// `uplink.drain_rate`, and when it next lets a transaction go.
+    rate: Option<Rate>,
+    rate_wake: Option<tokio::time::Instant>,
 }
 
 impl Relay {
@@ -318,8 +332,8 @@ impl Relay {
         members: Arc<Members>,
         status: Arc<RelayStatus>,
     ) -> Result<Arc<Relay>, String> {
-        let broker = cfg.broker().map_err(|e| format!("uplink.url: {e}"))?;
-        let tls = if broker.tls {
+        let brokers = cfg.brokers()?;
+        let tls = if brokers.iter().any(|(_, b)| b.tls) {
             Some(tls_config(cfg)?)
         } else {
             None
@@ -329,7 +343,8 @@ impl Relay {
             client_id: cfg.client_id_for(store),
             topics: Topics::new(&cfg.topic_prefix, store),
             cfg: cfg.clone(),
-            broker,
+            brokers,
+            current: std::sync::atomic::AtomicUsize::new(0),
             tls,
             store: store.to_owned(),
             bus,
@@ -352,8 +367,30 @@ impl Relay {
         let _ = self.printers.set(printers);
     }
 
+    /// The broker in use (or being tried), as configured.
+    fn url(&self) -> &str {
+        self.brokers
+            .get(self.current.load(Relaxed))
+            .map_or(self.cfg.url.as_str(), |(u, _)| u.as_str())
+    }
+
+    /// The broker in use now, for `/v1/uplink` and the inventory.
+    pub fn broker_url(&self) -> String {
+        self.url().to_owned()
+    }
+
     fn options(&self) -> MqttOptions {
-        let mut o = MqttOptions::new(&self.client_id, &self.broker.host, self.broker.port);
+        let i = self
+            .current
+            .load(Relaxed)
+            .min(self.brokers.len().saturating_sub(1));
+        let (host, port, tls) = self
+            .brokers
+            .get(i)
+            .map_or((String::new(), 1883, false), |(_, b)| {
+                (b.host.clone(), b.port, b.tls)
+            });
+        let mut o = MqttOptions::new(&self.client_id, host, port);
         o.set_keep_alive(Duration::from_secs(self.cfg.keep_alive_s));
         // A persistent session: HQ's member pushes and acks sent while the
         // store was offline wait at the broker.
@@ -372,7 +409,7 @@ impl Relay {
         if let Some(user) = &self.cfg.username {
             o.set_credentials(user, self.cfg.password.clone().unwrap_or_default());
         }
-        if let Some(tls) = &self.tls {
+        if let Some(tls) = self.tls.as_ref().filter(|_| tls) {
             o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
                 tls.clone(),
             )));
@@ -385,8 +422,10 @@ impl Relay {
         let Some(mut cmd_rx) = self.cmd_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(Duration::from_millis(self.cfg.reconnect_spread_ms));
         let mut last_logged: Option<String> = None;
+        // Brokers tried since the last wait: a round ends when each was tried.
+        let mut tried = 0;
         loop {
             let started = std::time::Instant::now();
             let result = self.session(&cancel, &mut cmd_rx).await;
@@ -412,6 +451,19 @@ impl Relay {
             if started.elapsed() >= STABLE {
                 backoff.reset();
             }
+            tried += 1;
+            let n = self.brokers.len().max(1);
+            let next = (self.current.load(Relaxed) + 1) % n;
+            if !was_up && tried < n {
+                // This broker would not have us: the next one at once (the
+                // wait before this round already spread the stores out).
+                self.current.store(next, Relaxed);
+                continue;
+            }
+            // A broken connection goes on at the next broker; a round where
+            // none would have us starts again at the first, the preferred.
+            self.current.store(if was_up { next } else { 0 }, Relaxed);
+            tried = 0;
             let wait = backoff.next();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -463,6 +515,8 @@ impl Relay {
             window: Window::new(WINDOW),
             recording: FuturesUnordered::new(),
             statuses_drained: false,
+            rate: self.cfg.drain_rate.map(Rate::new),
+            rate_wake: None,
         };
         self.go_online(&mut s, session_present, cmd_rx).await?;
         let t = &self.topics;
@@ -503,6 +557,7 @@ impl Relay {
                         self.resend_stuck(&mut s, r).await?;
                     }
                 }
+                _ = sleep_until(s.rate_wake), if s.rate_wake.is_some() => s.rate_wake = None,
                 _ = sleep_until(members_resume), if members_resume.is_some() => {
                     members_resume = None;
                     self.resume_members(&s).await?;
@@ -555,7 +610,7 @@ impl Relay {
         eventloop.network_options.set_connection_timeout(10);
         // Lookups and acks are small writes; Nagle would hold each one ~20 ms.
         eventloop.network_options.set_tcp_nodelay(true);
-        let url = &self.cfg.url;
+        let url = &self.url();
         let first = tokio::select! {
             r = eventloop.poll() => r,
             _ = cancel.cancelled() => return Ok(None),
@@ -603,7 +658,7 @@ impl Relay {
                     .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce)),
             )
             .await
-            .map_err(|e| format!("{}: subscribe: {e}", self.cfg.url))?;
+            .map_err(|e| format!("{}: subscribe: {e}", self.url()))?;
         Ok(members_resume)
     }
 
@@ -622,7 +677,7 @@ impl Relay {
         self.status.connects.fetch_add(1, Relaxed);
         self.status.connected.store(true, Relaxed);
         self.status.set_last_error(None);
-        tracing::info!(broker = %self.cfg.url, session_present, backlog = self.outbox.backlog_len(), "HQ uplink connected");
+        tracing::info!(broker = %self.url(), session_present, backlog = self.outbox.backlog_len(), "HQ uplink connected");
         self.publish_status(true);
         Ok(())
     }
@@ -637,20 +692,30 @@ impl Relay {
                 tracing::info!("member pushes resumed");
                 Ok(())
             }
-            Ok(Err(e)) => Err(format!("{}: subscribe: {e}", self.cfg.url)),
+            Ok(Err(e)) => Err(format!("{}: subscribe: {e}", self.url())),
             Err(_) => Err(format!(
                 "{}: the connection stopped taking requests; reconnecting",
-                self.cfg.url
+                self.url()
             )),
         }
     }
 
-    /// Publishes the next transactions after the cursor, up to the window.
+    /// Publishes the next transactions after the cursor, up to the window
+    /// and `uplink.drain_rate`.
     async fn fill(&self, s: &mut Session) -> Result<(), String> {
-        let rows = self
-            .outbox
-            .pending_after(s.window.cursor(), s.window.room())
-            .await?;
+        let mut room = s.window.room();
+        if let Some(rate) = s.rate.as_mut() {
+            let now = tokio::time::Instant::now();
+            room = rate.allow(room, now);
+            if room == 0 {
+                s.rate_wake = Some(rate.next_at(now));
+                return Ok(());
+            }
+        }
+        let rows = self.outbox.pending_after(s.window.cursor(), room).await?;
+        if let Some(rate) = s.rate.as_mut() {
+            rate.spend(rows.len());
+        }
         s.window.read_to(rows.last().map(|p| p.seq));
         if !rows.is_empty() {
             self.publish_txs(s, &rows.iter().collect::<Vec<_>>())
@@ -749,11 +814,11 @@ impl Relay {
     ) -> Result<(), String> {
         match tokio::time::timeout(REQUEST_WAIT, s.client.publish(topic, qos, retain, payload)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("{}: publish: {e}", self.cfg.url)),
+            Ok(Err(e)) => return Err(format!("{}: publish: {e}", self.url())),
             Err(_) => {
                 return Err(format!(
                     "{}: the connection stopped taking publishes for {REQUEST_WAIT:?} (broker not acknowledging); reconnecting",
-                    self.cfg.url
+                    self.url()
                 ))
             }
         }
@@ -778,7 +843,7 @@ impl Relay {
         for ev in batch {
             match ev {
                 None => {
-                    failure = Some(format!("{}: connection task ended", self.cfg.url));
+                    failure = Some(format!("{}: connection task ended", self.url()));
                     break;
                 }
                 Some(Err(e)) => {
@@ -806,7 +871,9 @@ impl Relay {
                     {
                         let e = format!(
                             "{}: the broker refused a subscription (check its ACL for {}/{}/#)",
-                            self.cfg.url, self.cfg.topic_prefix, self.store
+                            self.url(),
+                            self.cfg.topic_prefix,
+                            self.store
                         );
                         tracing::warn!("{e}");
                         self.status.set_last_error(Some(e));
@@ -821,27 +888,27 @@ impl Relay {
                     if let Err(e) = self.on_downlink(&p).await {
                         failure = Some(format!(
                             "{}: {e}; reconnecting so the broker delivers it again",
-                            self.cfg.url
+                            self.url()
                         ));
                         break;
                     }
                     match tokio::time::timeout(REQUEST_WAIT, s.client.ack(&p)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
-                            failure = Some(format!("{}: ack: {e}", self.cfg.url));
+                            failure = Some(format!("{}: ack: {e}", self.url()));
                             break;
                         }
                         Err(_) => {
                             failure = Some(format!(
                                 "{}: the connection stopped taking acks; reconnecting",
-                                self.cfg.url
+                                self.url()
                             ));
                             break;
                         }
                     }
                 }
                 Some(Ok(MqEvent::Incoming(Packet::Disconnect))) => {
-                    failure = Some(format!("{}: the broker closed the session", self.cfg.url));
+                    failure = Some(format!("{}: the broker closed the session", self.url()));
                     break;
                 }
                 Some(Ok(_)) => {}
@@ -914,18 +981,18 @@ impl Relay {
                     .unwrap_or_else(|p| p.into_inner()) = Some((now + pause, shown.clone()));
                 format!(
                     "{}: HQ keeps sending a message of {n} bytes, over the {MAX_INCOMING}-byte limit (retained on a members topic?); member pushes are paused until {shown} so transactions keep flowing; HQ should clear it (publish an empty retained message on that topic)",
-                    self.cfg.url
+                    self.url()
                 )
             } else {
                 format!(
                     "{}: HQ sent a message of {n} bytes, over the {MAX_INCOMING}-byte limit; starting a clean session to get past it (downlink messages queued at the broker for this store are dropped; HQ should push members again)",
-                    self.cfg.url
+                    self.url()
                 )
             };
             tracing::error!("{e}");
             return e;
         }
-        describe(&self.cfg.url, e)
+        describe(self.url(), e)
     }
 
     /// Applies one downlink message. `Err` only when it could be used but
@@ -1199,18 +1266,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new();
-        let first = b.next();
-        assert!(first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN);
-        let mut last = first;
-        for _ in 0..20 {
-            last = b.next();
-            assert!(last <= BACKOFF_MAX);
+    fn backoff_is_full_jitter_from_the_spread_to_the_cap_and_resets() {
+        let spread = Duration::from_millis(2000);
+        let mut b = Backoff::new(spread);
+        // Full jitter: the first waits fall anywhere from 0 to the spread.
+        let firsts: Vec<Duration> = (0..200)
+            .map(|_| {
+                b.reset();
+                b.next()
+            })
+            .collect();
+        assert!(firsts.iter().all(|w| *w <= spread));
+        assert!(firsts.iter().any(|w| *w < spread / 4), "{firsts:?}");
+        assert!(firsts.iter().any(|w| *w > spread * 3 / 4), "{firsts:?}");
+        let mut top = Duration::ZERO;
+        for _ in 0..40 {
+            top = top.max(b.next());
         }
-        assert!(last >= BACKOFF_MAX / 2);
+        assert!(top <= BACKOFF_MAX && top > BACKOFF_MAX / 2, "{top:?}");
         b.reset();
-        assert!(b.next() <= BACKOFF_MIN);
+        assert!(b.next() <= spread);
+        // A spread longer than the cap is the cap.
+        let mut long = Backoff::new(Duration::from_secs(60));
+        for _ in 0..10 {
+            assert!(long.next() <= Duration::from_secs(60));
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! requests maps packet ids back to transactions.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A publish whose PUBACK matters: the stored row it carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +162,52 @@ impl Window {
     }
 }
 
+/// `uplink.drain_rate`: at most `per_s` transactions a second, in bursts of
+/// at most one second's worth, so a store back from an outage does not
+/// push its whole backlog at HQ at once. Time is passed in.
+#[derive(Debug)]
+pub struct Rate {
+    per_s: f64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Rate {
+    pub fn new(per_s: u64) -> Rate {
+        let per_s = per_s.max(1) as f64;
+        Rate {
+            per_s,
+            tokens: per_s,
+            last: None,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gained = now.saturating_duration_since(last).as_secs_f64() * self.per_s;
+            self.tokens = (self.tokens + gained).min(self.per_s);
+        }
+        self.last = Some(now);
+    }
+
+    /// How many of `want` may go now.
+    pub fn allow(&mut self, want: usize, now: Instant) -> usize {
+        self.refill(now);
+        (self.tokens.floor() as usize).min(want)
+    }
+
+    /// `n` went.
+    pub fn spend(&mut self, n: usize) {
+        self.tokens = (self.tokens - n as f64).max(0.0);
+    }
+
+    /// When the next one may go.
+    pub fn next_at(&self, now: Instant) -> Instant {
+        let short = (1.0 - self.tokens).max(0.0) / self.per_s;
+        now + Duration::from_secs_f64(short)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +298,31 @@ mod tests {
         next.requested_tx(1);
         next.sent(1).expect("requested");
         assert_eq!(next.puback(1), Some(1));
+    }
+
+    #[test]
+    fn the_drain_rate_allows_a_second_of_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut r = Rate::new(10);
+        assert_eq!(r.allow(64, t0), 10, "one second's worth at once");
+        r.spend(10);
+        assert_eq!(r.allow(64, t0), 0);
+        let next = r.next_at(t0);
+        assert_eq!(next - t0, Duration::from_millis(100));
+        assert_eq!(r.allow(64, t0 + Duration::from_millis(100)), 1);
+        r.spend(1);
+        // Idle time does not bank more than a second.
+        assert_eq!(r.allow(64, t0 + Duration::from_secs(60)), 10);
+        // Over a simulated minute, at most rate × seconds + burst go.
+        let mut r = Rate::new(5);
+        let mut sent = 0;
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(60) {
+            let n = r.allow(64, now);
+            r.spend(n);
+            sent += n;
+            now = r.next_at(now).max(now + Duration::from_millis(1));
+        }
+        assert!((300..=305).contains(&sent), "{sent}");
     }
 }
