@@ -14,6 +14,7 @@
 pub mod barcode;
 pub mod callerid;
 pub mod catalog;
+pub mod command;
 pub mod display;
 pub mod dongle;
 pub mod downlink;
