@@ -499,6 +499,10 @@ pub struct UplinkConfig {
     /// After an outage the backlog goes up at most this many transactions
     /// per second (unset: as fast as the broker acknowledges).
     pub drain_rate: Option<u64>,
+    /// Ed25519 public keys (base64 of the raw 32 bytes) whose signed
+    /// commands the store runs; none = every command is refused.
+    #[serde(default)]
+    pub command_keys: Vec<String>,
 }
 
 // The password never reaches a log line.
@@ -1143,6 +1147,11 @@ impl UplinkConfig {
                     format!("uplink.forward_events[{i}]"),
                     "an event type or glob (card.*), without MQTT wildcards or /".into(),
                 );
+            }
+        }
+        for (i, k) in u.command_keys.iter().enumerate() {
+            if let Err(why) = posbridge_drivers::command::parse_key(k) {
+                err(format!("uplink.command_keys[{i}]"), why);
             }
         }
         if u.ack != "broker" && u.ack != "hq" {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod device;
 pub mod event;
 pub mod family;
+pub mod fleet;
 pub mod identify;
 pub mod load;
 pub mod metrics;
@@ -50,6 +51,14 @@ pub async fn run(
     run_reloadable(config, listener, shutdown, None).await
 }
 
+/// Where the running daemon's config file is, and the reload path (SIGHUP
+/// and HQ's `config.apply` both send on `tx`).
+pub struct ReloadHost {
+    pub config_path: std::path::PathBuf,
+    pub tx: tokio::sync::mpsc::Sender<fleet::commands::Reload>,
+    pub rx: tokio::sync::mpsc::Receiver<fleet::commands::Reload>,
+}
+
 /// [`run`], taking new configs (already validated; `main` sends one per
 /// SIGHUP) and applying what can change live.
 // Over 80 lines: the daemon's start and stop in order, one call per part; the order is the point.
@@ -57,7 +66,7 @@ pub async fn run_reloadable(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    reload: Option<tokio::sync::mpsc::Receiver<Config>>,
+    reload: Option<ReloadHost>,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -85,8 +94,31 @@ pub async fn run_reloadable(
     // After the devices, whose list holds the printers' /v1/devices entries;
     // nothing is served before both are up.
     let printers = print::Printers::start(&config, &devices, &bus, &tracker, &cancel)?;
+    // HQ's `restart` stops the daemon the way SIGTERM does.
+    let restart = CancellationToken::new();
+    let (host, reload_rx) = match reload {
+        Some(r) => (
+            Some(fleet::commands::Host {
+                config_path: r.config_path,
+                reload: r.tx,
+            }),
+            Some(r.rx),
+        ),
+        None => (None, None),
+    };
+    let mut fleet = None;
     if let Some(relay) = &uplink.relay {
         relay.attach_printers(printers.clone());
+        let parts = FleetParts {
+            devices: &devices,
+            printers: &printers,
+            uplink: &uplink,
+            boot: bus.boot(),
+            stop: &restart,
+        };
+        let f = start_fleet(&config, host, parts)?;
+        relay.attach_fleet(f.clone());
+        fleet = Some(f);
         tracker.spawn(relay.clone().run(cancel.clone()));
     }
     let parts = qz::Parts {
@@ -98,11 +130,12 @@ pub async fn run_reloadable(
     };
     let qz = qz::start(&config, parts, &tracker, &cancel).await?;
     let watched = devices.clone();
-    if let Some(rx) = reload {
+    if let Some(rx) = reload_rx {
         tracker.spawn(apply_reloads(
             rx,
             config.clone(),
             devices.clone(),
+            fleet,
             cancel.clone(),
         ));
     }
@@ -148,7 +181,10 @@ pub async fn run_reloadable(
         metrics: serve_metrics,
     };
     let served = api::serve::serve(listener, app, opts, async move {
-        shutdown.await;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = restart.cancelled() => {}
+        }
         tracing::info!("shutting down");
         stop.cancel();
     })
@@ -289,20 +325,67 @@ fn spawn_watchdog(
     });
 }
 
+/// What the fleet (inventory and HQ's commands) is built from.
+struct FleetParts<'a> {
+    devices: &'a Arc<device::Devices>,
+    printers: &'a Arc<print::Printers>,
+    uplink: &'a Arc<uplink::Uplink>,
+    boot: &'a str,
+    stop: &'a CancellationToken,
+}
+
+fn start_fleet(
+    config: &Config,
+    host: Option<fleet::commands::Host>,
+    p: FleetParts<'_>,
+) -> anyhow::Result<Arc<fleet::Fleet>> {
+    let path = host.as_ref().map(|h| h.config_path.clone());
+    let inventory = fleet::inventory::Sources {
+        devices: p.devices.clone(),
+        printers: p.printers.clone(),
+        outbox: p.uplink.outbox.clone(),
+        storage_dir: config.storage.dir.clone(),
+        boot: p.boot.to_owned(),
+        started: std::time::Instant::now(),
+        config_hash: std::sync::Mutex::new(fleet::inventory::config_hash(config, path.as_deref())),
+        tls_expires: fleet::inventory::tls_expires(config),
+    };
+    let commands = fleet::commands::Commands::open(fleet::commands::Parts {
+        config: config.clone(),
+        host,
+        devices: p.devices.clone(),
+        printers: p.printers.clone(),
+        status: p.uplink.status.clone(),
+        stop: p.stop.clone(),
+    })
+    .map_err(|e| anyhow::anyhow!("storage.dir: {e}"))?;
+    Ok(Arc::new(fleet::Fleet {
+        inventory,
+        commands,
+        config_path: path,
+    }))
+}
+
 /// Applies each reloaded config: the device list live (streams, the outbox
 /// and every unchanged device carry on); for everything else it says what
-/// needs a restart instead of applying half of it.
+/// needs a restart instead of applying half of it. Whoever sent it hears
+/// what was done.
 async fn apply_reloads(
-    mut rx: tokio::sync::mpsc::Receiver<Config>,
+    mut rx: tokio::sync::mpsc::Receiver<fleet::commands::Reload>,
     mut current: Config,
     devices: Arc<device::Devices>,
+    fleet: Option<Arc<fleet::Fleet>>,
     cancel: CancellationToken,
 ) {
     loop {
-        let new = tokio::select! {
+        let fleet::commands::Reload {
+            config: new,
+            report,
+        } = tokio::select! {
             _ = cancel.cancelled() => return,
             c = rx.recv() => match c { Some(c) => c, None => return },
         };
+        let mut done = fleet::commands::Reloaded::default();
         let mut restart = Vec::new();
         // Compared by their Debug text: the sections are plain data.
         let differs =
@@ -333,16 +416,32 @@ async fn apply_reloads(
                     added = ?r.added,
                     removed = ?r.removed,
                     changed = ?r.changed,
-                    "config reloaded (SIGHUP): devices applied"
+                    "config reloaded: devices applied"
                 );
                 if !r.kept.is_empty() {
                     tracing::warn!(printers = ?r.kept, "printer changes need a restart (systemctl restart posbridge); kept as they were");
                 }
+                (done.added, done.removed, done.changed) = (r.added, r.removed, r.changed);
+                done.kept = r.kept;
             }
-            Err(e) => tracing::error!("config reload: devices not applied: {e:#}"),
+            Err(e) => {
+                tracing::error!("config reload: devices not applied: {e:#}");
+                done.error = Some(format!("devices not applied: {e:#}"));
+            }
         }
         if !restart.is_empty() {
             tracing::warn!(sections = ?restart, "these sections changed and apply only after a restart (systemctl restart posbridge)");
+        }
+        done.restart_needed = restart.iter().map(|s| s.to_string()).collect();
+        if let Some(f) = &fleet {
+            let hash = fleet::inventory::config_hash(&new, f.config_path.as_deref());
+            *f.inventory
+                .config_hash
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = hash;
+        }
+        if let Some(report) = report {
+            let _ = report.send(done);
         }
         current = new;
     }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use posbridge::cli;
-use posbridge::config::{self, Config};
+use posbridge::config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -234,7 +234,18 @@ fn init_tracing(level: &str) {
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let registry = tracing_subscriber::registry();
+    // The same lines, kept in memory for HQ's `log.tail` (UTC times, no colour).
+    let ring = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(posbridge::fleet::log::MakeRing)
+        .with_filter(tracing_subscriber::filter::filter_fn(own_or_quiet))
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        );
+    let registry = tracing_subscriber::registry().with(ring);
     // journald stamps lines itself; a second timestamp is noise.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         let fmt = fmt.without_time();
@@ -291,12 +302,21 @@ fn run(path: &std::path::Path) -> ExitCode {
             .await
             .with_context(|| format!("api.listen: cannot listen on {addr}"))?;
         // run() says READY=1 once the devices are started too.
-        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(reload_on_sighup(path.to_owned(), reload_tx));
-        posbridge::run_reloadable(config, listener, shutdown_signal(), Some(reload_rx)).await
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(reload_on_sighup(path.to_owned(), tx.clone()));
+        let host = posbridge::ReloadHost {
+            config_path: path.to_owned(),
+            tx,
+            rx,
+        };
+        posbridge::run_reloadable(config, listener, shutdown_signal(), Some(host)).await
     });
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     match result {
+        // HQ asked for a restart: systemd starts the daemon again.
+        Ok(()) if posbridge::fleet::restart_requested() => {
+            ExitCode::from(posbridge::fleet::RESTART_EXIT)
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -308,7 +328,10 @@ fn run(path: &std::path::Path) -> ExitCode {
 
 /// SIGHUP: read the config again; a valid one is handed to the daemon, an
 /// invalid one is refused with every problem named and the running config kept.
-async fn reload_on_sighup(path: std::path::PathBuf, tx: tokio::sync::mpsc::Sender<Config>) {
+async fn reload_on_sighup(
+    path: std::path::PathBuf,
+    tx: tokio::sync::mpsc::Sender<posbridge::fleet::commands::Reload>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; config changes need a restart");
@@ -325,7 +348,11 @@ async fn reload_on_sighup(path: std::path::PathBuf, tx: tokio::sync::mpsc::Sende
                 for w in l.warnings {
                     tracing::warn!("{w}");
                 }
-                if tx.send(l.config).await.is_err() {
+                let reload = posbridge::fleet::commands::Reload {
+                    config: l.config,
+                    report: None,
+                };
+                if tx.send(reload).await.is_err() {
                     return;
                 }
             }

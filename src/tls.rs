@@ -107,6 +107,13 @@ fn ca_params(cn: &str, now: OffsetDateTime) -> CertificateParams {
     p
 }
 
+/// When the local HTTPS certificate in `dir` expires (Unix seconds), if
+/// one was made.
+pub fn leaf_not_after(dir: &Path) -> Option<i64> {
+    let meta: Meta = serde_json::from_str(&read(dir, "state.json").ok()?).ok()?;
+    (meta.leaf_not_after > 0).then_some(meta.leaf_not_after)
+}
+
 fn read(dir: &Path, name: &str) -> Result<String, String> {
     let path = dir.join(name);
     std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))

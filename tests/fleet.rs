@@ -183,3 +183,478 @@ fn broker_lists_are_checked_by_key() {
         ""
     );
 }
+
+// ---- Commands from HQ, through the real binary and a real mosquitto ----
+
+const STORE_PREFIX: &str = "posbridge/s";
+const BANK: &str =
+    "%B4111111111111111^DOE/JOHN^2512101000000000?;4111111111111111=25121010000000000000?\r\n";
+
+fn signing_key(seed: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+}
+
+fn public_b64(seed: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(signing_key(seed).verifying_key().to_bytes())
+}
+
+fn in_minutes(m: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::minutes(m))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time")
+}
+
+/// A command signed by key `seed`, as HQ sends it.
+fn signed(seed: u8, id: &str, cmd: &str, args: Value) -> Value {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let mut c = json!({"id": id, "cmd": cmd, "args": args, "expires_at": in_minutes(5)});
+    let canon = posbridge_drivers::command::canonical(&c);
+    let sig = signing_key(seed).sign(canon.as_bytes());
+    c["sig"] = base64::engine::general_purpose::STANDARD
+        .encode(sig.to_bytes())
+        .into();
+    c
+}
+
+/// The store's base config for the command tests (besides store, api, storage).
+fn store_config(broker: &Broker, extra_devices: &str) -> String {
+    format!(
+        "[log]\nlevel = \"debug\"\n[uplink]\nurl = \"{}\"\nclient_id = \"store-s-{}\"\nreconnect_spread_ms = 200\ncommand_keys = [\"{}\"]\n\
+         [[device]]\nid = \"msr-1\"\ndriver = \"magstripe\"\ntransport = \"sim\"\n\
+         [[device]]\nid = \"id-1\"\ndriver = \"idcard-sam\"\ntransport = \"sim\"\npoll_ms = 100\n{extra_devices}",
+        broker.url(),
+        ulid::Ulid::new(),
+        public_b64(7)
+    )
+}
+
+/// HQ's side: sends commands and reads their results.
+struct Console {
+    hq: Hq,
+}
+
+impl Console {
+    async fn send(&self, cmd: &Value) {
+        self.hq
+            .publish(&format!("{STORE_PREFIX}/cmd"), cmd.clone())
+            .await;
+    }
+
+    /// The next result for `id` (others are skipped).
+    async fn result(&mut self, id: &str, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let p = self.hq.next(left).await?;
+            if p.topic != format!("{STORE_PREFIX}/cmd/result") {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&p.payload).expect("result json");
+            if v["id"] == id {
+                return Some(v);
+            }
+        }
+    }
+
+    async fn run(&mut self, cmd: Value) -> Value {
+        let id = cmd["id"].as_str().unwrap_or_default().to_owned();
+        self.send(&cmd).await;
+        self.result(&id, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no result for {id}"))
+    }
+}
+
+async fn devices_of(b: &Binary) -> Vec<String> {
+    b.get_json("/v1/devices")
+        .await
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn connected(b: &Binary) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while b.get_json("/v1/uplink").await["connected"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn simulate(b: &Binary, device: &str, data: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/devices/{device}/simulate", b.url))
+        .json(&json!({ "data": data }))
+        .send()
+        .await
+        .expect("simulate");
+    assert_eq!(r.status(), 202);
+}
+
+#[tokio::test]
+async fn signed_commands_run_once_and_forged_replayed_or_expired_ones_do_not() {
+    let broker = Broker::start();
+    let hq = Hq::connect(
+        broker.port,
+        "hq-console",
+        &[&format!("{STORE_PREFIX}/cmd/result")],
+    )
+    .await;
+    let mut hq = Console { hq };
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let receipt = dir.path().join("receipt.bin");
+    let printer = format!(
+        "[[device]]\nid = \"printer-1\"\ndriver = \"escpos\"\ntransport = \"file\"\npath = \"{}\"\n",
+        receipt.display()
+    );
+    let b = Binary::start(&state, &store_config(&broker, &printer), &[]).await;
+    connected(&b).await;
+
+    // A test receipt on a named printer.
+    let r = hq
+        .run(signed(
+            7,
+            "c-print",
+            "print.test",
+            json!({"printer": "printer-1"}),
+        ))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !std::fs::read(&receipt)
+        .unwrap_or_default()
+        .windows(4)
+        .any(|w| w == b"TEST")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the test receipt never printed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = hq
+        .run(signed(
+            7,
+            "c-print-none",
+            "print.test",
+            json!({"printer": "nope"}),
+        ))
+        .await;
+    assert!(
+        r["error"].as_str().is_some_and(|e| e.contains("nope")),
+        "{r}"
+    );
+
+    // A bank card swiped and an ID card read: the log tail HQ gets holds neither.
+    simulate(&b, "msr-1", BANK).await;
+    simulate(&b, "id-1", "place").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tail = signed(7, "c-tail", "log.tail", json!({"lines": 2000}));
+    let r = hq.run(tail.clone()).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let lines = r["result"]["lines"].as_array().cloned().unwrap_or_default();
+    assert!(lines.len() > 5, "{r}");
+    let text = r.to_string();
+    for secret in [
+        "4111111111111111",
+        "411111",
+        "110101199001011237",
+        "DOE/JOHN",
+        "示例路",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} in log.tail: {text}");
+    }
+
+    // The same message again: a replay.
+    let r = hq.run(tail).await;
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("replayed")),
+        "{r}"
+    );
+    // Signed by a key the store does not have.
+    let r = hq.run(signed(9, "c-forged", "restart", json!({}))).await;
+    assert!(
+        r["error"].as_str().is_some_and(|e| e.starts_with("sig:")),
+        "{r}"
+    );
+    // Changed after signing.
+    let mut changed = signed(7, "c-changed", "log.tail", json!({"lines": 1}));
+    changed["cmd"] = "restart".into();
+    let r = hq.run(changed).await;
+    assert!(
+        r["error"].as_str().is_some_and(|e| e.starts_with("sig:")),
+        "{r}"
+    );
+    // Expired.
+    let mut old =
+        json!({"id": "c-old", "cmd": "log.tail", "args": {}, "expires_at": in_minutes(-1)});
+    {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let sig = signing_key(7).sign(posbridge_drivers::command::canonical(&old).as_bytes());
+        old["sig"] = base64::engine::general_purpose::STANDARD
+            .encode(sig.to_bytes())
+            .into();
+    }
+    let r = hq.run(old).await;
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("expired")),
+        "{r}"
+    );
+
+    // Diagnostics: doctor's findings.
+    let r = hq.run(signed(7, "c-diag", "diagnostics", json!({}))).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(
+        r["result"]["findings"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
+        "{r}"
+    );
+    let r = hq.run(signed(7, "c-what", "format.disk", json!({}))).await;
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown command")),
+        "{r}"
+    );
+
+    // Restart: answered, then the process exits 75 for systemd to start it again.
+    let r = hq.run(signed(7, "c-restart", "restart", json!({}))).await;
+    assert_eq!(r["result"]["restarting"], true, "{r}");
+    let status = b.wait_exit(WAIT);
+    assert_eq!(status, Some(75), "exit status of a restart HQ asked for");
+}
+
+/// The whole config file Binary::start writes, with `devices` added.
+fn full_config(state: &std::path::Path, port: u16, broker: &Broker, devices: &str) -> String {
+    format!(
+        "[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndir = \"{}\"\n{}\n",
+        state.display(),
+        store_config(broker, devices)
+    )
+}
+
+#[tokio::test]
+async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself() {
+    let broker = Broker::start();
+    let topics = [
+        format!("{STORE_PREFIX}/cmd/result"),
+        format!("{STORE_PREFIX}/inventory"),
+    ];
+    let hq = Hq::connect(broker.port, "hq-apply", &[&topics[0], &topics[1]]).await;
+    let mut hq = Console { hq };
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let b = Binary::start(&state, &store_config(&broker, ""), &[]).await;
+    connected(&b).await;
+    let port: u16 = b
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let file = state.with_extension("toml");
+    let original = std::fs::read_to_string(&file).expect("config");
+
+    // A config with problems: refused, every problem with its key, nothing written.
+    let bad = format!(
+        "{}[[device]]\nid = \"x\"\ndriver = \"barcode\"\ntransport = \"sim\"\nbaud = \"fast\"\n[api]\nbogus = 1\n",
+        original
+    );
+    let r = hq
+        .run(signed(7, "c-bad", "config.apply", json!({"toml": bad})))
+        .await;
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(e.contains("problem(s)"), "{r}");
+    assert_eq!(std::fs::read_to_string(&file).expect("config"), original);
+
+    // A good one adding a scanner: applied, answered at once, kept.
+    let scanner = "[[device]]\nid = \"scan-new\"\ndriver = \"barcode\"\ntransport = \"sim\"\n";
+    let good = full_config(&state, port, &broker, scanner);
+    let r = hq
+        .run(signed(
+            7,
+            "c-good",
+            "config.apply",
+            json!({"toml": good, "confirm_s": 2}),
+        ))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["reload"]["added"], json!(["scan-new"]), "{r}");
+    assert!(devices_of(&b).await.contains(&"scan-new".to_owned()));
+    assert_eq!(std::fs::read_to_string(&file).expect("config"), good);
+    assert_eq!(
+        std::fs::read_to_string(file.with_extension("toml.prev")).expect("prev"),
+        original
+    );
+    assert!(
+        hq.result("c-good", Duration::from_secs(4)).await.is_none(),
+        "kept: no second result"
+    );
+
+    // One that leaves a device in error (its UDP port is taken): rolled back by itself.
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let busy = held.local_addr().expect("addr").port();
+    let broken = full_config(
+        &state,
+        port,
+        &broker,
+        &format!("{scanner}[[device]]\nid = \"wc-1\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{busy}\"\nfrom = \"127.0.0.1\"\n"),
+    );
+    let r = hq
+        .run(signed(
+            7,
+            "c-broken",
+            "config.apply",
+            json!({"toml": broken, "confirm_s": 2}),
+        ))
+        .await;
+    assert_eq!(r["ok"], true, "applied first: {r}");
+    let second = hq.result("c-broken", WAIT).await.expect("a second result");
+    assert_eq!(second["rolled_back"], true, "{second}");
+    assert!(
+        second["error"].as_str().is_some_and(|e| e.contains("wc-1")),
+        "{second}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("config"),
+        good,
+        "the previous config is back"
+    );
+    assert!(!devices_of(&b).await.contains(&"wc-1".to_owned()));
+
+    // require_confirm: without config.confirm it goes back; with it, it stays.
+    let other = "[[device]]\nid = \"scan-2\"\ndriver = \"barcode\"\ntransport = \"sim\"\n";
+    let with_two = full_config(&state, port, &broker, &format!("{scanner}{other}"));
+    let ask = json!({"toml": with_two, "confirm_s": 2, "require_confirm": true});
+    let r = hq
+        .run(signed(7, "c-unconfirmed", "config.apply", ask.clone()))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let second = hq.result("c-unconfirmed", WAIT).await.expect("rolled back");
+    assert!(
+        second["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("confirm")),
+        "{second}"
+    );
+    assert!(!devices_of(&b).await.contains(&"scan-2".to_owned()));
+    let r = hq.run(signed(7, "c-confirmed", "config.apply", ask)).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let c = hq
+        .run(signed(
+            7,
+            "c-confirm",
+            "config.confirm",
+            json!({"id": "c-confirmed"}),
+        ))
+        .await;
+    assert_eq!(c["ok"], true, "{c}");
+    assert!(
+        hq.result("c-confirmed", Duration::from_secs(4))
+            .await
+            .is_none(),
+        "kept"
+    );
+    assert!(devices_of(&b).await.contains(&"scan-2".to_owned()));
+
+    // A config that would cut the store off HQ needs allow_disconnect.
+    let alone = format!(
+        "[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndir = \"{}\"\n",
+        state.display()
+    );
+    let r = hq
+        .run(signed(7, "c-alone", "config.apply", json!({"toml": alone})))
+        .await;
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("allow_disconnect")),
+        "{r}"
+    );
+    drop(held);
+    let log = b.stop_and_log();
+    assert!(log.contains("config.apply rolled back"), "{log}");
+}
+
+#[tokio::test]
+async fn the_inventory_is_retained_holds_no_secret_and_follows_the_devices() {
+    // Without a password file mosquitto takes any login: the password only
+    // has to stay out of the inventory.
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("ttyMSR");
+    let msr = plug(&link);
+    let cfg = sim_config(&format!(
+        "[uplink]\nurl = \"{}\"\nclient_id = \"store-test-{}\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n\
+         [[api.tokens]]\nname = \"desk\"\ntoken = \"desk-token-0123456789abcdef\"\nscopes = [\"events\"]\n\
+         [[device]]\nid = \"msr-1\"\ndriver = \"magstripe\"\ntransport = \"serial\"\npath = \"{}\"\n",
+        broker.url(),
+        ulid::Ulid::new(),
+        link.display()
+    ));
+    let d = Daemon::start(&cfg).await;
+    let mut hq = Hq::connect(
+        broker.port,
+        "hq-inventory",
+        &[&format!("{PREFIX}/inventory")],
+    )
+    .await;
+    let first = hq.next(WAIT).await.expect("the inventory at connect");
+    assert!(first.retain || first.topic.ends_with("/inventory"));
+    let v: Value = serde_json::from_slice(&first.payload).expect("json");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["boot"].as_str().is_some_and(|b| !b.is_empty()), "{v}");
+    assert!(
+        v["config_hash"].as_str().is_some_and(|h| h.len() == 64),
+        "{v}"
+    );
+    assert!(v["disk_free_bytes"].as_u64().is_some_and(|f| f > 0), "{v}");
+    assert!(v["uplink"]["backlog"].is_u64(), "{v}");
+    assert!(v["time"].is_string() && v["uptime_s"].is_u64(), "{v}");
+    let msr_state = |v: &Value| {
+        v["devices"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["id"] == "msr-1"))
+            .map(|d| d["state"].clone())
+    };
+    assert_eq!(msr_state(&v), Some(json!("connected")), "{v}");
+    let text = v.to_string();
+    for secret in ["hunter2-secret", "desk-token-0123456789abcdef"] {
+        assert!(!text.contains(secret), "{secret} in the inventory: {text}");
+    }
+    // A later subscriber gets it at once: it is retained.
+    let mut late = Hq::connect(broker.port, "hq-late", &[&format!("{PREFIX}/inventory")]).await;
+    let again = late.next(WAIT).await.expect("retained");
+    assert!(again.retain, "retained");
+    // The reader unplugged: a new inventory says so (within the 10 s limit).
+    unplug(msr, &link);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no inventory with the reader gone"
+        );
+        let Some(p) = hq.next(Duration::from_millis(500)).await else {
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&p.payload).expect("json");
+        if msr_state(&v) != Some(json!("connected")) {
+            break;
+        }
+    }
+    d.stop().await;
+}

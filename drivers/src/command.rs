@@ -65,11 +65,11 @@ pub fn verify(payload: &[u8], keys: &[VerifyingKey]) -> Result<Command, Refused>
     let Value::Object(mut obj) = v else {
         return Err(refuse(None, "not a JSON object".into()));
     };
-    let id = match obj.get("id") {
+    let id_text = match obj.get("id") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID => s.clone(),
         _ => return Err(refuse(None, format!("id: a string of 1 to {MAX_ID} bytes"))),
     };
-    let id = Some(id.as_str());
+    let id = Some(id_text.as_str());
     if keys.is_empty() {
         return Err(refuse(
             id,
@@ -107,7 +107,7 @@ pub fn verify(payload: &[u8], keys: &[VerifyingKey]) -> Result<Command, Refused>
         Some(_) => return Err(refuse(id, "args: an object".into())),
     };
     Ok(Command {
-        id: id.unwrap_or_default().to_owned(),
+        id: id_text.clone(),
         cmd,
         args,
         expires_at,
@@ -266,6 +266,9 @@ mod tests {
     /// `json.dumps(sort_keys=True, separators=(",", ":"))` (as README shows HQ).
     #[test]
     fn a_command_signed_by_openssl_verifies() {
+        // `openssl pkey -pubout -outform DER | tail -c 32 | base64` of that key.
+        let from_openssl = parse_key("6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw=");
+        assert_eq!(from_openssl, Ok(key(7).verifying_key()));
         let keys = [key(7).verifying_key()];
         for seed in [
             &include_bytes!("../fuzz/corpus/command/log_tail")[..],

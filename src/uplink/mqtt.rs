@@ -67,6 +67,9 @@ struct Topics {
     events: String,
     print: String,
     print_status: String,
+    cmd: String,
+    cmd_result: String,
+    inventory: String,
 }
 
 impl Topics {
@@ -83,6 +86,9 @@ impl Topics {
             events: format!("{s}/events"),
             print: format!("{s}/print"),
             print_status: format!("{s}/print/status"),
+            cmd: format!("{s}/cmd"),
+            cmd_result: format!("{s}/cmd/result"),
+            inventory: format!("{s}/inventory"),
         }
     }
 }
@@ -119,7 +125,14 @@ pub struct Relay {
     last_oversize: Mutex<Option<std::time::Instant>>,
     /// The printers, for print jobs from HQ; attached before the relay runs.
     printers: std::sync::OnceLock<Arc<crate::print::Printers>>,
+    /// The inventory and HQ's commands; attached before the relay runs.
+    fleet: std::sync::OnceLock<Arc<crate::fleet::Fleet>>,
 }
+
+/// The inventory is looked at this often, and published when it changed…
+const INVENTORY_CHECK: Duration = Duration::from_secs(2);
+/// …but at most this often.
+const INVENTORY_EVERY: Duration = Duration::from_secs(10);
 
 /// A mutex whose holder panicked still guards plain data.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -317,6 +330,8 @@ struct Session {
     recording: FuturesUnordered<oneshot::Receiver<Result<u64, String>>>,
     /// No print-job outcome is waiting to be read (until one is stored).
     statuses_drained: bool,
+    /// The last inventory published on this connection: its fingerprint and when.
+    inventory: Option<(String, tokio::time::Instant)>,
     /// `uplink.drain_rate`, and when it next lets a transaction go.
     rate: Option<Rate>,
     rate_wake: Option<tokio::time::Instant>,
@@ -358,6 +373,7 @@ impl Relay {
             drop_session: std::sync::atomic::AtomicBool::new(false),
             last_oversize: Mutex::new(None),
             printers: std::sync::OnceLock::new(),
+            fleet: std::sync::OnceLock::new(),
         }))
     }
 
@@ -377,6 +393,11 @@ impl Relay {
     /// The broker in use now, for `/v1/uplink` and the inventory.
     pub fn broker_url(&self) -> String {
         self.url().to_owned()
+    }
+
+    /// Hands the relay the inventory and command runner. Called once, before `run`.
+    pub fn attach_fleet(&self, fleet: Arc<crate::fleet::Fleet>) {
+        let _ = self.fleet.set(fleet);
     }
 
     fn options(&self) -> MqttOptions {
@@ -422,13 +443,14 @@ impl Relay {
         let Some(mut cmd_rx) = self.cmd_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };
+        let mut late = self.fleet.get().and_then(|f| f.commands.take_late());
         let mut backoff = Backoff::new(Duration::from_millis(self.cfg.reconnect_spread_ms));
         let mut last_logged: Option<String> = None;
         // Brokers tried since the last wait: a round ends when each was tried.
         let mut tried = 0;
         loop {
             let started = std::time::Instant::now();
-            let result = self.session(&cancel, &mut cmd_rx).await;
+            let result = self.session(&cancel, &mut cmd_rx, &mut late).await;
             let was_up = self.status.connected.swap(false, Relaxed);
             if let Err(e) = &result {
                 self.status.errors.fetch_add(1, Relaxed);
@@ -501,6 +523,7 @@ impl Relay {
         &self,
         cancel: &CancellationToken,
         cmd_rx: &mut mpsc::Receiver<Cmd>,
+        late: &mut Option<mpsc::Receiver<Value>>,
     ) -> Result<(), String> {
         let Some((client, mut ev_rx, _poller, session_present)) = self.connect(cancel).await?
         else {
@@ -517,12 +540,15 @@ impl Relay {
             statuses_drained: false,
             rate: self.cfg.drain_rate.map(Rate::new),
             rate_wake: None,
+            inventory: None,
         };
         self.go_online(&mut s, session_present, cmd_rx).await?;
         let t = &self.topics;
         let mut forward = self.forward_subscription();
         let mut resend = (self.outbox.mode() == AckMode::Hq)
             .then(|| Resend::new(Duration::from_millis(self.cfg.resend_after_ms)));
+        let mut inventory = tokio::time::interval(INVENTORY_CHECK);
+        inventory.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.cache_answers().await;
             if s.window.wants_more() {
@@ -558,6 +584,10 @@ impl Relay {
                     }
                 }
                 _ = sleep_until(s.rate_wake), if s.rate_wake.is_some() => s.rate_wake = None,
+                _ = inventory.tick(), if self.fleet.get().is_some() => self.publish_inventory(&mut s, false).await?,
+                Some(result) = recv_late(late) => {
+                    self.publish(&mut s, &t.cmd_result, QoS::AtLeastOnce, false, result.to_string(), None).await?;
+                }
                 _ = sleep_until(members_resume), if members_resume.is_some() => {
                     members_resume = None;
                     self.resume_members(&s).await?;
@@ -644,6 +674,9 @@ impl Relay {
         if self.printers.get().is_some() {
             topics.push(&t.print);
         }
+        if self.fleet.get().is_some() {
+            topics.push(&t.cmd);
+        }
         let members_resume = self
             .status
             .members_pause()
@@ -672,6 +705,7 @@ impl Relay {
         let status = status_payload("online", self.bus.boot());
         self.publish(s, &self.topics.status, QoS::AtLeastOnce, true, status, None)
             .await?;
+        self.publish_inventory(s, true).await?;
         // Lookups asked while offline have been answered "none" already.
         while cmd_rx.try_recv().is_ok() {}
         self.status.connects.fetch_add(1, Relaxed);
@@ -885,7 +919,12 @@ impl Relay {
                     self.record_sent(s, &mut acked).await?;
                     // Acked only once applied (or found unusable): a crash or a
                     // storage failure before the ack gets it redelivered.
-                    if let Err(e) = self.on_downlink(&p).await {
+                    if p.topic == self.topics.cmd {
+                        if let Err(e) = self.on_command(s, &p).await {
+                            failure = Some(e);
+                            break;
+                        }
+                    } else if let Err(e) = self.on_downlink(&p).await {
                         failure = Some(format!(
                             "{}: {e}; reconnecting so the broker delivers it again",
                             self.url()
@@ -993,6 +1032,43 @@ impl Relay {
             return e;
         }
         describe(self.url(), e)
+    }
+
+    /// Runs a command from HQ and publishes its result (QoS 1) before the
+    /// command is acknowledged to the broker.
+    async fn on_command(&self, s: &mut Session, p: &Publish) -> Result<(), String> {
+        let Some(fleet) = self.fleet.get() else {
+            return Ok(());
+        };
+        let result = fleet.commands.handle(&p.payload).await;
+        let t = &self.topics.cmd_result;
+        self.publish(s, t, QoS::AtLeastOnce, false, result.to_string(), None)
+            .await?;
+        // A config.apply or a device's trouble shows in the inventory at once.
+        self.publish_inventory(s, false).await
+    }
+
+    /// The retained inventory: on connect (`force`), then when it changed,
+    /// at most every [`INVENTORY_EVERY`].
+    async fn publish_inventory(&self, s: &mut Session, force: bool) -> Result<(), String> {
+        let Some(fleet) = self.fleet.get() else {
+            return Ok(());
+        };
+        let v = fleet.inventory.inventory().await;
+        let print = crate::fleet::inventory::fingerprint(&v);
+        let now = tokio::time::Instant::now();
+        if !force {
+            if let Some((last, at)) = &s.inventory {
+                if *last == print || now < *at + INVENTORY_EVERY {
+                    return Ok(());
+                }
+            }
+        }
+        let t = &self.topics.inventory;
+        self.publish(s, t, QoS::AtLeastOnce, true, v.to_string(), None)
+            .await?;
+        s.inventory = Some((print, now));
+        Ok(())
     }
 
     /// Applies one downlink message. `Err` only when it could be used but
@@ -1220,6 +1296,13 @@ impl Relay {
                 None
             }
         }
+    }
+}
+
+async fn recv_late(late: &mut Option<mpsc::Receiver<Value>>) -> Option<Value> {
+    match late {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -334,6 +334,23 @@ impl Binary {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits up to `within` for the process to exit by itself; its exit code.
+    pub fn wait_exit(mut self, within: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A power cut: SIGKILL, no shutdown at all.
     pub fn kill(mut self) {
         if let Some(mut c) = self.child.take() {
