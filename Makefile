@@ -11,7 +11,7 @@ endif
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/debug/posbridge
 
-.PHONY: run build release test deps lint unit test-browser test-arm64 fuzz fuzz-smoke prune-debug bench deb clean
+.PHONY: run build release test deps lint unit test-browser test-arm64 fuzz fuzz-smoke prune-debug bench fleet-sim deb clean
 # Stages run one after another: prune-debug must not delete a build in use.
 .NOTPARALLEL:
 
@@ -61,6 +61,18 @@ prune-debug:
 
 fuzz:
 	bash scripts/fuzz.sh 600
+
+## A fleet at full size (issue 24; `make test` runs it small): 50 real daemons with a
+## backlog against mosquitto restarted mid-drain, then a store failing over between the
+## nodes of a two-node RabbitMQ cluster. Figures in $(TARGET_DIR)/fleet-sim.txt.
+FLEET_STORES ?= 50
+FLEET_TX ?= 200
+fleet-sim:
+	mkdir -p $(TARGET_DIR)
+	rm -f $(TARGET_DIR)/fleet-sim.txt
+	FLEET_STORES=$(FLEET_STORES) FLEET_TX=$(FLEET_TX) FLEET_REPORT=$(TARGET_DIR)/fleet-sim.txt \
+	  $(CARGO) test --locked --release --test it fleet_sim -- --nocapture --test-threads=1
+	cat $(TARGET_DIR)/fleet-sim.txt
 
 ## Latency, throughput, footprint and durability cost, each beside its baseline (BENCHMARKS.md):
 ## JSON lines on stdout and in $(TARGET_DIR)/bench/results.jsonl. Needs mosquitto.

@@ -15,6 +15,7 @@ mod counter;
 mod deb;
 mod devices;
 mod fleet;
+mod fleet_sim;
 mod guards;
 mod hostile;
 mod hotplug;

@@ -111,23 +111,11 @@ impl Sources {
     }
 }
 
-/// The parts of an inventory whose change is worth telling HQ: not the
-/// clock, and the free disk only by 100 MB steps.
-pub fn fingerprint(v: &Value) -> String {
-    let mut v = v.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("time");
-        o.remove("uptime_s");
-        if let Some(free) = o.get("disk_free_bytes").and_then(Value::as_u64) {
-            o.insert("disk_free_bytes".into(), (free / 100_000_000).into());
-        }
-    }
-    v.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::uplink::inventory_fingerprint as fingerprint;
 
     #[test]
     fn the_clock_is_no_change_and_the_disk_only_by_100_mb() {

@@ -31,3 +31,15 @@ pub struct Fleet {
     /// The config file, when the daemon runs from one.
     pub config_path: Option<std::path::PathBuf>,
 }
+
+impl crate::uplink::Steward for Fleet {
+    fn inventory(&self) -> crate::uplink::Pending<'_, serde_json::Value> {
+        Box::pin(self.inventory.inventory())
+    }
+    fn command<'a>(&'a self, payload: &'a [u8]) -> crate::uplink::Pending<'a, serde_json::Value> {
+        Box::pin(self.commands.handle(payload))
+    }
+    fn take_late(&self) -> Option<tokio::sync::mpsc::Receiver<serde_json::Value>> {
+        self.commands.take_late()
+    }
+}

@@ -66,6 +66,34 @@ impl RelayStatus {
     }
 }
 
+/// A future the relay awaits from the module that answers for the store.
+pub type Pending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What HQ may see of the store and ask of it (`P/S/inventory`, `P/S/cmd`),
+/// provided by the fleet module; the relay only carries it.
+pub trait Steward: Send + Sync {
+    /// The inventory now.
+    fn inventory(&self) -> Pending<'_, Value>;
+    /// Runs one `P/S/cmd` message; the result to publish.
+    fn command<'a>(&'a self, payload: &'a [u8]) -> Pending<'a, Value>;
+    /// Results that come later (a rollback); taken once.
+    fn take_late(&self) -> Option<tokio::sync::mpsc::Receiver<Value>>;
+}
+
+/// The parts of an inventory whose change is worth telling HQ: not the
+/// clock, and the free disk only by 100 MB steps.
+pub fn inventory_fingerprint(v: &Value) -> String {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("time");
+        o.remove("uptime_s");
+        if let Some(free) = o.get("disk_free_bytes").and_then(Value::as_u64) {
+            o.insert("disk_free_bytes".into(), (free / 100_000_000).into());
+        }
+    }
+    v.to_string()
+}
+
 /// Where a member lookup found its answer (contract: `source`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

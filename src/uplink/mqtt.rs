@@ -126,7 +126,7 @@ pub struct Relay {
     /// The printers, for print jobs from HQ; attached before the relay runs.
     printers: std::sync::OnceLock<Arc<crate::print::Printers>>,
     /// The inventory and HQ's commands; attached before the relay runs.
-    fleet: std::sync::OnceLock<Arc<crate::fleet::Fleet>>,
+    fleet: std::sync::OnceLock<Arc<dyn super::Steward>>,
 }
 
 /// The inventory is looked at this often, and published when it changed…
@@ -396,7 +396,7 @@ impl Relay {
     }
 
     /// Hands the relay the inventory and command runner. Called once, before `run`.
-    pub fn attach_fleet(&self, fleet: Arc<crate::fleet::Fleet>) {
+    pub fn attach_fleet(&self, fleet: Arc<dyn super::Steward>) {
         let _ = self.fleet.set(fleet);
     }
 
@@ -443,7 +443,7 @@ impl Relay {
         let Some(mut cmd_rx) = self.cmd_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };
-        let mut late = self.fleet.get().and_then(|f| f.commands.take_late());
+        let mut late = self.fleet.get().and_then(|f| f.take_late());
         let mut backoff = Backoff::new(Duration::from_millis(self.cfg.reconnect_spread_ms));
         let mut last_logged: Option<String> = None;
         // Brokers tried since the last wait: a round ends when each was tried.
@@ -1040,7 +1040,7 @@ impl Relay {
         let Some(fleet) = self.fleet.get() else {
             return Ok(());
         };
-        let result = fleet.commands.handle(&p.payload).await;
+        let result = fleet.command(&p.payload).await;
         let t = &self.topics.cmd_result;
         self.publish(s, t, QoS::AtLeastOnce, false, result.to_string(), None)
             .await?;
@@ -1054,8 +1054,8 @@ impl Relay {
         let Some(fleet) = self.fleet.get() else {
             return Ok(());
         };
-        let v = fleet.inventory.inventory().await;
-        let print = crate::fleet::inventory::fingerprint(&v);
+        let v = fleet.inventory().await;
+        let print = super::inventory_fingerprint(&v);
         let now = tokio::time::Instant::now();
         if !force {
             if let Some((last, at)) = &s.inventory {

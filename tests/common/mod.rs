@@ -261,6 +261,16 @@ impl Binary {
     /// storage.dir and `extra` TOML after that; waits until it answers. Its
     /// log goes to a file, so a chatty trace level can never block it on a pipe.
     pub async fn start(state: &std::path::Path, extra: &str, env: &[(&str, &str)]) -> Binary {
+        Binary::start_store("s", state, extra, env).await
+    }
+
+    /// The same, as store `store` (its config's `store.id`).
+    pub async fn start_store(
+        store: &str,
+        state: &std::path::Path,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Binary {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -269,7 +279,7 @@ impl Binary {
         let cfg = state.with_extension("toml");
         std::fs::write(
             &cfg,
-            format!("[store]\nid = \"s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndir = \"{}\"\n{extra}\n", state.display()),
+            format!("[store]\nid = \"{store}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndir = \"{}\"\n{extra}\n", state.display()),
         )
         .expect("config");
         let log = state.with_extension(format!("{}.log", std::process::id()));
