@@ -40,6 +40,7 @@ PACKAGES=(
   systemd           # tests/systemd.rs: systemd-analyze verify and security, systemd-tmpfiles
   mosquitto         # tests/uplink.rs: a real MQTT broker per test, killed and restarted
   mosquitto-clients # mosquitto_sub/pub, for poking a broker by hand
+  rabbitmq-server   # tests/fleet_sim.rs: a two-node cluster with its MQTT plugin (started by the test, not the service)
   ca-certificates   # mqtts:// without uplink.ca trusts the system's CAs
   libnss3-tools     # tests/wss.rs: certutil, for posbridge trust-cert into a temp NSS db
   groff-base        # tests/cli.rs: renders the generated manual pages

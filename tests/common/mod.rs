@@ -13,6 +13,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod mqtt;
 pub mod printer;
+pub mod rabbit;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
