@@ -117,7 +117,7 @@ async fn a_store_fails_over_between_two_brokers_and_every_id_reaches_hq() {
 }
 
 #[tokio::test]
-async fn a_backlog_drains_no_faster_than_drain_rate() {
+async fn a_backlog_drained_at_drain_rate_arrives_whole() {
     let broker = Broker::start();
     let topic = format!("{PREFIX}/tx");
     let mut hq = Hq::connect(broker.port, "hq-rate", &[&topic]).await;
@@ -145,15 +145,11 @@ async fn a_backlog_drains_no_faster_than_drain_rate() {
             first = Some(std::time::Instant::now());
         }
     }
+    // Reported, not asserted (no timing in pass/fail tests): 40 beyond the
+    // one-second burst at 20/s is about 2 s. The limiter itself is proven
+    // with a played clock (`uplink::window::tests`).
     let took = first.map(|f| f.elapsed()).unwrap_or_default();
-    eprintln!("drain_rate 20/s: 60 transactions in {took:?}");
-    // 40 beyond the burst at 20/s is 2 s after the session starts; HQ's
-    // first arrival comes a little after that start. A lower bound only: a
-    // slow machine can only make it longer.
-    assert!(
-        took >= Duration::from_millis(1500),
-        "60 at 20/s with a 20 burst took only {took:?}"
-    );
+    eprintln!("drain_rate 20/s: 60 transactions at HQ over {took:?} (about 2 s expected)");
     d.stop().await;
 }
 

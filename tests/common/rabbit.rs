@@ -25,11 +25,15 @@ pub struct Cluster {
     home: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// `n` distinct free ports: all held open until every one is chosen, so no
+/// two nodes get the same one.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().map(|a| a.port()).expect("port"))
+        .collect()
 }
 
 impl Node {
@@ -105,15 +109,16 @@ impl Cluster {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400)).expect("mode");
         let tag = format!("{}{}", std::process::id(), n);
+        let ports = free_ports(3 * n);
         let mut nodes: Vec<Node> = (0..n)
             .map(|i| {
                 let dir = home.path().join(format!("node{i}"));
                 std::fs::create_dir_all(&dir).expect("node dir");
                 Node {
                     name: format!("pb{i}x{tag}@localhost"),
-                    mqtt_port: free_port(),
-                    amqp_port: free_port(),
-                    dist_port: free_port(),
+                    mqtt_port: ports[3 * i],
+                    amqp_port: ports[3 * i + 1],
+                    dist_port: ports[3 * i + 2],
                     dir,
                     child: None,
                 }
