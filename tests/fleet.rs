@@ -263,34 +263,12 @@ impl Console {
     }
 }
 
-async fn devices_of(b: &Binary) -> Vec<String> {
-    b.get_json("/v1/devices")
-        .await
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d["id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn connected(b: &Binary) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while b.get_json("/v1/uplink").await["connected"] != true {
         assert!(tokio::time::Instant::now() < deadline, "never connected");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn simulate(b: &Binary, device: &str, data: &str) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/devices/{device}/simulate", b.url))
-        .json(&json!({ "data": data }))
-        .send()
-        .await
-        .expect("simulate");
-    assert_eq!(r.status(), 202);
 }
 
 #[tokio::test]
@@ -349,8 +327,8 @@ async fn signed_commands_run_once_and_forged_replayed_or_expired_ones_do_not() {
     );
 
     // A bank card swiped and an ID card read: the log tail HQ gets holds neither.
-    simulate(&b, "msr-1", BANK).await;
-    simulate(&b, "id-1", "place").await;
+    assert_eq!(b.simulate("msr-1", BANK).await, 202);
+    assert_eq!(b.simulate("id-1", "place").await, 202);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tail = signed(7, "c-tail", "log.tail", json!({"lines": 2000}));
     let r = hq.run(tail.clone()).await;
@@ -467,14 +445,18 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
 
     // A config with problems: refused, every problem with its key, nothing written.
     let bad = format!(
-        "{}[[device]]\nid = \"x\"\ndriver = \"barcode\"\ntransport = \"sim\"\nbaud = \"fast\"\n[api]\nbogus = 1\n",
-        original
+        "{original}[[device]]\nid = \"x\"\ndriver = \"barcode\"\ntransport = \"sim\"\nbaud = \"fast\"\n\
+         [[device]]\nid = \"y\"\ndriver = \"toaster\"\ntransport = \"sim\"\n"
     );
     let r = hq
         .run(signed(7, "c-bad", "config.apply", json!({"toml": bad})))
         .await;
     let e = r["error"].as_str().unwrap_or_default();
-    assert!(e.contains("problem(s)"), "{r}");
+    assert!(e.contains("2 problem(s)"), "{r}");
+    assert!(
+        e.contains("device[2].baud") && e.contains("device[3].driver"),
+        "every problem with its key: {r}"
+    );
     assert_eq!(std::fs::read_to_string(&file).expect("config"), original);
 
     // A good one adding a scanner: applied, answered at once, kept.
@@ -490,7 +472,7 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
         .await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["result"]["reload"]["added"], json!(["scan-new"]), "{r}");
-    assert!(devices_of(&b).await.contains(&"scan-new".to_owned()));
+    assert!(b.device_ids().await.contains(&"scan-new".to_owned()));
     assert_eq!(std::fs::read_to_string(&file).expect("config"), good);
     assert_eq!(
         std::fs::read_to_string(file.with_extension("toml.prev")).expect("prev"),
@@ -530,7 +512,7 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
         good,
         "the previous config is back"
     );
-    assert!(!devices_of(&b).await.contains(&"wc-1".to_owned()));
+    assert!(!b.device_ids().await.contains(&"wc-1".to_owned()));
 
     // require_confirm: without config.confirm it goes back; with it, it stays.
     let other = "[[device]]\nid = \"scan-2\"\ndriver = \"barcode\"\ntransport = \"sim\"\n";
@@ -547,7 +529,7 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
             .is_some_and(|e| e.contains("confirm")),
         "{second}"
     );
-    assert!(!devices_of(&b).await.contains(&"scan-2".to_owned()));
+    assert!(!b.device_ids().await.contains(&"scan-2".to_owned()));
     let r = hq.run(signed(7, "c-confirmed", "config.apply", ask)).await;
     assert_eq!(r["ok"], true, "{r}");
     let c = hq
@@ -565,7 +547,7 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
             .is_none(),
         "kept"
     );
-    assert!(devices_of(&b).await.contains(&"scan-2".to_owned()));
+    assert!(b.device_ids().await.contains(&"scan-2".to_owned()));
 
     // A config that would cut the store off HQ needs allow_disconnect.
     let alone = format!(

@@ -23,26 +23,9 @@ fn rewrite(state: &std::path::Path, port: u16, devices: &str) {
     .expect("rewrite config");
 }
 
-async fn ids(p: &Binary) -> Vec<String> {
-    p.get_json("/v1/devices")
-        .await
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d["id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
+/// A scan as the scanner sends it (with its line end).
 async fn simulate(p: &Binary, dev: &str, text: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}/v1/devices/{dev}/simulate", p.url))
-        .json(&json!({"data": format!("{text}\r\n")}))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+    p.simulate(dev, &format!("{text}\r\n")).await
 }
 
 async fn next_event_of(ws: &mut Ws, kind: &str, device: &str) -> Value {
@@ -106,11 +89,11 @@ async fn sighup_applies_device_changes_live_and_refuses_a_broken_config() {
     next_event_of(&mut ws, "device.detached", "scan-2").await;
     next_event_of(&mut ws, "device.attached", "scan-3").await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while ids(&p).await != ["scan-1", "scan-3"] {
+    while p.device_ids().await != ["scan-1", "scan-3"] {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{:?}",
-            ids(&p).await
+            p.device_ids().await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -152,7 +135,7 @@ async fn sighup_applies_device_changes_live_and_refuses_a_broken_config() {
     }
     let log = p.log_so_far();
     assert!(log.contains("device[0].baud"), "{log}");
-    assert_eq!(ids(&p).await, ["scan-1", "scan-3"]);
+    assert_eq!(p.device_ids().await, ["scan-1", "scan-3"]);
     assert_eq!(simulate(&p, "scan-3", "M000004").await, 202);
     next_event_of(&mut ws, "code.scanned", "scan-3").await;
     let log = p.stop_and_log();

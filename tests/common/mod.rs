@@ -321,6 +321,30 @@ impl Binary {
         r.json().await.expect("json")
     }
 
+    /// The ids in `GET /v1/devices`, in its order.
+    pub async fn device_ids(&self) -> Vec<String> {
+        self.get_json("/v1/devices")
+            .await
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `POST /v1/devices/{dev}/simulate` with `data`; the status (0: no answer).
+    pub async fn simulate(&self, dev: &str, data: &str) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}/v1/devices/{dev}/simulate", self.url))
+            .json(&serde_json::json!({ "data": data }))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
     /// Sends a signal (SIGHUP: reload the config).
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         if let Some(c) = &self.child {
