@@ -339,7 +339,6 @@ fn start_fleet(
     host: Option<fleet::commands::Host>,
     p: FleetParts<'_>,
 ) -> anyhow::Result<Arc<fleet::Fleet>> {
-    let path = host.as_ref().map(|h| h.config_path.clone());
     let inventory = fleet::inventory::Sources {
         devices: p.devices.clone(),
         printers: p.printers.clone(),
@@ -347,7 +346,7 @@ fn start_fleet(
         storage_dir: config.storage.dir.clone(),
         boot: p.boot.to_owned(),
         started: std::time::Instant::now(),
-        config_hash: std::sync::Mutex::new(fleet::inventory::config_hash(config, path.as_deref())),
+        config_hash: std::sync::Mutex::new(fleet::inventory::config_hash(config)),
         tls_expires: fleet::inventory::tls_expires(config),
     };
     let commands = fleet::commands::Commands::open(fleet::commands::Parts {
@@ -362,7 +361,6 @@ fn start_fleet(
     Ok(Arc::new(fleet::Fleet {
         inventory,
         commands,
-        config_path: path,
     }))
 }
 
@@ -396,7 +394,11 @@ async fn apply_reloads(
             ("storage", differs(&current.storage, &new.storage)),
             ("events", differs(&current.events, &new.events)),
             ("log", differs(&current.log, &new.log)),
-            ("uplink", differs(&current.uplink, &new.uplink)),
+            // Serialized, not Debug: Debug hides the password and most keys.
+            (
+                "uplink",
+                toml::to_string(&current.uplink).ok() != toml::to_string(&new.uplink).ok(),
+            ),
             ("qz", differs(&current.qz, &new.qz)),
             ("print", differs(&current.print, &new.print)),
             ("members", current.members.id_key != new.members.id_key),
@@ -434,7 +436,7 @@ async fn apply_reloads(
         }
         done.restart_needed = restart.iter().map(|s| s.to_string()).collect();
         if let Some(f) = &fleet {
-            let hash = fleet::inventory::config_hash(&new, f.config_path.as_deref());
+            let hash = fleet::inventory::config_hash(&new);
             *f.inventory
                 .config_hash
                 .lock()

@@ -205,7 +205,8 @@ fn in_minutes(m: i64) -> String {
 fn signed(seed: u8, id: &str, cmd: &str, args: Value) -> Value {
     use base64::Engine;
     use ed25519_dalek::Signer;
-    let mut c = json!({"id": id, "cmd": cmd, "args": args, "expires_at": in_minutes(5)});
+    let mut c =
+        json!({"id": id, "store": "s", "cmd": cmd, "args": args, "expires_at": in_minutes(5)});
     let canon = posbridge_drivers::command::canonical(&c);
     let sig = signing_key(seed).sign(canon.as_bytes());
     c["sig"] = base64::engine::general_purpose::STANDARD
@@ -361,6 +362,21 @@ async fn signed_commands_run_once_and_forged_replayed_or_expired_ones_do_not() {
         r["error"].as_str().is_some_and(|e| e.starts_with("sig:")),
         "{r}"
     );
+    // Signed for another store (read off its topic and sent here).
+    let mut theirs = json!({"id": "c-theirs", "store": "s2", "cmd": "restart", "args": {}, "expires_at": in_minutes(5)});
+    {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let sig = signing_key(7).sign(posbridge_drivers::command::canonical(&theirs).as_bytes());
+        theirs["sig"] = base64::engine::general_purpose::STANDARD
+            .encode(sig.to_bytes())
+            .into();
+    }
+    let r = hq.run(theirs).await;
+    assert!(
+        r["error"].as_str().is_some_and(|e| e.starts_with("store:")),
+        "{r}"
+    );
     // Changed after signing.
     let mut changed = signed(7, "c-changed", "log.tail", json!({"lines": 1}));
     changed["cmd"] = "restart".into();
@@ -370,8 +386,7 @@ async fn signed_commands_run_once_and_forged_replayed_or_expired_ones_do_not() {
         "{r}"
     );
     // Expired.
-    let mut old =
-        json!({"id": "c-old", "cmd": "log.tail", "args": {}, "expires_at": in_minutes(-1)});
+    let mut old = json!({"id": "c-old", "store": "s", "cmd": "log.tail", "args": {}, "expires_at": in_minutes(-1)});
     {
         use base64::Engine;
         use ed25519_dalek::Signer;
@@ -432,7 +447,14 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
     let mut hq = Console { hq };
     let dir = tempfile::tempdir().expect("tmp");
     let state = dir.path().join("state");
-    let b = Binary::start(&state, &store_config(&broker, ""), &[]).await;
+    // A caller-ID unit already in error (its port taken) before any apply:
+    // a config that does not touch it is not blamed for it.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let off = format!(
+        "[[device]]\nid = \"wc-off\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{}\"\nfrom = \"127.0.0.1\"\n",
+        taken.local_addr().expect("addr").port()
+    );
+    let b = Binary::start(&state, &store_config(&broker, &off), &[]).await;
     connected(&b).await;
     let port: u16 = b
         .url
@@ -454,14 +476,14 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
     let e = r["error"].as_str().unwrap_or_default();
     assert!(e.contains("2 problem(s)"), "{r}");
     assert!(
-        e.contains("device[2].baud") && e.contains("device[3].driver"),
+        e.contains("device[3].baud") && e.contains("device[4].driver"),
         "every problem with its key: {r}"
     );
     assert_eq!(std::fs::read_to_string(&file).expect("config"), original);
 
     // A good one adding a scanner: applied, answered at once, kept.
     let scanner = "[[device]]\nid = \"scan-new\"\ndriver = \"barcode\"\ntransport = \"sim\"\n";
-    let good = full_config(&state, port, &broker, scanner);
+    let good = full_config(&state, port, &broker, &format!("{off}{scanner}"));
     let r = hq
         .run(signed(
             7,
@@ -490,7 +512,7 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
         &state,
         port,
         &broker,
-        &format!("{scanner}[[device]]\nid = \"wc-1\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{busy}\"\nfrom = \"127.0.0.1\"\n"),
+        &format!("{off}{scanner}[[device]]\nid = \"wc-1\"\ndriver = \"callerid\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{busy}\"\nfrom = \"127.0.0.1\"\n"),
     );
     let r = hq
         .run(signed(
@@ -504,7 +526,9 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
     let second = hq.result("c-broken", WAIT).await.expect("a second result");
     assert_eq!(second["rolled_back"], true, "{second}");
     assert!(
-        second["error"].as_str().is_some_and(|e| e.contains("wc-1")),
+        second["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("wc-1") && !e.contains("wc-off")),
         "{second}"
     );
     assert_eq!(
@@ -516,7 +540,7 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
 
     // require_confirm: without config.confirm it goes back; with it, it stays.
     let other = "[[device]]\nid = \"scan-2\"\ndriver = \"barcode\"\ntransport = \"sim\"\n";
-    let with_two = full_config(&state, port, &broker, &format!("{scanner}{other}"));
+    let with_two = full_config(&state, port, &broker, &format!("{off}{scanner}{other}"));
     let ask = json!({"toml": with_two, "confirm_s": 2, "require_confirm": true});
     let r = hq
         .run(signed(7, "c-unconfirmed", "config.apply", ask.clone()))
@@ -563,7 +587,7 @@ async fn config_apply_takes_effect_refuses_bad_configs_and_rolls_back_by_itself(
             .is_some_and(|e| e.contains("allow_disconnect")),
         "{r}"
     );
-    drop(held);
+    drop((held, taken));
     let log = b.stop_and_log();
     assert!(log.contains("config.apply rolled back"), "{log}");
 }

@@ -1,7 +1,9 @@
 //! Commands from HQ (`P/S/cmd`), checked without I/O so the relay only runs
 //! what is well-formed and signed, and the checker can be fuzzed.
 //!
-//! A command is `{"id", "cmd", "args", "expires_at", "sig"}`. `sig` is an
+//! A command is `{"id", "store", "cmd", "args", "expires_at", "sig"}`; `store`
+//! names the one store it is for, so a command signed for one store cannot
+//! be replayed at another. `sig` is an
 //! Ed25519 signature, base64, over the command without `sig` as canonical
 //! JSON (RFC 8785 for these messages: object keys sorted by their UTF-16
 //! code units, no whitespace, strings escaped as JSON does, integers as
@@ -22,6 +24,8 @@ pub const MAX_ID: usize = 128;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Command {
     pub id: String,
+    /// The `store.id` it is for; the daemon refuses another's.
+    pub store: String,
     pub cmd: String,
     /// An object (empty when the command has no `args`).
     pub args: Map<String, Value>,
@@ -99,6 +103,7 @@ pub fn verify(payload: &[u8], keys: &[VerifyingKey]) -> Result<Command, Refused>
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         _ => Err(refuse(id, format!("{k}: a non-empty string"))),
     };
+    let store = text("store")?;
     let cmd = text("cmd")?;
     let expires_at = text("expires_at")?;
     let args = match obj.remove("args") {
@@ -108,6 +113,7 @@ pub fn verify(payload: &[u8], keys: &[VerifyingKey]) -> Result<Command, Refused>
     };
     Ok(Command {
         id: id_text.clone(),
+        store,
         cmd,
         args,
         expires_at,
@@ -175,7 +181,7 @@ mod tests {
     }
 
     fn cmd() -> Value {
-        json!({"id": "c-1", "cmd": "log.tail", "args": {"lines": 50},
+        json!({"id": "c-1", "store": "s", "cmd": "log.tail", "args": {"lines": 50},
                "expires_at": "2026-12-04T10:00:00Z"})
     }
 
@@ -199,7 +205,10 @@ mod tests {
         let (k, other) = (key(7), key(9));
         let keys = [other.verifying_key(), k.verifying_key()];
         let c = verify(&signed(&k, cmd()), &keys).expect("verifies");
-        assert_eq!((c.id.as_str(), c.cmd.as_str()), ("c-1", "log.tail"));
+        assert_eq!(
+            (c.id.as_str(), c.store.as_str(), c.cmd.as_str()),
+            ("c-1", "s", "log.tail")
+        );
         assert_eq!(c.args.get("lines"), Some(&json!(50)));
         // Another key's signature, or no keys at all.
         let e = verify(&signed(&k, cmd()), &[other.verifying_key()]).unwrap_err();
@@ -244,12 +253,22 @@ mod tests {
                 b"{\"id\":\"a\",\"sig\":\"AAAA\"}".to_vec(),
                 "sig: not a base64",
             ),
-            (signed(&k, json!({"id": "a", "expires_at": "x"})), "cmd:"),
-            (signed(&k, json!({"id": "a", "cmd": "x"})), "expires_at:"),
+            (
+                signed(&k, json!({"id": "a", "cmd": "x", "expires_at": "t"})),
+                "store:",
+            ),
+            (
+                signed(&k, json!({"id": "a", "store": "s", "expires_at": "x"})),
+                "cmd:",
+            ),
+            (
+                signed(&k, json!({"id": "a", "store": "s", "cmd": "x"})),
+                "expires_at:",
+            ),
             (
                 signed(
                     &k,
-                    json!({"id": "a", "cmd": "x", "expires_at": "t", "args": 3}),
+                    json!({"id": "a", "store": "s", "cmd": "x", "expires_at": "t", "args": 3}),
                 ),
                 "args:",
             ),

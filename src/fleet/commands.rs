@@ -17,6 +17,7 @@ use crate::uplink::RelayStatus;
 use ed25519_dalek::VerifyingKey;
 use posbridge_drivers::command::{self, Command};
 use serde_json::{json, Map, Value};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -64,10 +65,15 @@ pub struct Host {
 struct Watch {
     id: String,
     confirmed: bool,
+    /// Devices already in error before it that it did not touch (a scale
+    /// switched off): they do not count against it.
+    ignore: HashSet<String>,
 }
 
 pub struct Commands {
     keys: Vec<VerifyingKey>,
+    /// This store's id: commands for another are refused.
+    store: String,
     seen: Mutex<rusqlite::Connection>,
     host: Option<Host>,
     /// The running config (to tell a config that cuts the store off HQ).
@@ -125,6 +131,7 @@ impl Commands {
         let (late, late_rx) = mpsc::channel(64);
         Ok(Arc::new(Commands {
             keys,
+            store: p.config.store.id.clone(),
             seen: Mutex::new(db),
             host: p.host,
             current: Mutex::new(p.config),
@@ -152,7 +159,12 @@ impl Commands {
                 return json!({"id": r.id, "ok": false, "error": r.why});
             }
         };
-        if let Err(why) = self.admit(&c) {
+        // One fsync: off the runtime's threads.
+        let (me, checked) = (self.clone(), c.clone());
+        let admitted = tokio::task::spawn_blocking(move || me.admit(&checked))
+            .await
+            .unwrap_or_else(|e| Err(format!("the command check stopped: {e}")));
+        if let Err(why) = admitted {
             tracing::warn!(id = %c.id, cmd = %c.cmd, "refused a command from HQ: {why}");
             return json!({"id": c.id, "ok": false, "error": why});
         }
@@ -161,14 +173,26 @@ impl Commands {
         match out {
             Ok(result) => json!({"id": c.id, "ok": true, "result": result}),
             Err(error) => {
-                tracing::warn!(id = %c.id, cmd = %c.cmd, "command failed: {error}");
+                // A refused config's problems may quote its lines (a password):
+                // HQ gets them, the log does not.
+                if c.cmd == "config.apply" {
+                    tracing::warn!(id = %c.id, "config.apply refused or failed; the reason went to HQ");
+                } else {
+                    tracing::warn!(id = %c.id, cmd = %c.cmd, "command failed: {error}");
+                }
                 json!({"id": c.id, "ok": false, "error": error})
             }
         }
     }
 
-    /// Not expired, and not seen before (recorded now, durably).
+    /// For this store, not expired, and not seen before (recorded now, durably).
     fn admit(&self, c: &Command) -> Result<(), String> {
+        if c.store != self.store {
+            return Err(format!(
+                "store: this command is for {:?}, this store is {:?}",
+                c.store, self.store
+            ));
+        }
         let expires = time::OffsetDateTime::parse(
             &c.expires_at,
             &time::format_description::well_known::Rfc3339,
@@ -318,19 +342,41 @@ impl Commands {
                 w.id
             ));
         }
-        let path = &host.config_path;
-        let prev = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        write_atomically(&prev_path(path), &prev)?;
-        write_atomically(path, text.as_bytes())?;
-        let report = self.reload(host, new).await?;
+        let path = host.config_path.clone();
+        let bytes = text.as_bytes().to_vec();
+        let written = tokio::task::spawn_blocking(move || {
+            let prev = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            write_atomically(&prev_path(&path), &prev)?;
+            write_atomically(&path, &bytes)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("writing the config stopped: {e}")));
+        written?;
+        let broken_before = self.broken();
+        let hash = super::inventory::config_hash(&new);
+        let report = match self.reload(host, new).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Not applied: the previous file goes back at once.
+                let back = self.restore(host).await;
+                return Err(match back {
+                    Ok(()) => format!("{e}; the previous config was put back"),
+                    Err(b) => format!("{e}; putting the previous config back failed too: {b}"),
+                });
+            }
+        };
+        let touched: HashSet<&String> = report.added.iter().chain(&report.changed).collect();
         *lock(&self.watch) = Some(Watch {
             id: c.id.clone(),
             confirmed: false,
+            ignore: broken_before
+                .into_iter()
+                .filter(|d| !touched.contains(d))
+                .collect(),
         });
         let me = self.clone();
         let (id, required) = (c.id.clone(), flag("require_confirm"));
         tokio::spawn(async move { me.watch(id, confirm_s, required).await });
-        let hash = super::inventory::config_hash(&lock(&self.current), Some(path));
         Ok(
             json!({"applied": true, "config_hash": hash, "reload": report,
                   "watching_s": confirm_s, "require_confirm": required}),
@@ -340,7 +386,7 @@ impl Commands {
     /// Hands `config` to the reload path and waits for what it did.
     async fn reload(&self, host: &Host, config: Config) -> Result<Reloaded, String> {
         let (tx, rx) = oneshot::channel();
-        *lock(&self.current) = config.clone();
+        let next = config.clone();
         host.reload
             .send(Reload {
                 config,
@@ -354,7 +400,10 @@ impl Commands {
             .map_err(|_| "the daemon is stopping".to_owned())?;
         match &r.error {
             Some(e) => Err(format!("the config was written but not applied: {e}")),
-            None => Ok(r),
+            None => {
+                *lock(&self.current) = next;
+                Ok(r)
+            }
         }
     }
 
@@ -382,13 +431,22 @@ impl Commands {
         loop {
             let confirmed = lock(&self.watch).as_ref().is_some_and(|w| w.confirmed);
             let now = tokio::time::Instant::now();
-            if (confirmed && now >= settled && self.unhealthy().is_none()) || now >= deadline {
+            let healthy = || {
+                let w = lock(&self.watch);
+                self.unhealthy(w.as_ref().map_or(&HashSet::new(), |w| &w.ignore))
+                    .is_none()
+            };
+            if (confirmed && now >= settled && healthy()) || now >= deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let confirmed = lock(&self.watch).as_ref().is_some_and(|w| w.confirmed);
-        let why = match self.unhealthy() {
+        let ignore = lock(&self.watch)
+            .as_ref()
+            .map(|w| w.ignore.clone())
+            .unwrap_or_default();
+        let why = match self.unhealthy(&ignore) {
             Some(why) => Some(why),
             None if required && !confirmed => {
                 Some(format!("HQ did not confirm it within {confirm_s} s"))
@@ -408,14 +466,26 @@ impl Commands {
         *lock(&self.watch) = None;
     }
 
-    /// Why the daemon is not healthy now: a device in error, or HQ lost.
-    fn unhealthy(&self) -> Option<String> {
+    /// The devices in error now.
+    fn broken(&self) -> Vec<String> {
+        self.devices
+            .list()
+            .iter()
+            .map(|d| d.view())
+            .filter(|v| v.state == DevState::Error)
+            .map(|v| v.id)
+            .collect()
+    }
+
+    /// Why the daemon is not healthy now: a device in error (but those in
+    /// `ignore`), or HQ lost.
+    fn unhealthy(&self, ignore: &HashSet<String>) -> Option<String> {
         let broken: Vec<String> = self
             .devices
             .list()
             .iter()
             .map(|d| d.view())
-            .filter(|v| v.state == DevState::Error)
+            .filter(|v| v.state == DevState::Error && !ignore.contains(&v.id))
             .map(|v| format!("{} ({})", v.id, v.last_error.unwrap_or_default()))
             .collect();
         if !broken.is_empty() {
@@ -427,14 +497,24 @@ impl Commands {
 
     async fn roll_back(&self, why: &str) -> Result<(), String> {
         let host = self.host.as_ref().ok_or(NO_FILE)?;
-        let path = &host.config_path;
         tracing::warn!("config.apply rolled back: {why}");
-        let prev =
-            std::fs::read(prev_path(path)).map_err(|e| format!("{}: {e}", path.display()))?;
-        let text = String::from_utf8_lossy(&prev).into_owned();
-        let old = Config::parse(&text, std::env::vars(), &path.display().to_string())
-            .map_err(|e| e.to_string())?;
-        write_atomically(path, &prev)?;
+        self.restore(host).await
+    }
+
+    /// Puts `<file>.prev` back and applies it.
+    async fn restore(&self, host: &Host) -> Result<(), String> {
+        let path = host.config_path.clone();
+        let old = tokio::task::spawn_blocking(move || {
+            let prev =
+                std::fs::read(prev_path(&path)).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = String::from_utf8_lossy(&prev).into_owned();
+            let old = Config::parse(&text, std::env::vars(), &path.display().to_string())
+                .map_err(|e| e.to_string())?;
+            write_atomically(&path, &prev)?;
+            Ok::<_, String>(old)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("restoring the config stopped: {e}")))?;
         self.reload(host, old).await.map(|_| ())
     }
 }

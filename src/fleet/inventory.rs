@@ -24,15 +24,13 @@ pub struct Sources {
     pub tls_expires: Option<String>,
 }
 
-/// SHA-256 (hex) of the config file as written, so HQ can compare it with
-/// what it sent; of the effective config when there is no file.
-pub fn config_hash(config: &crate::Config, path: Option<&Path>) -> String {
-    let text = path.and_then(|p| std::fs::read(p).ok()).unwrap_or_else(|| {
-        crate::cli::effective_toml(config)
-            .unwrap_or_default()
-            .into_bytes()
-    });
-    hex(ring::digest::digest(&ring::digest::SHA256, &text).as_ref())
+/// SHA-256 (hex) of the effective config with its secrets redacted (what
+/// `check-config --print` shows): it tells configs apart without putting a
+/// hash of the broker password or a token at the broker. A `config.apply`
+/// answers with the hash of the config it applied.
+pub fn config_hash(config: &crate::Config) -> String {
+    let text = crate::cli::effective_toml(config).unwrap_or_default();
+    hex(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -28,8 +28,6 @@ pub fn restart_requested() -> bool {
 pub struct Fleet {
     pub inventory: inventory::Sources,
     pub commands: std::sync::Arc<commands::Commands>,
-    /// The config file, when the daemon runs from one.
-    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl crate::uplink::Steward for Fleet {
