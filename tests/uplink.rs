@@ -11,9 +11,12 @@ use std::time::Duration;
 
 const PREFIX: &str = "posbridge/store-test";
 
+/// Reconnects here wait at most 300 ms (the default spread is 2 s): these
+/// tests time outages and pauses against the relay's reconnects, and the
+/// jitter itself is tested in `uplink::mqtt::tests` and tests/fleet_sim.rs.
 fn uplink(url: &str, extra: &str) -> String {
     sim_config(&format!(
-        "[uplink]\nurl = \"{url}\"\nclient_id = \"store-test-{}\"\n{extra}\n",
+        "[uplink]\nurl = \"{url}\"\nclient_id = \"store-test-{}\"\nreconnect_spread_ms = 300\n{extra}\n",
         ulid::Ulid::new()
     ))
 }
